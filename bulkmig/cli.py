@@ -1,0 +1,198 @@
+"""The `bulkmig` command: parses, calls one library function, renders.  One error handler.
+
+Every failure bulkmig expects becomes one line on stderr, ``error: <what> — <what to do>``, and a
+documented exit code (see ``errors.py`` and the README).  ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bulkmig import __version__
+from bulkmig.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
+from bulkmig.log import set_quiet
+
+DESCRIPTION = """\
+Move a live database through a shipped Parquet volume, S3 and change replay.
+
+stages (each resumable; `migrate` chains them on one machine):
+  plan             source catalog + task -> plan.json, schema and partitions on the volume
+  extract          source (one snapshot) -> Parquet parts + sidecar manifests on the volume
+  volume seal      volume -> volume.json with every part's sha256 and a root hash
+  volume verify    volume or bucket -> a report naming every missing, extra or altered part
+  volume import    volume -> bucket, each object checked against the manifest
+  load             bucket -> target tables; a ledger row per loaded part
+  validate         source + target -> equal or not, per table, with the differing keys
+  migrate          all of the above in order
+"""
+
+
+def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to keep --help fast
+    from bulkmig.task import load_task
+
+    return load_task(Path(args.task))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bulkmig.plan import make_plan
+
+    make_plan(_task(args), force=args.force)
+    return EXIT_OK
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from bulkmig.extract import extract
+
+    extract(_task(args), workers=args.workers, agent=args.agent, progress=not args.quiet)
+    return EXIT_OK
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    from bulkmig.store import open_store
+    from bulkmig.volume.seal import seal
+
+    store = open_store(args.volume, _s3_options(args))
+    manifest = seal(store)
+    print(f"sealed {store.url}: {len(manifest.files)} files, root hash {manifest.root_hash}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from bulkmig.store import open_store
+    from bulkmig.volume.verify import verify
+
+    store = open_store(args.volume, _s3_options(args))
+    report = verify(store)
+    print(report.render() if hasattr(report, "render") else report)
+    return EXIT_OK if report.ok else EXIT_INTEGRITY
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from bulkmig.migrate import import_task
+
+    import_task(_task(args), workers=args.workers)
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from bulkmig.load import load
+
+    load(_task(args), workers=args.workers, progress=not args.quiet)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bulkmig.validate import validate
+
+    report = validate(_task(args), workers=args.workers, raise_on_difference=False)
+    if args.json:
+        print(report.to_json())
+    if not report.equal:
+        from bulkmig.errors import NotEqual
+
+        bad = [t.table for t in report.tables if not t.equal]
+        raise NotEqual(
+            f"{len(bad)} of {len(report.tables)} tables differ: {', '.join(bad[:10])}", "see the report above"
+        )
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bulkmig.migrate import migrate
+
+    migrate(_task(args), workers=args.workers, progress=not args.quiet)
+    return EXIT_OK
+
+
+def _s3_options(args: argparse.Namespace):  # noqa: ANN202
+    from bulkmig.store import S3Options
+
+    return S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region, sse=None, kms_key_id=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulkmig", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"bulkmig {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+        task: bool = True,
+        parent: argparse._SubParsersAction | None = None,
+    ) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name, help=help_, description=help_)
+        if task:
+            p.add_argument("--task", required=True, metavar="TASK.yaml", help="the task file")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("plan", cmd_plan, "write plan.json, the schema and the partitions onto the volume")
+    p.add_argument("--force", action="store_true", help="discard a plan (and parts) already on the volume")
+    p = add("extract", cmd_extract, "extract the planned parts onto the volume (resumes)")
+    p.add_argument("--workers", type=int, help="parallel readers (default: settings.workers)")
+    p.add_argument("--agent", metavar="I/N", help="take only this agent's share of the parts, e.g. 2/4")
+
+    vol = sub.add_parser("volume", help="seal, verify or import a volume").add_subparsers(
+        dest="volume_command", metavar="ACTION", required=True
+    )
+    for name, func, help_ in (
+        ("seal", cmd_seal, "write volume.json: every file's sha256 and a root hash"),
+        ("verify", cmd_verify, "recompute every checksum; name what is missing, extra or altered"),
+    ):
+        p = add(name, func, help_, task=False, parent=vol)
+        p.add_argument("volume", metavar="VOLUME_OR_S3_URL")
+        p.add_argument("--s3-endpoint-url", help="S3 endpoint (a device's S3 adapter, moto, LocalStack)")
+        p.add_argument("--s3-region", help="S3 region")
+    p = add("import", cmd_import, "copy the sealed volume into the bucket, checking every object", parent=vol)
+    p.add_argument("--workers", type=int, help="parallel uploads")
+
+    p = add("load", cmd_load, "load the imported volume from the bucket into the target (resumes)")
+    p.add_argument("--workers", type=int, help="parallel loaders")
+    p = add("validate", cmd_validate, "compare every selected table between source and target")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
+    p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")
+    p.add_argument("--workers", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_OK
+    set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except BulkmigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted — rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into one line
+        if args.debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"error: unexpected {type(exc).__name__}: {first} — rerun with --debug and report it",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

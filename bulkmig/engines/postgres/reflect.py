@@ -1,0 +1,230 @@
+"""Read the catalog of a PostgreSQL source into :mod:`bulkmig.model` tables, and split them into parts.
+
+Runs inside the plan's snapshot, so the table list, the sizes, the key bounds and the schema dump all
+describe one moment of the source.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import psycopg
+
+from bulkmig.engines.postgres import types
+from bulkmig.engines.postgres.sql import ident, literal, qualified
+from bulkmig.model import Column, Partition, Table
+
+# Schemas that are never user data.  ``bulkmig`` holds our own ledger on a target.
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "bulkmig")
+
+_TABLES_SQL = """
+SELECT n.nspname, c.relname, c.oid, c.relispartition,
+       pg_table_size(c.oid) AS bytes,
+       GREATEST(c.reltuples, 0)::bigint AS rows,
+       CASE WHEN c.relispartition THEN
+         (SELECT rn.nspname || '.' || rc.relname FROM pg_class rc JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+          WHERE rc.oid = pg_partition_root(c.oid))
+       END AS root,
+       CASE WHEN c.relispartition THEN
+         (SELECT rc.relname FROM pg_class rc WHERE rc.oid = pg_partition_root(c.oid))
+       END AS root_name,
+       pg_relation_size(c.oid) / current_setting('block_size')::int AS pages
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname <> ALL (%(system)s)
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attname,
+       format_type(a.atttypid, a.atttypmod) AS source_type,
+       a.attnotnull,
+       a.attgenerated <> '' AS generated,
+       CASE WHEN t.typtype = 'd' THEN bt.typname ELSE t.typname END AS base_name,
+       CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END AS base_typtype,
+       CASE WHEN t.typtype = 'd' THEN bt.typcategory = 'A' ELSE t.typcategory = 'A' END AS is_array,
+       t.typtype = 'd' AS is_domain,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS domain_base
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_KEY_SQL = """
+SELECT i.indisprimary, array_agg(a.attname ORDER BY k.ord) AS cols,
+       array_agg(format_type(a.atttypid, NULL) ORDER BY k.ord) AS types,
+       bool_and(a.attnotnull) AS notnull
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = %(oid)s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+GROUP BY i.indexrelid, i.indisprimary
+ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+"""
+
+_INTEGER_TYPES = ("smallint", "integer", "bigint")
+
+
+@dataclass
+class SourceTable:
+    """A table as the catalog shows it, before partitioning."""
+
+    table: Table
+    oid: int
+    pages: int
+    root: str | None  # "schema.name" of a partitioned table's root, for leaves
+    root_name: str | None
+
+
+def list_tables(conn: psycopg.Connection) -> list[SourceTable]:
+    """Every ordinary table and partition leaf outside system and extension schemas.
+
+    Partitioned parents hold no rows of their own, so their leaves are moved one by one (the target
+    has the same leaves, created from the schema dump).
+    """
+    out = []
+    for nsp, rel, oid, is_leaf, nbytes, rows, root, root_name, pages in conn.execute(
+        _TABLES_SQL, {"system": list(SYSTEM_SCHEMAS)}
+    ).fetchall():
+        table = Table(
+            schema=nsp,
+            name=rel,
+            columns=_columns(conn, oid),
+            kind="partition" if is_leaf else "table",
+            parent=root,
+            estimated_rows=int(rows),
+            estimated_bytes=int(nbytes),
+        )
+        table.primary_key = _primary_key(conn, oid)
+        out.append(SourceTable(table, oid, int(pages), root, root_name))
+    return out
+
+
+def _columns(conn: psycopg.Connection, oid: int) -> list[Column]:
+    cols = []
+    for (
+        name,
+        source_type,
+        notnull,
+        generated,
+        base,
+        typtype,
+        is_array,
+        is_domain,
+        domain_base,
+    ) in conn.execute(_COLUMNS_SQL, {"oid": oid}).fetchall():
+        logical, arrow, transfer = types.classify(base, typtype, bool(is_array))
+        cols.append(
+            Column(
+                name=name,
+                source_type=source_type,
+                logical_type=logical,
+                arrow_type=arrow,
+                transfer=transfer,
+                nullable=not notnull,
+                generated=bool(generated),
+                # Read a domain as its base type so the driver sees a type it knows.
+                read_as=domain_base if is_domain and transfer == "native" else None,
+            )
+        )
+    return cols
+
+
+def _primary_key(conn: psycopg.Connection, oid: int) -> list[str]:
+    for is_primary, cols, _types, _notnull in conn.execute(_KEY_SQL, {"oid": oid}).fetchall():
+        if is_primary:
+            return list(cols)
+    return []
+
+
+def split_key(conn: psycopg.Connection, oid: int) -> str | None:
+    """A single integer column that is unique and not null: the cheapest way to split a table."""
+    for _primary, cols, col_types, notnull in conn.execute(_KEY_SQL, {"oid": oid}).fetchall():
+        if len(cols) == 1 and col_types[0] in _INTEGER_TYPES and notnull:
+            return cols[0]
+    return None
+
+
+def select_expressions(table: Table) -> list[str]:
+    """The SELECT list for extraction: one value per copied column, then one flag per temporal column.
+
+    Aliases are positional (``v0``, ``f0``): a user column can be called anything, including our aliases.
+    """
+    values, flags = [], []
+    for i, col in enumerate(table.copied_columns):
+        ref = ident(col.name)
+        if col.transfer == "text":
+            values.append(f"{ref}::text AS v{i}")
+            continue
+        if col.read_as:
+            ref = f"{ref}::{col.read_as}"
+        values.append(f"{ref} AS v{i}")
+        if types.is_temporal(col.arrow_type):
+            flags.append(
+                f"CASE WHEN {ref} = 'infinity' THEN 1::int2 WHEN {ref} = '-infinity' THEN -1::int2 "
+                f"WHEN {ref} > {literal(types.TEMPORAL_SAFE_MAX)} THEN 2::int2 END AS f{i}"
+            )
+    return values + flags
+
+
+def partition_table(conn: psycopg.Connection, src: SourceTable, max_part_bytes: int) -> list[Partition]:
+    """Split a table into parts of about ``max_part_bytes`` of heap + TOAST.
+
+    By ranges of a unique integer key when there is one (cheap index range scans), else by ctid page
+    ranges (TID range scans).  The first and last ranges are open-ended, so rows outside the bounds
+    seen at plan time are never lost.
+    """
+    table = src.table
+    n = max(1, math.ceil(table.estimated_bytes / max(1, max_part_bytes)))
+    base_filter = f"({table.filter})" if table.filter else None
+    if n == 1:
+        table.split = {"method": "whole"}
+        return [Partition(0, base_filter, {}, table.estimated_bytes)]
+    key = split_key(conn, src.oid)
+    per_part = table.estimated_bytes // n
+    parts: list[Partition] = []
+    if key:
+        lo, hi = conn.execute(
+            f"SELECT min({ident(key)}), max({ident(key)}) FROM {qualified(table.schema, table.name)}"
+        ).fetchone()
+        if lo is None:
+            table.split = {"method": "whole"}
+            return [Partition(0, base_filter, {}, table.estimated_bytes)]
+        n = max(1, min(n, hi - lo + 1))
+        bounds = [lo + (hi - lo + 1) * i // n for i in range(n + 1)]
+        table.split = {"method": "key-range", "column": key}
+        for i in range(n):
+            conds = []
+            if i > 0:
+                conds.append(f"{ident(key)} >= {bounds[i]}")
+            if i < n - 1:
+                conds.append(f"{ident(key)} < {bounds[i + 1]}")
+            where = " AND ".join(conds + ([base_filter] if base_filter else []))
+            b = {
+                "column": key,
+                "lo": bounds[i] if i > 0 else None,
+                "hi": bounds[i + 1] if i < n - 1 else None,
+            }
+            parts.append(Partition(i, where, b, per_part))
+        return parts
+    pages = max(src.pages, 1)
+    n = max(1, min(n, pages))
+    bounds = [pages * i // n for i in range(n + 1)]
+    table.split = {"method": "ctid-range"}
+    for i in range(n):
+        conds = []
+        if i > 0:
+            conds.append(f"ctid >= '({bounds[i]},0)'::tid")
+        if i < n - 1:
+            conds.append(f"ctid < '({bounds[i + 1]},0)'::tid")
+        where = " AND ".join(conds + ([base_filter] if base_filter else []))
+        b = {"page_lo": bounds[i] if i > 0 else None, "page_hi": bounds[i + 1] if i < n - 1 else None}
+        parts.append(Partition(i, where, b, per_part))
+    return parts

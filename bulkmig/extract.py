@@ -1,0 +1,278 @@
+"""`bulkmig extract`: execute the plan, writing one Parquet part and one sidecar per partition.
+
+Resumable by construction: a part exists only once its sidecar is written (after the part), and a
+rerun skips every part whose sidecar verifies against the part's bytes.  Everything else is redone
+from scratch, so a killed extraction never leaves half a part that a later stage would trust.
+
+Consistency: a coordinator connection exports one snapshot and stays idle in its transaction while
+every worker imports it (``SET TRANSACTION SNAPSHOT``), so all parts show the source at one moment.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bulkmig import layout
+from bulkmig.engines.postgres.connect import connect
+from bulkmig.engines.postgres.reader import SnapshotReader, arrow_schema
+from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
+from bulkmig.log import Progress, say
+from bulkmig.manifest import PartManifest, sha256_file
+from bulkmig.model import Table
+from bulkmig.plan import Plan, load_plan_for
+from bulkmig.store import Store, open_store
+from bulkmig.task import Task
+
+# A row group is flushed at this many bytes of Arrow data even when it has fewer rows than the cap,
+# so tables of multi-megabyte values keep memory bounded.
+ROW_GROUP_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class ExtractReport:
+    parts_total: int
+    parts_written: int
+    parts_skipped: int
+    rows: int
+    bytes: int
+
+
+def parse_agent(spec: str | None) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4): this agent takes every 4th part starting with the 2nd."""
+    if not spec:
+        return 1, 1
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--agent {spec!r} is not I/N", "write it like --agent 2/4") from None
+    if not 1 <= i <= n:
+        raise ConfigError(f"--agent {spec}: I must be between 1 and N", "write it like --agent 2/4")
+    return i, n
+
+
+def part_is_done(store: Store, table: Table, index: int, volume_id: str) -> PartManifest | None:
+    """The part's sidecar when the part on the store is complete and matches it; else None."""
+    side_key = layout.sidecar_key(table.schema, table.name, index)
+    if not store.exists(side_key):
+        return None
+    try:
+        manifest = PartManifest.from_bytes(store.get_bytes(side_key))
+    except BulkmigError:
+        return None
+    if manifest.volume_id != volume_id:
+        raise IntegrityError(
+            f"{side_key} belongs to volume {manifest.volume_id}, not {volume_id}",
+            "this volume mixes two migrations; use a fresh volume",
+        )
+    info = store.stat(manifest.key)
+    if info is None or info.size != manifest.bytes or store.sha256(manifest.key) != manifest.sha256:
+        return None
+    return manifest
+
+
+def write_parquet(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path, plan: Plan
+) -> tuple[int, int]:
+    """Stream batches into one zstd Parquet file with page checksums; returns (rows, row groups)."""
+    max_rows = int(plan.settings.get("max_row_group_rows", 65536))
+    rows = groups = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = pending_bytes = 0
+    with pq.ParquetWriter(
+        path,
+        schema,
+        compression=plan.settings.get("compression", "zstd"),
+        write_page_checksum=True,
+        store_schema=True,
+    ) as writer:
+
+        def flush() -> None:
+            nonlocal pending, pending_rows, pending_bytes, groups
+            if pending:
+                writer.write_table(
+                    pa.Table.from_batches(pending, schema), row_group_size=max(pending_rows, 1)
+                )
+                groups += 1
+            pending, pending_rows, pending_bytes = [], 0, 0
+
+        for batch in batches:
+            offset = 0
+            while offset < batch.num_rows:
+                take = min(batch.num_rows - offset, max_rows - pending_rows)
+                piece = batch.slice(offset, take)
+                pending.append(piece)
+                pending_rows += take
+                pending_bytes += piece.nbytes
+                rows += take
+                offset += take
+                if pending_rows >= max_rows or pending_bytes >= ROW_GROUP_BYTES:
+                    flush()
+        flush()
+    return rows, groups
+
+
+def _tmp_dir(store: Store) -> str | None:
+    """Write parts next to a local volume so publishing them is a rename, not a copy."""
+    root = getattr(store, "root", None)
+    if root is None:
+        return None
+    path = Path(root) / ".bulkmig-tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table, index: int) -> PartManifest:
+    part = table.partitions[index]
+    key = layout.part_key(table.schema, table.name, index)
+    fd, tmp = tempfile.mkstemp(prefix="part-", suffix=layout.TEMP_SUFFIX, dir=_tmp_dir(store))
+    os.close(fd)
+    try:
+        rows, groups = write_parquet(reader.batches(table, part), arrow_schema(table), Path(tmp), plan)
+        digest, size = sha256_file(Path(tmp))
+        store.put_file(key, Path(tmp))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    manifest = PartManifest(
+        volume_id=plan.volume_id,
+        schema=table.schema,
+        table=table.name,
+        index=index,
+        key=key,
+        rows=rows,
+        bytes=size,
+        sha256=digest,
+        bounds=part.bounds,
+        columns=[c.name for c in table.copied_columns],
+        row_groups=groups,
+        source_position={"snapshot": reader.snapshot, "lsn": reader.snapshot_lsn},
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    store.put_bytes(layout.sidecar_key(table.schema, table.name, index), manifest.to_bytes())
+    return manifest
+
+
+def _check_columns(conn: Any, plan: Plan) -> None:
+    """Refuse to extract a table whose columns changed since the plan (data would land in wrong columns)."""
+    for table in plan.tables:
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (table.schema, table.name),
+        ).fetchall()
+        now = [(r[0], r[1]) for r in rows]
+        planned = [(c.name, c.source_type) for c in table.columns]
+        if not rows:
+            raise SourceError(
+                f"table {table.qualified} no longer exists on the source", "re-plan with --force"
+            )
+        if now != planned:
+            raise SourceError(
+                f"the columns of {table.qualified} changed since the plan",
+                "re-plan with `bulkmig plan --force` (the volume's parts would not match the new schema)",
+            )
+
+
+def extract(
+    task: Task,
+    *,
+    workers: int | None = None,
+    agent: str | None = None,
+    snapshot: str | None = None,
+    progress: bool = True,
+) -> ExtractReport:
+    """Extract every part of the plan not yet on the volume (this agent's share with ``--agent I/N``).
+
+    ``snapshot`` is an already exported snapshot to read in (``migrate`` passes the plan's, held open);
+    without one, extraction exports its own and holds it for its whole run.
+    """
+    store = open_store(task.volume, task.s3_options())
+    plan = load_plan_for(task, store)
+    me, of = parse_agent(agent)
+    mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
+    todo = [(t, i) for t, i in mine if part_is_done(store, t, i, plan.volume_id) is None]
+    skipped = len(mine) - len(todo)
+    if skipped:
+        say(f"extract: {skipped} of {len(mine)} parts already on the volume and verified; skipping them")
+    report = ExtractReport(len(mine), 0, skipped, 0, 0)
+    if not todo:
+        return report
+    n_workers = max(1, min(workers or task.settings.workers, len(todo)))
+
+    holder = connect(task.source)
+    try:
+        if snapshot is None:
+            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot, lsn = holder.execute(
+                "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text"
+            ).fetchone()
+        else:
+            lsn = plan.snapshot.get("lsn")
+            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            holder.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        _check_columns(holder, plan)
+        total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
+        bar = Progress("extract", len(todo), total_bytes) if progress else None
+        work: queue.Queue[tuple[Table, int]] = queue.Queue()
+        for item in todo:
+            work.put(item)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def run() -> None:
+            try:
+                reader = SnapshotReader(task.source, snapshot)
+                reader.snapshot, reader.snapshot_lsn = snapshot, lsn
+            except BaseException as exc:  # noqa: BLE001 - reported below, first one wins
+                with lock:
+                    errors.append(exc)
+                return
+            try:
+                while not errors:
+                    try:
+                        table, index = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    manifest = extract_part(reader, store, plan, table, index)
+                    with lock:
+                        report.parts_written += 1
+                        report.rows += manifest.rows
+                        report.bytes += manifest.bytes
+                    if bar:
+                        bar.advance(
+                            parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes
+                        )
+            except BaseException as exc:  # noqa: BLE001
+                with lock:
+                    errors.append(exc)
+            finally:
+                reader.close()
+
+        threads = [threading.Thread(target=run, name=f"extract-{n}", daemon=True) for n in range(n_workers)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if bar:
+            bar.finish()
+        if errors:
+            raise errors[0]
+    finally:
+        holder.close()
+    say(
+        f"extract: wrote {report.parts_written} parts, {report.rows:,} rows, {report.bytes:,} bytes "
+        f"to {store.url} (snapshot {snapshot})"
+    )
+    return report

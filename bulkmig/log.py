@@ -1,0 +1,105 @@
+"""What bulkmig tells the operator while it works: status lines and progress bars, on stderr.
+
+Stdout is kept for results (reports, JSON) so scripts can capture them.  On a terminal a progress bar
+redraws in place; elsewhere (CI, a log file, systemd) it prints one line every few seconds instead, so
+a log shows how fast things went without drowning in redraws.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+_lock = threading.Lock()
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def say(message: str) -> None:
+    """One status line."""
+    if _quiet:
+        return
+    with _lock:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Parts, rows, bytes, rate and ETA of one stage.  Thread-safe; call :meth:`advance` per unit."""
+
+    def __init__(self, stage: str, total_parts: int, total_bytes: int = 0, interval: float = 5.0) -> None:
+        self.stage = stage
+        self.total_parts = total_parts
+        self.total_bytes = total_bytes
+        self.parts = 0
+        self.rows = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._tty = sys.stderr.isatty()
+        self._interval = 0.2 if self._tty else interval
+
+    def advance(self, parts: int = 0, rows: int = 0, nbytes: int = 0) -> None:
+        with _lock:
+            self.parts += parts
+            self.rows += rows
+            self.bytes += nbytes
+            now = time.monotonic()
+            if now - self._last >= self._interval or self.parts == self.total_parts:
+                self._last = now
+                self._draw(final=False)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate_rows = self.rows / elapsed
+        rate_bytes = self.bytes / elapsed
+        if self.total_bytes and self.bytes:
+            fraction = min(self.bytes / self.total_bytes, 1.0)
+        elif self.total_parts:
+            fraction = self.parts / self.total_parts
+        else:
+            fraction = 1.0
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0
+        width = 24
+        filled = int(width * fraction)
+        bar = "#" * filled + "-" * (width - filled)
+        return (
+            f"{self.stage} [{bar}] {self.parts}/{self.total_parts} parts  {self.rows:,} rows  "
+            f"{human_bytes(self.bytes)}  {rate_rows:,.0f} rows/s  {human_bytes(rate_bytes)}/s  "
+            f"{'ETA ' + human_duration(eta) if fraction < 1 else 'elapsed ' + human_duration(elapsed)}"
+        )
+
+    def _draw(self, final: bool) -> None:
+        if _quiet:
+            return
+        if self._tty:
+            sys.stderr.write("\r" + self.line() + ("\n" if final else ""))
+        else:
+            sys.stderr.write(self.line() + "\n")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        with _lock:
+            self._draw(final=True)

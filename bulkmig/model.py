@@ -1,0 +1,84 @@
+"""The engine-neutral description of what is being moved: tables, columns, keys, partitions.
+
+These objects are what ``plan.json`` stores, so every field is plain data (str, int, list, dict) and
+round-trips through ``to_dict`` / ``from_dict``.  Engines fill them in (``engines/<engine>/reflect.py``)
+and read them back when extracting and loading; nothing here talks to a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# How a column travels in Parquet.
+#   native: the driver's Arrow type is exact for every value the source type can hold.
+#   text:   the engine's canonical text form (``col::text``), restored by the target's text input.
+TRANSFER_NATIVE = "native"
+TRANSFER_TEXT = "text"
+
+
+@dataclass
+class Column:
+    name: str
+    source_type: str  # exactly as the source prints it, e.g. "numeric(12,2)", "public.mpaa_rating"
+    logical_type: str  # engine-neutral family: integer, float, decimal, text, binary, bool, date, ...
+    arrow_type: str  # the Arrow type in the part files, e.g. "int64", "string", "timestamp[us, tz=UTC]"
+    transfer: str = TRANSFER_NATIVE
+    nullable: bool = True
+    generated: bool = False  # stored generated columns are computed by the target, never copied
+    read_as: str | None = None  # cast applied when reading (a domain is read as its base type)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Column:
+        return cls(**d)
+
+
+@dataclass
+class Partition:
+    """One part's worth of a table: a WHERE fragment over the source plus bounds for the manifest."""
+
+    index: int
+    where: str | None  # SQL fragment for the source, None = the whole table
+    bounds: dict[str, Any] = field(default_factory=dict)
+    estimated_bytes: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Partition:
+        return cls(**d)
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    columns: list[Column]
+    primary_key: list[str] = field(default_factory=list)
+    kind: str = "table"  # table | partition (a leaf of a partitioned table)
+    parent: str | None = None  # "schema.table" of the partitioned parent, for leaves
+    estimated_rows: int = 0
+    estimated_bytes: int = 0  # heap + TOAST: what reading it costs
+    split: dict[str, Any] = field(default_factory=dict)  # {"method": "key-range"|"ctid-range"|"whole", ...}
+    filter: str | None = None  # the table mapping's source filter, as SQL
+    target_schema: str | None = None
+    target_name: str | None = None
+    partitions: list[Partition] = field(default_factory=list)
+
+    @property
+    def qualified(self) -> str:
+        """``schema.table`` for messages (not for SQL: use the engine's quoting for that)."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def copied_columns(self) -> list[Column]:
+        """Columns whose values travel; generated columns are recomputed by the target."""
+        return [c for c in self.columns if not c.generated]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Table:
+        d = dict(d)
+        d["columns"] = [Column.from_dict(c) for c in d["columns"]]
+        d["partitions"] = [Partition.from_dict(p) for p in d.get("partitions", [])]
+        return cls(**d)

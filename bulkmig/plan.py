@@ -1,0 +1,226 @@
+"""`bulkmig plan`: decide what moves, in how many parts, from which snapshot, and write it on the volume.
+
+The plan is the contract between every later stage: extraction agents only execute it, the loader
+only reads it (and the schema files beside it) from the bucket.  It is deterministic for a given
+source state and task, and a volume holds exactly one plan: planning a volume that already holds
+another migration's plan is refused, and re-planning the same task reuses the plan it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bulkmig import layout
+from bulkmig.engines.postgres import reflect, schema
+from bulkmig.engines.postgres.connect import connect, require_version
+from bulkmig.engines.postgres.sql import ident, literal
+from bulkmig.errors import ConfigError, PlanError
+from bulkmig.log import say
+from bulkmig.manifest import check_format, sha256_file
+from bulkmig.model import Table
+from bulkmig.store import Store, open_store
+from bulkmig.task import Task
+
+PLAN_FORMAT = "bulkmig-plan"
+PLAN_VERSION = 1
+
+
+@dataclass
+class Plan:
+    volume_id: str
+    created_at: str
+    task_name: str
+    task_fingerprint: str
+    migration_type: str
+    source: dict[str, Any]
+    snapshot: dict[str, Any]
+    schema_files: dict[str, dict[str, Any]]
+    sequences: list[dict[str, Any]]
+    tables: list[Table]
+    settings: dict[str, Any]
+    skipped_objects: list[str] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        doc = asdict(self)
+        doc["tables"] = [t.to_dict() for t in self.tables]
+        doc = {"format": PLAN_FORMAT, "version": PLAN_VERSION, **doc}
+        return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = layout.PLAN) -> Plan:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise PlanError(
+                f"{where} is not valid JSON ({exc})", "the volume is damaged; re-run plan"
+            ) from None
+        check_format(doc, PLAN_FORMAT, PLAN_VERSION, where)
+        doc = {k: v for k, v in doc.items() if k not in ("format", "version")}
+        doc["tables"] = [Table.from_dict(t) for t in doc["tables"]]
+        return cls(**doc)
+
+    def parts(self) -> list[tuple[Table, int]]:
+        """Every (table, partition index) in plan order: the unit of extraction and loading."""
+        return [(t, p.index) for t in self.tables for p in t.partitions]
+
+    @property
+    def total_parts(self) -> int:
+        return sum(len(t.partitions) for t in self.tables)
+
+
+def read_plan(store: Store) -> Plan | None:
+    if not store.exists(layout.PLAN):
+        return None
+    return Plan.from_bytes(store.get_bytes(layout.PLAN), f"{store.url}/{layout.PLAN}")
+
+
+def load_plan_for(task: Task, store: Store) -> Plan:
+    """The plan on ``store``, refusing one made from different inputs (another task or changed task)."""
+    plan = read_plan(store)
+    if plan is None:
+        raise PlanError(f"{store.url} holds no plan", f"run `bulkmig plan --task {task.path}` first")
+    if plan.task_fingerprint != task.fingerprint():
+        raise PlanError(
+            f"{store.url} holds the plan of {plan.task_name!r} (volume {plan.volume_id}) made from different "
+            "task inputs (source, mappings or settings changed since)",
+            "use the task that made it, or plan a fresh volume (`bulkmig plan --force` discards this one)",
+        )
+    return plan
+
+
+def new_volume_id(task: Task) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in task.name)[:40] or "volume"
+    return f"{safe}-{stamp}-{secrets.token_hex(3)}"
+
+
+def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.SourceTable]:
+    """Apply the table mappings; leaves of a partitioned table follow their root's selection."""
+    names: list[tuple[str, str]] = []
+    for src in found:
+        names.append((src.table.schema, src.table.name))
+        if src.root_name:
+            names.append((src.table.schema, src.root_name))
+    unmatched = task.mappings.selection_rules_matching_nothing(sorted(set(names)))
+    if unmatched:
+        raise ConfigError(
+            f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
+            "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
+        )
+    chosen = {(s.schema, s.table): s for s in task.mappings.select(sorted(set(names)))}
+    out = []
+    for src in found:
+        sel = chosen.get((src.table.schema, src.table.name))
+        if sel is None and src.root_name:
+            sel = chosen.get((src.table.schema, src.root_name))
+        if sel is None:
+            continue
+        if sel.filters:
+            src.table.filter = sel.where_sql(ident, _literal_any)
+        out.append(src)
+    if not out:
+        raise ConfigError("the table mappings select no table", "check the selection rules")
+    return out
+
+
+def _literal_any(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return literal(str(value))
+
+
+def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -> tuple[Plan, Any]:
+    """Plan the task onto its volume.  Returns the plan and, with ``keep_snapshot``, the open
+    connection that holds the plan's exported snapshot (so ``migrate`` extracts from the very same
+    moment); the caller closes it.  Otherwise returns None for the connection."""
+    store = open_store(task.volume, task.s3_options())
+    existing = read_plan(store)
+    if existing is not None and not force:
+        if existing.task_fingerprint == task.fingerprint():
+            say(f"plan: {store.url} already holds this task's plan (volume {existing.volume_id}); reusing it")
+            return existing, None
+        load_plan_for(task, store)  # raises the "another migration" error
+    if existing is not None and force:
+        say(f"plan: --force: discarding volume {existing.volume_id} on {store.url}")
+        for info in list(store.list("")):
+            store.delete(info.key)
+
+    conn = connect(task.source)
+    require_version(conn, task.source)
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    snapshot, lsn, version, database = conn.execute(
+        "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, current_setting('server_version'), "
+        "current_database()"
+    ).fetchone()
+    lc_monetary = conn.execute("SELECT current_setting('lc_monetary')").fetchone()[0]
+    found = reflect.list_tables(conn)
+    chosen = _selected(task, found)
+    for src in chosen:
+        src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes)
+    sequences = schema.sequence_values(conn)
+    volume_id = new_volume_id(task)
+
+    with tempfile.TemporaryDirectory(prefix="bulkmig-schema-") as tmp:
+        files = schema.dump_schema(
+            task.source.libpq_env(),
+            database,
+            snapshot,
+            [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None,
+            Path(tmp),
+        )
+        schema_files = {}
+        for name, path, key in (
+            ("pre-data", files.pre_data, layout.PRE_DATA),
+            ("post-data", files.post_data, layout.POST_DATA),
+        ):
+            digest, size = sha256_file(path)
+            store.put_file(key, path)
+            schema_files[name] = {"key": key, "sha256": digest, "bytes": size}
+
+    plan = Plan(
+        volume_id=volume_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        task_name=task.name,
+        task_fingerprint=task.fingerprint(),
+        migration_type=task.migration_type,
+        source={
+            "engine": "postgresql",
+            "url": task.source.redacted(),
+            "database": database,
+            "server_version": version,
+            "lc_monetary": lc_monetary,
+        },
+        snapshot={"name": snapshot, "lsn": lsn, "taken_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        schema_files=schema_files,
+        sequences=sequences,
+        tables=[s.table for s in chosen],
+        settings={
+            "max_part_bytes": task.settings.max_part_bytes,
+            "max_row_group_rows": task.settings.max_row_group_rows,
+            "compression": task.settings.compression,
+        },
+        skipped_objects=list(files.skipped),
+    )
+    store.put_bytes(layout.PLAN, plan.to_bytes())
+    say(
+        f"plan: volume {volume_id}: {len(plan.tables)} tables in {plan.total_parts} parts, "
+        f"snapshot at {lsn}, written to {store.url}/{layout.PLAN}"
+    )
+    for obj in plan.skipped_objects:
+        say(f"plan: not migrated: {obj}")
+    if keep_snapshot:
+        return plan, conn
+    conn.close()
+    return plan, None
+
+
+def _is_subset(found: list[reflect.SourceTable], chosen: list[reflect.SourceTable]) -> bool:
+    return len(chosen) < len(found)
