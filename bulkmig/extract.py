@@ -81,9 +81,7 @@ def part_is_done(store: Store, table: Table, index: int, volume_id: str) -> Part
     return manifest
 
 
-def write_parquet(
-    batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path, plan: Plan
-) -> tuple[int, int]:
+def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path, plan: Plan) -> tuple[int, int]:
     """Stream batches into one zstd Parquet file with page checksums; returns (rows, row groups)."""
     max_rows = int(plan.settings.get("max_row_group_rows", 65536))
     rows = groups = 0
@@ -100,9 +98,7 @@ def write_parquet(
         def flush() -> None:
             nonlocal pending, pending_rows, pending_bytes, groups
             if pending:
-                writer.write_table(
-                    pa.Table.from_batches(pending, schema), row_group_size=max(pending_rows, 1)
-                )
+                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=max(pending_rows, 1))
                 groups += 1
             pending, pending_rows, pending_bytes = [], 0, 0
 
@@ -175,9 +171,7 @@ def _check_columns(conn: Any, plan: Plan) -> None:
         now = [(r[0], r[1]) for r in rows]
         planned = [(c.name, c.source_type) for c in table.columns]
         if not rows:
-            raise SourceError(
-                f"table {table.qualified} no longer exists on the source", "re-plan with --force"
-            )
+            raise SourceError(f"table {table.qualified} no longer exists on the source", "re-plan with --force")
         if now != planned:
             raise SourceError(
                 f"the columns of {table.qualified} changed since the plan",
@@ -215,9 +209,7 @@ def extract(
     try:
         if snapshot is None:
             holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot, lsn = holder.execute(
-                "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text"
-            ).fetchone()
+            snapshot, lsn = holder.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
         else:
             lsn = plan.snapshot.get("lsn")
             holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -251,9 +243,7 @@ def extract(
                         report.rows += manifest.rows
                         report.bytes += manifest.bytes
                     if bar:
-                        bar.advance(
-                            parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes
-                        )
+                        bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
             except BaseException as exc:  # noqa: BLE001
                 with lock:
                     errors.append(exc)

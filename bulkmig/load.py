@@ -109,10 +109,7 @@ def _schema_file(store: Store, manifest: VolumeManifest, key: str, dest: Path) -
 
 
 def _loaded(conn: Any, volume_id: str) -> set[str]:
-    return {
-        r[0]
-        for r in conn.execute("SELECT part_key FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,))
-    }
+    return {r[0] for r in conn.execute("SELECT part_key FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,))}
 
 
 def load_part(
@@ -122,9 +119,7 @@ def load_part(
     key = layout.part_key(table.schema, table.name, index)
     entry = manifest.entry(key)
     if entry is None:
-        raise IntegrityError(
-            f"part {key} is not in the sealed volume manifest", "re-seal and re-import the volume"
-        )
+        raise IntegrityError(f"part {key} is not in the sealed volume manifest", "re-seal and re-import the volume")
     local = tmp / f"{abs(hash(key))}.parquet"
     store.download(key, local)
     try:
@@ -138,9 +133,7 @@ def load_part(
         target = qualified(table.target_schema or table.schema, table.target_name or table.name)
         rows = 0
         with conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{plan.volume_id}/{key}",)
-            )
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{plan.volume_id}/{key}",))
             done = conn.execute(
                 "SELECT 1 FROM bulkmig.loaded_parts WHERE volume_id = %s AND part_key = %s",
                 (plan.volume_id, key),
@@ -154,9 +147,7 @@ def load_part(
                         copy.write(to_copy_csv(batch))
                         rows += batch.num_rows
             if rows != entry.rows:
-                raise IntegrityError(
-                    f"part {key} held {rows} rows, its manifest says {entry.rows}", "re-extract it"
-                )
+                raise IntegrityError(f"part {key} held {rows} rows, its manifest says {entry.rows}", "re-extract it")
             conn.execute(
                 "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, rows, sha256) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -182,19 +173,13 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
         report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
         if report.parts_skipped:
-            say(
-                f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them"
-            )
+            say(f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them")
         if todo:
             _load_parts(task, store, manifest, plan, todo, tmp, workers, progress, report)
         done = _loaded(conn, plan.volume_id)
-        missing = [
-            k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done
-        ]
+        missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
         if missing:
-            raise TargetError(
-                f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`"
-            )
+            raise TargetError(f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`")
         post = _schema_file(store, manifest, layout.POST_DATA, tmp / "post-data.sql")
         schema.apply_schema(target_env, task.target.database, post, "post-data", volume_id=plan.volume_id)
         if plan.sequences:

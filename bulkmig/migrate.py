@@ -51,9 +51,7 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
     seal(volume)
     report = verify(volume)
     if not report.ok:
-        raise IntegrityError(
-            "the volume does not verify after sealing", "run `bulkmig volume verify` for details"
-        )
+        raise IntegrityError("the volume does not verify after sealing", "run `bulkmig volume verify` for details")
     step("seal+verify", t0)
     t0 = time.monotonic()
     url = import_task(task, workers=workers, progress=progress)

@@ -57,9 +57,7 @@ class Plan:
         try:
             doc = json.loads(data)
         except ValueError as exc:
-            raise PlanError(
-                f"{where} is not valid JSON ({exc})", "the volume is damaged; re-run plan"
-            ) from None
+            raise PlanError(f"{where} is not valid JSON ({exc})", "the volume is damaged; re-run plan") from None
         check_format(doc, PLAN_FORMAT, PLAN_VERSION, where)
         doc = {k: v for k, v in doc.items() if k not in ("format", "version")}
         doc["tables"] = [Table.from_dict(t) for t in doc["tables"]]
@@ -157,8 +155,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     require_version(conn, task.source)
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     snapshot, lsn, version, database = conn.execute(
-        "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, current_setting('server_version'), "
-        "current_database()"
+        "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, current_setting('server_version'), current_database()"
     ).fetchone()
     lc_monetary = conn.execute("SELECT current_setting('lc_monetary')").fetchone()[0]
     found = reflect.list_tables(conn)

@@ -52,18 +52,14 @@ class ValidationReport:
         width = max((len(t.table) for t in self.tables), default=5)
         for t in self.tables:
             verdict = "equal" if t.equal else "DIFFERENT"
-            lines.append(
-                f"{t.table:<{width}}  {verdict:<9}  source {t.source_rows:>12,}  target {t.target_rows:>12,}"
-            )
+            lines.append(f"{t.table:<{width}}  {verdict:<9}  source {t.source_rows:>12,}  target {t.target_rows:>12,}")
             if t.differing_keys:
                 lines.append(f"{'':<{width}}  keys that differ: {', '.join(t.differing_keys)}")
             if t.note:
                 lines.append(f"{'':<{width}}  {t.note}")
         n_bad = sum(not t.equal for t in self.tables)
         lines.append(
-            f"{len(self.tables)} tables: all equal"
-            if not n_bad
-            else f"{len(self.tables)} tables: {n_bad} differ"
+            f"{len(self.tables)} tables: all equal" if not n_bad else f"{len(self.tables)} tables: {n_bad} differ"
         )
         return "\n".join(lines)
 
@@ -123,9 +119,7 @@ def plan_for_validation(task: Task) -> Plan:
 
         _, _, plan = find_volume(task)
     if plan is None:
-        raise PlanError(
-            "no plan found on the volume or in the bucket", "run plan, extract, import and load first"
-        )
+        raise PlanError("no plan found on the volume or in the bucket", "run plan, extract, import and load first")
     return plan
 
 

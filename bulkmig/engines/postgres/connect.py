@@ -43,9 +43,7 @@ def connection_error(endpoint: Any, exc: Exception) -> ConnectError:
             f"check that PostgreSQL is running and that host/port in `{role}:` are right",
         )
     if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return ConnectError(
-            f"{_where(endpoint)}: unknown host {endpoint.host!r}", f"fix the host in `{role}:`"
-        )
+        return ConnectError(f"{_where(endpoint)}: unknown host {endpoint.host!r}", f"fix the host in `{role}:`")
     return ConnectError(f"{_where(endpoint)}: cannot connect ({text})", f"check `{role}:` in the task file")
 
 

@@ -40,11 +40,7 @@ def hex_encode(arr: pa.Array, prefix: bytes) -> pa.Array:
     offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
     start = int(offsets[0])
     rel = offsets - start
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8)[start : int(offsets[-1])]
-        if data_buf
-        else np.empty(0, np.uint8)
-    )
+    data = np.frombuffer(data_buf, dtype=np.uint8)[start : int(offsets[-1])] if data_buf else np.empty(0, np.uint8)
     plen = len(prefix)
     new_offsets = rel * 2 + plen * np.arange(n + 1, dtype=np.int64)
     out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
@@ -116,8 +112,7 @@ def _temporal_text(arr: pa.Array) -> pa.Array:
     text = safe.cast(pa.string())
     with_tz = not is_date and arr.type.tz is not None
     specials = [
-        format_date(v) if is_date else format_timestamp(v, with_tz)
-        for v in pc.filter(raw, outside).to_pylist()
+        format_date(v) if is_date else format_timestamp(v, with_tz) for v in pc.filter(raw, outside).to_pylist()
     ]
     return pc.replace_with_mask(text, outside, pa.array(specials, pa.string()))
 
