@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from bulkmig import layout
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.engines.postgres.reader import SnapshotReader, arrow_schema
+from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
 from bulkmig.log import Progress, say
 from bulkmig.manifest import PartManifest, sha256_file
@@ -133,8 +133,17 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
     key = layout.part_key(table.schema, table.name, index)
     fd, tmp = tempfile.mkstemp(prefix="part-", suffix=layout.TEMP_SUFFIX, dir=_tmp_dir(store))
     os.close(fd)
+    as_text: frozenset[str] = frozenset()
     try:
-        rows, groups = write_parquet(reader.batches(table, part), arrow_schema(table), Path(tmp), plan)
+        while True:
+            try:
+                batches = reader.batches(table, part, as_text)
+                rows, groups = write_parquet(batches, arrow_schema(table, as_text), Path(tmp), plan)
+                break
+            except FarValue as far:
+                # Rare: a date beyond Arrow's range.  Read this part again with that column as text.
+                say(f"extract: {table.qualified}.{far.column} holds dates beyond Arrow's range; part {index} as text")
+                as_text = as_text | {far.column}
         digest, size = sha256_file(Path(tmp))
         store.put_file(key, Path(tmp))
     finally:
@@ -152,7 +161,7 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
         bounds=part.bounds,
         columns=[c.name for c in table.copied_columns],
         row_groups=groups,
-        source_position={"snapshot": reader.snapshot, "lsn": reader.snapshot_lsn},
+        source_position={"snapshot": reader.snapshot, "lsn": reader.snapshot_lsn, "text_columns": sorted(as_text)},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     store.put_bytes(layout.sidecar_key(table.schema, table.name, index), manifest.to_bytes())
@@ -225,8 +234,7 @@ def extract(
 
         def run() -> None:
             try:
-                reader = SnapshotReader(task.source, snapshot)
-                reader.snapshot, reader.snapshot_lsn = snapshot, lsn
+                reader = SnapshotReader(task.source, snapshot, lsn)
             except BaseException as exc:  # noqa: BLE001 - reported below, first one wins
                 with lock:
                     errors.append(exc)

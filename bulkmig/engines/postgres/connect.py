@@ -73,7 +73,8 @@ def adbc_uri(endpoint: Any) -> str:
     params = dict(endpoint.params or {})
     params["options"] = options_string(CANONICAL_SETTINGS)
     params["application_name"] = APPLICATION_NAME
-    return f"postgresql://{auth}{host}{port}/{quote(endpoint.database or '', safe='')}?{urlencode(params)}"
+    db = quote(endpoint.database or "", safe="")
+    return f"postgresql://{auth}{host}{port}/{db}?{urlencode(params, quote_via=quote)}"
 
 
 def adbc_connect(endpoint: Any) -> Any:

@@ -21,25 +21,36 @@ from bulkmig.errors import SourceError
 from bulkmig.model import Partition, Table
 
 
-def arrow_schema(table: Table) -> pa.Schema:
-    """The schema of the table's part files; each field remembers its source type."""
-    return pa.schema(
-        [
+class FarValue(Exception):
+    """A temporal column holds a value beyond Arrow's range; the part is read again with it as text."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+def arrow_schema(table: Table, as_text: frozenset[str] = frozenset()) -> pa.Schema:
+    """The schema of the table's part files; each field remembers its source type and how it travels."""
+    fields = []
+    for c in table.copied_columns:
+        text = c.name in as_text
+        fields.append(
             pa.field(
                 c.name,
-                types.arrow_type(c.arrow_type),
+                pa.string() if text else types.arrow_type(c.arrow_type),
                 nullable=True,
-                metadata={"source_type": c.source_type, "transfer": c.transfer},
+                metadata={"source_type": c.source_type, "transfer": "text" if text else c.transfer},
             )
-            for c in table.copied_columns
-        ]
-    )
+        )
+    return pa.schema(fields)
 
 
 class SnapshotReader:
     """One worker's read connection, inside the exported snapshot ``snapshot`` (or a fresh one)."""
 
-    def __init__(self, endpoint: Any, snapshot: str | None) -> None:
+    def __init__(self, endpoint: Any, snapshot: str | None, lsn: str | None = None) -> None:
+        self.snapshot = snapshot
+        self.snapshot_lsn = lsn
         self.conn = adbc_connect(endpoint)
         cur = self.conn.cursor()
         try:
@@ -61,18 +72,20 @@ class SnapshotReader:
         finally:
             self.conn.close()
 
-    def batches(self, table: Table, part: Partition) -> Iterator[pa.RecordBatch]:
-        sql = f"SELECT {', '.join(select_expressions(table))} FROM {qualified(table.schema, table.name)}"
+    def batches(self, table: Table, part: Partition, as_text: frozenset[str] = frozenset()) -> Iterator[pa.RecordBatch]:
+        """The partition's rows; raises :class:`FarValue` when a column must be read as text."""
+        exprs = select_expressions(table, as_text)
+        sql = f"SELECT {', '.join(exprs)} FROM {qualified(table.schema, table.name)}"
         if part.where:
             sql += f" WHERE {part.where}"
-        schema = arrow_schema(table)
+        schema = arrow_schema(table, as_text)
         cur = self.conn.cursor()
         try:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
             for batch in reader:
                 yield conform(batch, table, schema)
-        except SourceError:
+        except (SourceError, FarValue):
             raise
         except Exception as exc:
             raise SourceError(
@@ -92,21 +105,18 @@ def conform(batch: pa.RecordBatch, table: Table, schema: pa.Schema) -> pa.Record
             arr = arr.storage
         if not arr.type.equals(field.type):
             arr = arr.cast(field.type)
-        if types.is_temporal(col.arrow_type):
-            arr = _restore_infinity(arr, batch.column(f"f{i}"), col.name, table)
+        if types.is_temporal(col.arrow_type) and f"f{i}" in batch.schema.names:
+            arr = _restore_infinity(arr, batch.column(f"f{i}"), col.name)
         arrays.append(arr)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _restore_infinity(arr: pa.Array, flag: pa.Array, name: str, table: Table) -> pa.Array:
+def _restore_infinity(arr: pa.Array, flag: pa.Array, name: str) -> pa.Array:
     if flag.null_count == len(flag):
         return arr
     flag = pc.fill_null(flag, 0)
     if pc.any(pc.equal(flag, 2)).as_py():
-        raise SourceError(
-            f"{table.qualified}.{name} holds a date later than year 290000, beyond Parquet's timestamp range",
-            "such values cannot be moved exactly yet; change them on the source or exclude the column",
-        )
+        raise FarValue(name)
     if pa.types.is_date32(arr.type):
         pos, neg = types.DATE_POS_INF, types.DATE_NEG_INF
     else:

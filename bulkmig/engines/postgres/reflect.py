@@ -152,24 +152,26 @@ def split_key(conn: psycopg.Connection, oid: int) -> str | None:
     return None
 
 
-def select_expressions(table: Table) -> list[str]:
+def select_expressions(table: Table, as_text: frozenset[str] = frozenset()) -> list[str]:
     """The SELECT list for extraction: one value per copied column, then one flag per temporal column.
 
     Aliases are positional (``v0``, ``f0``): a user column can be called anything, including our aliases.
+    Columns named in ``as_text`` are read as text whatever their type (the far-date fallback).
     """
     values, flags = [], []
     for i, col in enumerate(table.copied_columns):
         ref = ident(col.name)
-        if col.transfer == "text":
+        if col.transfer == "text" or col.name in as_text:
             values.append(f"{ref}::text AS v{i}")
             continue
         if col.read_as:
             ref = f"{ref}::{col.read_as}"
         values.append(f"{ref} AS v{i}")
         if types.is_temporal(col.arrow_type):
+            safe_max = types.DATE_SAFE_MAX if col.arrow_type == "date32" else types.TIMESTAMP_SAFE_MAX
             flags.append(
                 f"CASE WHEN {ref} = 'infinity' THEN 1::int2 WHEN {ref} = '-infinity' THEN -1::int2 "
-                f"WHEN {ref} > {literal(types.TEMPORAL_SAFE_MAX)} THEN 2::int2 END AS f{i}"
+                f"WHEN {ref} > {literal(safe_max)} THEN 2::int2 END AS f{i}"
             )
     return values + flags
 

@@ -6,10 +6,11 @@ driver is exact for *every* value the type can hold, which was checked value by 
 (``col::text``), which the target's text input restores exactly.  What was found when checking:
 
 - ``numeric`` comes back as a string (exact; NaN as ``nan``): kept as a string, never a float.
-- ``timestamp``/``timestamptz``/``date``: exact, except ``±infinity`` and values past year 290000,
-  which the driver silently wraps into garbage.  Extraction selects a small flag per such column and
-  rewrites infinities to the Arrow range's extremes (:data:`TS_POS_INF` …), the same trick PostgreSQL
-  uses internally; a value past the range stops extraction with a message rather than corrupting it.
+- ``timestamp``/``timestamptz``/``date``: exact, except ``±infinity`` and values past year 290000
+  (dates: 5874000), which the driver silently wraps into garbage.  Extraction selects a small flag per
+  such column and rewrites infinities to the Arrow range's extremes (:data:`TS_POS_INF` …), the same
+  trick PostgreSQL uses internally; a part holding a value past the range is extracted again with that
+  column as text, so even those values travel exactly.
 - ``time`` ``24:00:00`` comes back as ``00:00``, multi-dimensional arrays come back flattened,
   ``money`` as raw cents, ``interval`` can overflow nanoseconds: all of them go as text.
 """
@@ -25,8 +26,9 @@ TS_POS_INF = 2**63 - 1
 TS_NEG_INF = -(2**63)
 DATE_POS_INF = 2**31 - 1
 DATE_NEG_INF = -(2**31)
-# Values later than this cannot be represented by the driver's conversion; see module docstring.
-TEMPORAL_SAFE_MAX = "290000-01-01"
+# Values later than these cannot be represented by the driver's conversion; see module docstring.
+TIMESTAMP_SAFE_MAX = "290000-01-01"
+DATE_SAFE_MAX = "5874000-01-01"
 
 
 @dataclass(frozen=True)
