@@ -1,0 +1,36 @@
+# Developer and CI entry points.  `make test` is what .ci/run runs; everything starts its own throwaway
+# servers (bulkmig/devservers.py), so nothing needs to be running beforehand.
+
+PYTHON ?= python3
+ARGS ?=
+PYTEST_ARGS ?=
+# Quiet pip when CI runs it as root; older pips ignore variables they do not know.
+export PIP_ROOT_USER_ACTION := ignore
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install lint test demo bench clean
+
+install:
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+lint:
+	$(PYTHON) -m ruff check bulkmig tests
+	$(PYTHON) -m ruff format --check bulkmig tests
+
+# pytest exits 5 when it collected nothing: a broken conftest or a wrong path must not pass as green.
+test: install
+	@$(MAKE) --no-print-directory lint
+	@rc=0; $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; counting that as a failure" >&2; exit 1; fi; \
+	exit $$rc
+
+demo: install
+	$(PYTHON) -m bulkmig.demo $(ARGS)
+
+bench: install
+	@test -f bench/__main__.py || { echo "make bench: bench/ (python -m bench) is not written yet" >&2; exit 1; }
+	$(PYTHON) -m bench $(ARGS)
+
+clean:
+	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,661 @@
+"""Throwaway real servers for the tests, ``make demo`` and ``make bench``.
+
+bulkmig is tested against real parts (DESIGN §7), never against mocks of a driver: a PostgreSQL cluster
+started with ``initdb``/``pg_ctl`` in a temp directory, and moto's S3 server speaking real HTTP on
+loopback.  Both live only as long as the object that started them, listen only on 127.0.0.1 and pick a
+free port, so several test sessions (or engineers) can share one machine.
+
+Example::
+
+    with PostgresServer() as pg, MotoS3Server() as s3:
+        pg.create_database("src")
+        load_dataset(pg, "pagila", "src")
+        s3.create_bucket("staging")
+        print(pg.url("src"), s3.endpoint_url)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from bulkmig.errors import BulkmigError
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+LOOPBACK = "127.0.0.1"
+
+# The system user a root-started cluster runs as when there is no ``postgres`` user (initdb refuses root).
+FALLBACK_SERVICE_USER = "bulkmig"
+
+# Server settings for a throwaway cluster.  Durability is switched off because a test cluster is
+# thrown away anyway and fsync dominates small-test run time; ``wal_level=logical`` and the slot and
+# sender limits are what capture needs.  Every one can be overridden with ``PostgresServer(settings=…)``.
+DEFAULT_PG_SETTINGS: dict[str, str | int | bool] = {
+    "listen_addresses": LOOPBACK,
+    "max_connections": 100,
+    "shared_buffers": "128MB",
+    "wal_level": "logical",
+    "max_replication_slots": 20,
+    "max_wal_senders": 20,
+    "fsync": False,
+    "synchronous_commit": False,
+    "full_page_writes": False,
+    "password_encryption": "scram-sha-256",
+}
+
+# Local (socket) connections are trusted so the owner of the temp dir can always get in; every TCP
+# connection must prove its password with SCRAM, so wrong-password tests fail for real.
+PG_HBA = """\
+# TYPE  DATABASE     USER  ADDRESS        METHOD
+local   all          all                  trust
+local   replication  all                  trust
+host    all          all   127.0.0.1/32   scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+"""
+
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
+_BIND_FAILED = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
+
+
+class DevServerError(BulkmigError):
+    """A throwaway server could not be started or used; the message carries the server's own log."""
+
+
+def repo_root() -> Path:
+    """The checkout this module lives in (meaningful for an editable install, which tests and demos use)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def datasets_dir() -> Path | None:
+    """Where the shared sample datasets live, or None when this checkout has none.
+
+    ``BULKMIG_DATASETS`` wins so a checkout elsewhere can point at them; otherwise they sit next to the
+    repository in ``../shared/datasets``, which is how the team's machines and CI lay them out.
+    """
+    env = os.environ.get("BULKMIG_DATASETS")
+    candidate = Path(env) if env else repo_root().parent / "shared" / "datasets"
+    return candidate if (candidate / "load.sh").is_file() else None
+
+
+def free_port() -> int:
+    """A port nobody listens on right now; servers retry with a new one if they lose the race."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def find_pg_bindir() -> Path:
+    """The directory holding ``initdb``, ``pg_ctl`` and ``postgres``.
+
+    ``BULKMIG_PG_BINDIR`` first, then ``pg_config --bindir`` (only if the server binaries really are
+    there: on Debian pg_config comes from libpq-dev and may belong to a client-only version), then the
+    highest ``/usr/lib/postgresql/*/bin`` (Debian's layout), then whatever ``initdb`` is on PATH.
+    """
+
+    def has_server(d: Path) -> bool:
+        return all((d / exe).is_file() for exe in ("initdb", "pg_ctl", "postgres"))
+
+    candidates: list[Path] = []
+    if env := os.environ.get("BULKMIG_PG_BINDIR"):
+        candidates.append(Path(env))
+    if pg_config := shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(Path(out.stdout.strip()))
+
+    def version(d: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", Path(d).parent.name)) or (0,)
+
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+    candidates += [Path(d) for d in debian]
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    for d in candidates:
+        if has_server(d):
+            return d
+    raise DevServerError(
+        "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found",
+        "install the Debian package 'postgresql' (.ci/run does) or set BULKMIG_PG_BINDIR",
+    )
+
+
+def _service_user() -> str | None:
+    """The system user to run initdb/pg_ctl as, or None to run them as ourselves.
+
+    initdb and postgres refuse to run as root.  CI and containers run as root, so the server then runs
+    as ``postgres`` (the Debian package's user) or, failing that, a ``bulkmig`` system user created here.
+    """
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", FALLBACK_SERVICE_USER):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    cmd = ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    done = subprocess.run([*cmd, FALLBACK_SERVICE_USER], capture_output=True, text=True)
+    if done.returncode not in (0, 9):  # 9: created meanwhile by a parallel session
+        raise DevServerError(
+            f"cannot create system user {FALLBACK_SERVICE_USER!r} to run PostgreSQL: {done.stderr.strip()}",
+            "run the tests as a non-root user, or create a 'postgres' system user",
+        )
+    return FALLBACK_SERVICE_USER
+
+
+def _conf_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on 127.0.0.1, superuser ``postgres`` with a random password.
+
+    The URL it hands out never contains the password (tasks must take secrets from the environment);
+    ``env()`` and ``conninfo()`` carry it for subprocesses and test code.
+    """
+
+    host = LOOPBACK
+    user = "postgres"
+
+    def __init__(
+        self,
+        *,
+        settings: Mapping[str, str | int | bool] | None = None,
+        port: int | None = None,
+        bindir: str | Path | None = None,
+        keep: bool = False,
+        name: str = "pg",
+    ) -> None:
+        """``settings`` override DEFAULT_PG_SETTINGS; ``port`` pins the port (else a free one);
+        ``keep`` leaves the temp dir (data + server.log) behind after ``stop()`` for post-mortems."""
+        merged = {**DEFAULT_PG_SETTINGS, **(settings or {})}
+        for key in merged:
+            if not _SETTING_NAME.match(key):
+                raise ValueError(f"not a PostgreSQL setting name: {key!r}")
+        self.settings: dict[str, str | int | bool] = merged
+        self.bindir: Path = Path(bindir) if bindir else find_pg_bindir()
+        self.password: str = secrets.token_urlsafe(24)
+        self.port: int = port or 0
+        self.keep = keep
+        self.name = name
+        self._fixed_port = port is not None
+        self._tmp: Path | None = None
+        self._run_as: str | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def tmpdir(self) -> Path:
+        """The temp dir holding ``data/``, ``server.log`` and the unix socket."""
+        if self._tmp is None:
+            raise DevServerError(f"PostgreSQL server {self.name!r} is not started", "call start() first")
+        return self._tmp
+
+    @property
+    def datadir(self) -> Path:
+        return self.tmpdir / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.tmpdir / "server.log"
+
+    def _exe(self, name: str) -> str:
+        local = self.bindir / name
+        if local.is_file():
+            return str(local)
+        found = shutil.which(name)
+        if not found:
+            raise DevServerError(f"{name} not found in {self.bindir} nor on PATH", "install postgresql-client")
+        return found
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _as_service(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a server binary as the service user, from the temp dir (the service user may not be
+        able to read our cwd, which initdb and pg_ctl stumble over), without our PG* variables."""
+        cmd = ["runuser", "-u", self._run_as, "--", *argv] if self._run_as else argv
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        return subprocess.run(
+            cmd, cwd=self.tmpdir, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self._as_service([self._exe("pg_ctl"), "-D", str(self.datadir), *args])
+
+    def start(self) -> Self:
+        """initdb a fresh cluster in a new temp dir and start it; returns once it accepts logins."""
+        if self._running:
+            return self
+        self._run_as = _service_user()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"bulkmig-{self.name}-"))
+        try:
+            self._initdb()
+            self._start_server()
+        except BaseException:
+            self._cleanup_dir()
+            raise
+        self._running = True
+        atexit.register(self.stop)
+        return self
+
+    def _initdb(self) -> None:
+        pwfile = self.tmpdir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        pwfile.chmod(0o600)
+        if self._run_as:
+            info = pwd.getpwnam(self._run_as)
+            for p in (self.tmpdir, pwfile):
+                os.chown(p, info.pw_uid, info.pw_gid)
+        initdb = [self._exe("initdb"), "-D", str(self.datadir), "-U", self.user, "-E", "UTF8", "--locale=C.UTF-8"]
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        # --no-sync: the cluster is thrown away, and syncing doubles initdb's time.
+        done = self._as_service([*initdb, *auth, "--no-sync", "--no-instructions"])
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise DevServerError(
+                f"initdb failed (as {self._run_as or 'current user'}): {done.stderr.strip()[-2000:]}",
+                f"the service user must be able to reach {self.tmpdir.parent}; set TMPDIR to a world-"
+                "readable directory such as /tmp"
+                if self._run_as
+                else "check the PostgreSQL installation",
+            )
+        (self.datadir / "pg_hba.conf").write_text(PG_HBA)
+        with (self.datadir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# added by bulkmig.devservers\ninclude 'bulkmig.conf'\n")
+
+    def _write_settings(self) -> None:
+        values = {
+            **self.settings,
+            "port": self.port,
+            "unix_socket_directories": str(self.tmpdir),
+        }
+        lines = [f"{k} = {_conf_value(v)}" for k, v in values.items()]
+        path = self.datadir / "bulkmig.conf"
+        path.write_text("\n".join(lines) + "\n")
+        if self._run_as:
+            info = pwd.getpwnam(self._run_as)
+            for p in (path, self.datadir / "pg_hba.conf", self.datadir / "postgresql.conf"):
+                os.chown(p, info.pw_uid, info.pw_gid)
+
+    def _start_server(self) -> None:
+        """pg_ctl start, retrying with a new port if another process grabbed ours in between."""
+        attempts = 1 if self._fixed_port else 4
+        for attempt in range(attempts):
+            if not self._fixed_port:
+                self.port = free_port()
+            self._write_settings()
+            done = self._pg_ctl("-l", str(self.logfile), "-w", "-t", "60", "start")
+            if done.returncode == 0:
+                self._wait_ready()
+                return
+            log = _tail(self.logfile)
+            if attempt + 1 < attempts and any(s in log for s in _BIND_FAILED):
+                continue
+            raise DevServerError(
+                f"PostgreSQL {self.name!r} did not start on port {self.port}: {done.stderr.strip()}\n"
+                f"--- tail of server.log{self._kept_note()} ---\n{log}",
+                "read the server log above",
+            )
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        """pg_ctl -w already waited; logging in over TCP also proves the password and pg_hba work."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.conninfo("postgres"), connect_timeout=5):
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise DevServerError(
+                        f"PostgreSQL {self.name!r} started but refuses logins: {exc}\n"
+                        f"--- tail of server.log{self._kept_note()} ---\n{_tail(self.logfile)}",
+                        "read the server log above",
+                    ) from exc
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnects clients), then remove the temp dir unless ``keep``."""
+        atexit.unregister(self.stop)
+        if self._running:
+            self._running = False
+            done = self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+            if done.returncode != 0:
+                self._kill_postmaster()
+        self._cleanup_dir()
+
+    def _kill_postmaster(self) -> None:
+        """Last resort when pg_ctl cannot stop the server: SIGQUIT is PostgreSQL's immediate shutdown."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.datadir / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGQUIT)
+
+    def _kept_note(self) -> str:
+        return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
+
+    def _cleanup_dir(self) -> None:
+        if self._tmp is not None and not self.keep:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<PostgresServer {self.name} {self.host}:{self.port} {state}>"
+
+    # ------------------------------------------------------------------ connecting
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        """``postgresql://user@127.0.0.1:port/db`` — no password: give it via ``env()`` / PGPASSWORD."""
+        who = quote(user or self.user, safe="")
+        return f"postgresql://{who}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+
+    def conninfo(self, dbname: str, **params: str) -> str:
+        """libpq ``key=value`` string WITH the password, for test code (e.g. ``replication="database"``)."""
+        return make_conninfo(
+            host=self.host,
+            port=str(self.port),
+            user=self.user,
+            password=self.password,
+            dbname=dbname,
+            **params,
+        )
+
+    def env(self) -> dict[str, str]:
+        """PG* variables that point a subprocess (psql, load.sh, the bulkmig CLI) at this cluster."""
+        return {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+        }
+
+    def execute(self, dbname: str, query: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run SQL in autocommit (so CREATE DATABASE and friends work); returns the last result's rows.
+
+        Without ``params`` several ``;``-separated statements may be sent at once.
+        """
+        with psycopg.connect(self.conninfo(dbname), autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            rows: list[tuple[Any, ...]] = []
+            while True:
+                if cur.description is not None:
+                    rows = cur.fetchall()
+                if not cur.nextset():
+                    return rows
+
+    def create_database(self, name: str) -> None:
+        self.execute("postgres", sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        """Drop even while clients are connected, and drop the database's replication slots first.
+
+        A logical slot pins its database (DROP DATABASE refuses it even WITH (FORCE)), and leaked slots
+        would soon exhaust ``max_replication_slots`` for the whole test session.
+        """
+        self.execute(
+            "postgres",
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE database = %s AND active_pid IS NOT NULL",
+            (name,),
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.execute(
+                    "postgres",
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+                    (name,),
+                )
+                break
+            except psycopg.errors.ObjectInUse:  # the terminated walsender has not exited yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.execute("postgres", sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def psql_file(self, dbname: str, path: str | Path) -> str:
+        """Run an SQL script with psql, stopping at the first error (which is raised); returns stdout."""
+        # dbname goes in as a conninfo so a name with '=' or spaces is not misread; the password via env.
+        argv = [self._exe("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", make_conninfo(dbname=dbname)]
+        done = subprocess.run(
+            [*argv, "-f", str(path)], env={**os.environ, **self.env()}, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise DevServerError(
+                f"psql failed on {path} in database {dbname!r}: {done.stderr.strip()[-4000:]}",
+                "fix the script",
+            )
+        return done.stdout
+
+
+class MotoS3Server:
+    """moto's S3 server as a real HTTP endpoint on loopback, in a child process.
+
+    A child process rather than an in-process thread so the code under test talks to S3 exactly as it
+    would in production (HTTP, signing, retries) and can itself be a subprocess pointed at ``env()``.
+    Credentials are always dummies: a fake endpoint must never see a developer's real AWS keys.
+    """
+
+    host = LOOPBACK
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        access_key: str = "testing",
+        secret_key: str = "testing",
+        region: str = "us-east-1",
+        keep_log: bool = False,
+    ) -> None:
+        self.port: int = port or 0
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.region = region
+        self.keep_log = keep_log
+        self._fixed_port = port is not None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def logfile(self) -> Path | None:
+        return self._tmp / "moto.log" if self._tmp else None
+
+    def env(self) -> dict[str, str]:
+        """AWS variables pointing a subprocess (boto3 ≥ 1.28 honours AWS_ENDPOINT_URL_S3) at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+        }
+
+    def start(self) -> Self:
+        """Start ``python -m moto.server`` and return once it answers HTTP."""
+        if self._proc is not None:
+            return self
+        self._tmp = Path(tempfile.mkdtemp(prefix="bulkmig-moto-"))
+        attempts = 1 if self._fixed_port else 4
+        try:
+            for attempt in range(attempts):
+                if not self._fixed_port:
+                    self.port = free_port()
+                if self._spawn_and_wait():
+                    break
+                log = _tail(self.logfile) if self.logfile else ""
+                if attempt + 1 < attempts and "already in use" in log:
+                    continue
+                raise DevServerError(
+                    f"moto S3 server did not start on port {self.port}\n--- tail of its log ---\n{log}",
+                    "check that moto[server] (flask, werkzeug) is installed: pip install -e '.[test]'",
+                )
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)
+        return self
+
+    def _spawn_and_wait(self, timeout: float = 60) -> bool:
+        assert self.logfile is not None
+        # MOTO_PORT is what moto puts into URLs it generates; an inherited one would point elsewhere.
+        child_env = {**os.environ, **self.env(), "MOTO_PORT": str(self.port)}
+        with self.logfile.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                self._proc = None
+                return False
+            try:
+                with urllib.request.urlopen(self.endpoint_url + "/", timeout=2):
+                    return True
+            except urllib.error.HTTPError:
+                return True  # any HTTP answer means the server is up
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self._terminate()
+        return False
+
+    def _terminate(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(10)
+        self._proc = None
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._terminate()
+        if self._tmp is not None and not self.keep_log:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def client(self) -> BaseClient:
+        """A boto3 S3 client for this server, with path-style addressing (no DNS for bucket names)."""
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        return session.client("s3", endpoint_url=self.endpoint_url, config=Config(s3={"addressing_style": "path"}))
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._proc is not None else "stopped"
+        return f"<MotoS3Server {self.endpoint_url} {state}>"
+
+
+# Datasets load.sh can put into PostgreSQL, and the database each one creates when it does not take
+# PAGILA_DB (the chinook scripts create their database themselves).
+PG_DATASETS: dict[str, str | None] = {
+    "pagila": None,
+    "chinook-postgres": "chinook",
+    "chinook-postgres-serial": "chinook_serial",
+    "chinook-postgres-identity": "chinook_auto_increment",
+}
+
+
+def load_dataset(server: PostgresServer, dataset: str, dbname: str) -> str:
+    """Load a shared sample dataset into ``dbname`` (dropped and recreated) with the upstream loader.
+
+    Runs ``load.sh`` rather than re-implementing it so row counts are checked the same way everywhere.
+    The chinook scripts always create their own database name; it is renamed to ``dbname`` afterwards,
+    so do not load the same chinook variant into one cluster from two places at once.
+    Returns load.sh's report (per-table row counts).
+    """
+    if dataset not in PG_DATASETS:
+        raise ValueError(f"not a PostgreSQL dataset: {dataset!r} (choose from {', '.join(PG_DATASETS)})")
+    root = datasets_dir()
+    if root is None:
+        raise DevServerError(
+            "the shared sample datasets are not there",
+            "set BULKMIG_DATASETS to the folder holding load.sh, or put it in ../shared/datasets",
+        )
+    env = {**os.environ, **server.env(), "PAGILA_DB": dbname, "PSQL": server._exe("psql")}
+    done = subprocess.run(
+        ["bash", str(root / "load.sh"), dataset], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise DevServerError(
+            f"load.sh {dataset} failed (exit {done.returncode}):\n{done.stderr[-4000:]}{done.stdout[-2000:]}",
+            "see the loader output above",
+        )
+    created = PG_DATASETS[dataset]
+    if created is not None and created != dbname:
+        server.drop_database(dbname)
+        server.execute(
+            "postgres",
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(created), sql.Identifier(dbname)),
+        )
+    return done.stdout + done.stderr
