@@ -14,14 +14,10 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bulkmig import layout
 from bulkmig.engines.postgres.connect import connect
@@ -30,13 +26,10 @@ from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceErro
 from bulkmig.log import Progress, say
 from bulkmig.manifest import PartManifest, sha256_file
 from bulkmig.model import Table
+from bulkmig.parquet import write_parquet
 from bulkmig.plan import Plan, load_plan_for
 from bulkmig.store import Store, open_store
 from bulkmig.task import Task
-
-# A row group is flushed at this many bytes of Arrow data even when it has fewer rows than the cap,
-# so tables of multi-megabyte values keep memory bounded.
-ROW_GROUP_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -81,43 +74,6 @@ def part_is_done(store: Store, table: Table, index: int, volume_id: str) -> Part
     return manifest
 
 
-def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path, plan: Plan) -> tuple[int, int]:
-    """Stream batches into one zstd Parquet file with page checksums; returns (rows, row groups)."""
-    max_rows = int(plan.settings.get("max_row_group_rows", 65536))
-    rows = groups = 0
-    pending: list[pa.RecordBatch] = []
-    pending_rows = pending_bytes = 0
-    with pq.ParquetWriter(
-        path,
-        schema,
-        compression=plan.settings.get("compression", "zstd"),
-        write_page_checksum=True,
-        store_schema=True,
-    ) as writer:
-
-        def flush() -> None:
-            nonlocal pending, pending_rows, pending_bytes, groups
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=max(pending_rows, 1))
-                groups += 1
-            pending, pending_rows, pending_bytes = [], 0, 0
-
-        for batch in batches:
-            offset = 0
-            while offset < batch.num_rows:
-                take = min(batch.num_rows - offset, max_rows - pending_rows)
-                piece = batch.slice(offset, take)
-                pending.append(piece)
-                pending_rows += take
-                pending_bytes += piece.nbytes
-                rows += take
-                offset += take
-                if pending_rows >= max_rows or pending_bytes >= ROW_GROUP_BYTES:
-                    flush()
-        flush()
-    return rows, groups
-
-
 def _tmp_dir(store: Store) -> str | None:
     """Write parts next to a local volume so publishing them is a rename, not a copy."""
     root = getattr(store, "root", None)
@@ -138,7 +94,13 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
         while True:
             try:
                 batches = reader.batches(table, part, as_text)
-                rows, groups = write_parquet(batches, arrow_schema(table, as_text), Path(tmp), plan)
+                rows, groups = write_parquet(
+                    batches,
+                    arrow_schema(table, as_text),
+                    Path(tmp),
+                    plan.settings["max_row_group_rows"],
+                    plan.settings["compression"],
+                )
                 break
             except FarValue as far:
                 # Rare: a date beyond Arrow's range.  Read this part again with that column as text.
