@@ -1,0 +1,191 @@
+"""PostgreSQL -> Parquet volume -> S3 (moto over HTTP) -> PostgreSQL, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from bulkmig.devservers import load_dataset
+
+CATALOG_QUERIES = {
+    "relations": """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'bulkmig', 'pg_toast')
+                    ORDER BY 1, 2""",
+    "functions": """SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = 'public' ORDER BY 1""",
+    "triggers": """SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger
+                   WHERE NOT tgisinternal ORDER BY 1, 2""",
+    "constraints": """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+                      WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1",
+    "views": """SELECT viewname, definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1""",
+    "sequences": "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1",
+    "comments": """SELECT objoid::regclass::text, objsubid, description FROM pg_description d
+                   JOIN pg_class c ON c.oid = d.objoid WHERE d.classoid = 'pg_class'::regclass ORDER BY 1, 2""",
+}
+
+
+def catalog(server, db: str) -> dict[str, list]:  # noqa: ANN001
+    return {name: server.execute(db, sql) for name, sql in CATALOG_QUERIES.items()}
+
+
+def test_pagila_round_trip(make_flow, pg_source, pg_target, source_db, target_db, datasets) -> None:  # noqa: ANN001
+    load_dataset(pg_source, "pagila", source_db)
+    flow = make_flow(settings={"max_part_bytes": "256kB"})
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    assert "all equal" in run.err
+
+    # The whole schema is there: every relation, view, function, trigger, constraint, index, sequence value.
+    want, got = catalog(pg_source, source_db), catalog(pg_target, target_db)
+    for name in CATALOG_QUERIES:
+        assert got[name] == want[name], name
+    assert pg_target.execute(target_db, "SELECT count(*) FROM public.payment")[0][0] == 16049
+
+    # Several parts per large table, each loaded exactly once.
+    ledger = pg_target.execute(target_db, "SELECT part_key, count(*) FROM bulkmig.loaded_parts GROUP BY 1")
+    assert len(ledger) > 25 and all(n == 1 for _, n in ledger)
+    assert any(k.startswith("data/public/rental/part-00001") for k, _ in ledger)
+
+    # Rerunning load loads nothing twice; validate still says equal.
+    again = flow.bulkmig("load")
+    assert again.code == 0, again.text
+    assert "already loaded" in again.err
+    check = flow.bulkmig("validate", "--json")
+    assert check.code == 0, check.text
+    report = json.loads(check.out)
+    plan = json.loads((flow.volume / "plan.json").read_text())
+    assert report["equal"] is True
+    assert sorted(t["table"] for t in report["tables"]) == sorted(f"{t['schema']}.{t['name']}" for t in plan["tables"])
+    assert all(t["equal"] and t["source_rows"] == t["target_rows"] for t in report["tables"])
+
+    # Triggers did not fire during the load: last_update kept the source's values.
+    q = "SELECT md5(string_agg(last_update::text, ',' ORDER BY actor_id)) FROM actor"
+    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
+
+
+EDGE_SQL = (Path(__file__).parent / "edge_tables.sql").read_text()
+
+
+def test_edge_tables_and_identifiers(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
+    pg_source.execute(source_db, EDGE_SQL)
+    flow = make_flow(settings={"max_part_bytes": "32kB"})
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    for table in ("no_key", "composite", "text_key", "empty_one", "parted", '"Odd Schema"."Order Items/ü ""q"""'):
+        q = f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+        assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q), table
+    # The key-less table was split by ctid ranges, the text-keyed one too, the composite one as well.
+    plan = json.loads((flow.volume / "plan.json").read_text())
+    methods = {t["name"]: t["split"]["method"] for t in plan["tables"]}
+    assert methods["no_key"] == "ctid-range" and methods["text_key"] == "ctid-range"
+    assert {t["name"] for t in plan["tables"]} >= {"parted_2024", "parted_2025", "empty_one"}
+
+
+def test_million_rows_in_parts(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE big (id bigint PRIMARY KEY, n int, t text, ts timestamptz, x numeric(12,2));"
+        "INSERT INTO big SELECT g, g % 1000, 'text ' || g, '2020-01-01'::timestamptz + g * interval '1 second',"
+        " g / 100.0 FROM generate_series(1, 1000000) g; ANALYZE big;",
+    )
+    flow = make_flow(settings={"max_part_bytes": "16MB", "workers": 2})
+    assert flow.bulkmig("plan").code == 0
+    plan = json.loads((flow.volume / "plan.json").read_text())
+    big = next(t for t in plan["tables"] if t["name"] == "big")
+    assert big["split"] == {"method": "key-range", "column": "id"} and len(big["partitions"]) >= 4
+    run = flow.bulkmig("extract", "--workers", "2")
+    assert run.code == 0, run.text
+    assert flow.run("volume", "seal", str(flow.volume)).code == 0
+    verify = flow.run("volume", "verify", str(flow.volume))
+    assert verify.code == 0, verify.text
+    for step in ("volume import", "load", "validate"):
+        result = flow.bulkmig(step)
+        assert result.code == 0, (step, result.text)
+    q = "SELECT count(*), sum(n), md5(string_agg(t || ts::text || x::text, ',' ORDER BY id)) FROM big"
+    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
+
+
+def test_no_secret_is_written_anywhere(make_flow, pg_source, source_db, s3_server, bucket) -> None:  # noqa: ANN001
+    pg_source.execute(source_db, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'x');")
+    flow = make_flow()
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    blobs = [run.text.encode()]
+    blobs += [p.read_bytes() for p in flow.volume.rglob("*") if p.is_file()]
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        blobs.append(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    assert len(blobs) > 5
+    for secret in flow.secrets:
+        assert all(secret.encode() not in blob for blob in blobs)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "needle"),
+    [
+        ({"settings": {"max_part_byte": "1MB"}}, 2, "did you mean 'max_part_bytes'"),
+        ({"migration_typ": "full-load"}, 2, "did you mean 'migration_type'"),
+        ({"source": "postgresql://postgres@127.0.0.1:1/nowhere"}, 3, "cannot reach"),
+        ({"bucket": "s3://no-such-bucket-here/x"}, 2, "does not exist"),
+        (
+            {
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "ghost",
+                            "object-locator": {"schema-name": "public", "table-name": "nothing_like_this"},
+                            "rule-action": "include",
+                        }
+                    ]
+                }
+            },
+            2,
+            "ghost",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line(make_flow, pg_source, source_db, change, code, needle) -> None:  # noqa: ANN001
+    pg_source.execute(source_db, "CREATE TABLE t (id int PRIMARY KEY)")
+    flow = make_flow(**change)
+    run = flow.bulkmig("migrate")
+    assert run.code == code, run.text
+    assert needle in run.err
+    assert "Traceback" not in run.text
+    assert run.err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_wrong_password_is_refused_without_echo(make_flow, pg_source, source_db) -> None:  # noqa: ANN001
+    flow = make_flow()
+    flow.env["BULKMIG_SOURCE_PASSWORD"] = "not-the-password-123"
+    run = flow.bulkmig("plan")
+    assert run.code == 3, run.text
+    assert "refused the password" in run.err and "BULKMIG_SOURCE_PASSWORD" in run.err
+    assert "not-the-password-123" not in run.text and "Traceback" not in run.text
+
+
+def test_volume_of_another_migration_is_refused(make_flow, pg_source, source_db) -> None:  # noqa: ANN001
+    pg_source.execute(source_db, "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE u (id int PRIMARY KEY)")
+    flow = make_flow()
+    assert flow.bulkmig("plan").code == 0
+    other = make_flow(
+        table_mappings={
+            "rules": [
+                {
+                    "rule-type": "selection",
+                    "rule-id": "1",
+                    "rule-name": "only-t",
+                    "object-locator": {"schema-name": "public", "table-name": "t"},
+                    "rule-action": "include",
+                }
+            ]
+        }
+    )
+    run = other.bulkmig("plan")
+    assert run.code == 4, run.text
+    assert "different task inputs" in run.err and "--force" in run.err
