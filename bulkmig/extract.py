@@ -163,7 +163,7 @@ def extract(
     ``snapshot`` is an already exported snapshot to read in (``migrate`` passes the plan's, held open);
     without one, extraction exports its own and holds it for its whole run.
     """
-    store = open_store(task.volume, task.s3_options())
+    store = open_store(task.volume, task.volume_s3_options())
     plan = load_plan_for(task, store)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]

@@ -21,7 +21,7 @@ from bulkmig.volume.verify import verify
 
 def import_task(task: Task, *, workers: int | None = None, progress: bool = True) -> str:
     """Import the task's sealed volume into ``<bucket>/volumes/<volume-id>/``; returns that URL."""
-    volume = open_store(task.volume, task.s3_options())
+    volume = open_store(task.volume, task.volume_s3_options())
     plan = load_plan_for(task, volume)
     dest_url = layout.join(task.bucket, "volumes", plan.volume_id)
     bucket = open_store(dest_url, task.s3_options())
@@ -46,7 +46,7 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
     finally:
         if holder is not None:
             holder.close()
-    volume = open_store(task.volume, task.s3_options())
+    volume = open_store(task.volume, task.volume_s3_options())
     t0 = time.monotonic()
     seal(volume)
     report = verify(volume)

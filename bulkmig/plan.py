@@ -119,12 +119,35 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
             sel = chosen.get((src.table.schema, src.root_name))
         if sel is None:
             continue
-        if sel.filters:
-            src.table.filter = sel.where_sql(ident, _literal_any)
+        src.table.filter = sel.where_sql(ident, _literal_any)
+        _refuse_renames(task, src.table)
         out.append(src)
     if not out:
         raise ConfigError("the table mappings select no table", "check the selection rules")
     return out
+
+
+def _refuse_renames(task: Task, table: Table) -> None:
+    """PostgreSQL -> PostgreSQL recreates the schema from pg_dump, which knows nothing of renames.
+
+    Rather than load into names the schema does not have, refuse the rules up front.
+    """
+    target = task.mappings.target_table_name(table.schema, table.name)
+    if target != (table.schema, table.name):
+        raise ConfigError(
+            f"a transformation rule renames {table.qualified} to {target[0]}.{target[1]}; renames are not "
+            "supported for PostgreSQL -> PostgreSQL yet",
+            "drop the rename/convert rules for this task (the schema is recreated as it is on the source)",
+        )
+    columns = [c.name for c in table.columns]
+    removed = task.mappings.removed_columns(table.schema, table.name, columns)
+    renamed = [c for c in columns if task.mappings.target_column_name(table.schema, table.name, c) != c]
+    if removed or renamed:
+        raise ConfigError(
+            f"transformation rules remove or rename columns of {table.qualified} "
+            f"({', '.join(sorted(removed) + renamed)}); not supported for PostgreSQL -> PostgreSQL yet",
+            "drop those rules for this task",
+        )
 
 
 def _literal_any(value: Any) -> str:
@@ -139,7 +162,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     """Plan the task onto its volume.  Returns the plan and, with ``keep_snapshot``, the open
     connection that holds the plan's exported snapshot (so ``migrate`` extracts from the very same
     moment); the caller closes it.  Otherwise returns None for the connection."""
-    store = open_store(task.volume, task.s3_options())
+    store = open_store(task.volume, task.volume_s3_options())
     existing = read_plan(store)
     if existing is not None and not force:
         if existing.task_fingerprint == task.fingerprint():

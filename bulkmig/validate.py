@@ -112,7 +112,7 @@ def compare_table(task: Task, table: Table) -> TableResult:
 
 def plan_for_validation(task: Task) -> Plan:
     """The plan says which tables (and filters) were moved; read it from the volume, else the bucket."""
-    store = open_store(task.volume, task.s3_options())
+    store = open_store(task.volume, task.volume_s3_options())
     plan = read_plan(store)
     if plan is None:
         from bulkmig.load import find_volume
