@@ -1,9 +1,10 @@
 """`bulkmig load`: import an imported volume from the bucket into the target.
 
-Order: the schema's pre-data section (types, tables), then every part, then post-data (primary keys,
-indexes, foreign keys, triggers), then sequence values.  Building keys and indexes after the data is
-pg_restore's order and the fastest; triggers and foreign keys do not exist yet while rows arrive, and
-every loading session runs with ``session_replication_role = replica`` besides.
+Order: the schema's pre-data section (types, tables and their primary keys), then every part, then
+post-data (secondary indexes, foreign keys, triggers, materialized view refreshes), then sequence
+values.  Primary keys come first so a duplicate row is refused while loading, naming its part;
+triggers and foreign keys do not exist yet while rows arrive, and every loading session runs with
+``session_replication_role = replica`` besides.
 
 Exactly once: each part is loaded in one target transaction together with its row in the ledger
 ``bulkmig.loaded_parts``, under an advisory lock on the part, so a crash or a second loader never

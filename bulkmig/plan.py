@@ -185,7 +185,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     chosen = _selected(task, found)
     for src in chosen:
         src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes)
-    sequences = schema.sequence_values(conn)
+    subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
+    sequences = schema.sequence_values(conn, subset)
     volume_id = new_volume_id(task)
 
     with tempfile.TemporaryDirectory(prefix="bulkmig-schema-") as tmp:
@@ -193,7 +194,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             task.source.libpq_env(),
             database,
             snapshot,
-            [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None,
+            subset,
             Path(tmp),
         )
         schema_files = {}

@@ -1,0 +1,1 @@
+"""Engine packages: one per database engine, holding what differs between engines as data."""
