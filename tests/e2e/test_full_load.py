@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import boto3
+import jsonschema
 import pytest
 
 from bulkmig.devservers import load_dataset
@@ -61,6 +62,17 @@ def test_pagila_round_trip(make_flow, pg_source, pg_target, source_db, target_db
     assert report["equal"] is True
     assert sorted(t["table"] for t in report["tables"]) == sorted(f"{t['schema']}.{t['name']}" for t in plan["tables"])
     assert all(t["equal"] and t["source_rows"] == t["target_rows"] for t in report["tables"])
+
+    # Every file bulkmig wrote matches its JSON Schema in manifests/.
+    schemas = Path(__file__).parents[2] / "manifests"
+    jsonschema.validate(plan, json.loads((schemas / "plan.schema.json").read_text()))
+    jsonschema.validate(
+        json.loads((flow.volume / "volume.json").read_text()), json.loads((schemas / "volume.schema.json").read_text())
+    )
+    sidecars = sorted(flow.volume.glob("data/public/rental/part-*.json"))
+    assert len(sidecars) > 1
+    for sidecar in sidecars:
+        jsonschema.validate(json.loads(sidecar.read_text()), json.loads((schemas / "part.schema.json").read_text()))
 
     # Triggers did not fire during the load: last_update kept the source's values.
     q = "SELECT md5(string_agg(last_update::text, ',' ORDER BY actor_id)) FROM actor"
