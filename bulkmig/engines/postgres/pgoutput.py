@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import difflib
 import enum
+import re
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -36,17 +37,15 @@ from bulkmig.errors import SourceError
 # --------------------------------------------------------------------------------------------- LSNs
 
 INVALID_LSN = 0  # PostgreSQL's InvalidXLogRecPtr: "no position"
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 
 
 def parse_lsn(text: str) -> int:
     """``"16/B374D848"`` → int.  LSNs are compared and stored as ints; the text form is only for people."""
-    hi, sep, lo = text.strip().partition("/")
-    try:
-        if not sep or not hi or not lo or len(hi) > 8 or len(lo) > 8:
-            raise ValueError
-        return (int(hi, 16) << 32) | int(lo, 16)
-    except ValueError:
-        raise ValueError(f"not a PostgreSQL LSN: {text!r} (expected two hex numbers like '16/B374D848')") from None
+    match = _LSN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a PostgreSQL LSN: {text!r} (expected two hex numbers like '16/B374D848')")
+    return (int(match[1], 16) << 32) | int(match[2], 16)
 
 
 def format_lsn(lsn: int) -> str:
@@ -347,6 +346,11 @@ class Update:
         if self.old_kind == "O":
             return _check_not_toast(self.relation, self.relation.row(self.old or ()), "an UPDATE")
         names = self.relation.key_columns
+        if not names:
+            raise PgoutputError(
+                f"an UPDATE on {self.relation.qualname} came without any replica identity column",
+                f"give {self.relation.qualname} a primary key or REPLICA IDENTITY FULL",
+            )
         source = self.relation.row(self.old if self.old_kind == "K" and self.old is not None else self.new)
         return _check_not_toast(self.relation, {n: source[n] for n in names}, "an UPDATE")
 
@@ -423,7 +427,7 @@ class _Reader:
         self.pos = 0
         self.encoding = encoding
 
-    def _take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
             raise PgoutputError(
                 f"pgoutput message {self.data[:1]!r} is truncated (wanted {n} bytes at offset {self.pos} of "
@@ -435,11 +439,11 @@ class _Reader:
         return chunk
 
     def unpack(self, fmt: str) -> int:
-        (value,) = struct.unpack(">" + fmt, self._take(struct.calcsize(fmt)))
+        (value,) = struct.unpack(">" + fmt, self.take(struct.calcsize(fmt)))
         return int(value)
 
     def byte(self) -> str:
-        return chr(self._take(1)[0])
+        return chr(self.take(1)[0])
 
     def text(self, raw: bytes) -> str:
         try:
@@ -537,7 +541,7 @@ class Decoder:
                 flags = r.unpack("B")
                 msg_lsn = r.unpack("Q")
                 prefix = r.string()
-                content = r._take(r.unpack("I"))
+                content = r.take(r.unpack("I"))
                 message = LogicalMessage(bool(flags & 1), msg_lsn, prefix, content)
             case "S" | "E" | "c" | "A" | "b" | "P" | "K" | "r" | "p":
                 raise PgoutputError(
@@ -594,9 +598,9 @@ class Decoder:
                 case "u":
                     values.append(UNCHANGED_TOAST)
                 case "t":
-                    values.append(r.text(r._take(r.unpack("i"))))
+                    values.append(r.text(r.take(r.unpack("i"))))
                 case "b":
-                    values.append(r._take(r.unpack("i")))
+                    values.append(r.take(r.unpack("i")))
                 case other:
                     raise PgoutputError(f"unknown TupleData kind {other!r} in a tuple of {rel.qualname}", "")
         return tuple(values)
@@ -642,16 +646,16 @@ class Transaction:
         return self.commit.commit_ts
 
 
-@dataclass
 class TransactionAssembler:
     """Groups a message stream into :class:`Transaction` objects and stand-alone (non-transactional)
     :class:`LogicalMessage` objects.  Feed it messages in order; it returns each whole unit when complete,
     so a half transaction can never reach a batch."""
 
-    _begin: Begin | None = None
-    _changes: list[Change] = field(default_factory=list)
-    _relations: list[Relation] = field(default_factory=list)
-    _origin: Origin | None = None
+    def __init__(self) -> None:
+        self._begin: Begin | None = None
+        self._changes: list[Change] = []
+        self._relations: list[Relation] = []
+        self._origin: Origin | None = None
 
     @property
     def in_transaction(self) -> bool:
