@@ -107,7 +107,7 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
                 say(f"extract: {table.qualified}.{far.column} holds dates beyond Arrow's range; part {index} as text")
                 as_text = as_text | {far.column}
         digest, size = sha256_file(Path(tmp))
-        store.put_file(key, Path(tmp))
+        store.put_file(key, Path(tmp), move=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

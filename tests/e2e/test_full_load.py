@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import jsonschema
 import pytest
 
@@ -128,7 +127,7 @@ def test_no_secret_is_written_anywhere(make_flow, pg_source, source_db, s3_serve
     assert run.code == 0, run.text
     blobs = [run.text.encode()]
     blobs += [p.read_bytes() for p in flow.volume.rglob("*") if p.is_file()]
-    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    s3 = s3_server.client()
     for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         blobs.append(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
     assert len(blobs) > 5
