@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "volume: ./volume\n"
             "bucket: s3://migration/demo\n"
             f"s3: {{endpoint_url: {s3.endpoint_url}, region: us-east-1}}\n"
-            "settings: {workers: 2, max_part_bytes: 4MB}\n"
+            "settings: {workers: 2, max_part_bytes: 512kB}\n"
         )
         os.environ["BULKMIG_SOURCE_PASSWORD"] = source.password
         os.environ["BULKMIG_TARGET_PASSWORD"] = target.password

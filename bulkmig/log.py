@@ -58,6 +58,7 @@ class Progress:
         self.bytes = 0
         self.started = time.monotonic()
         self._last = 0.0
+        self._finished = False
         self._tty = sys.stderr.isatty()
         self._interval = 0.2 if self._tty else interval
 
@@ -67,7 +68,10 @@ class Progress:
             self.rows += rows
             self.bytes += nbytes
             now = time.monotonic()
-            if now - self._last >= self._interval or self.parts == self.total_parts:
+            if self.parts >= self.total_parts:
+                self._finished = True
+                self._draw(final=True)
+            elif now - self._last >= self._interval:
                 self._last = now
                 self._draw(final=False)
 
@@ -101,5 +105,8 @@ class Progress:
         sys.stderr.flush()
 
     def finish(self) -> None:
+        """Draw the last state once (a stage that failed part-way ends its bar here)."""
         with _lock:
-            self._draw(final=True)
+            if not self._finished:
+                self._finished = True
+                self._draw(final=True)
