@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bulkmig import __version__
 from bulkmig.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
-from bulkmig.log import set_quiet
+from bulkmig.log import Progress, set_quiet
 
 DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
@@ -56,7 +56,10 @@ def cmd_seal(args: argparse.Namespace) -> int:
     from bulkmig.volume.seal import seal
 
     store = open_store(args.volume, _s3_options(args))
-    manifest = seal(store)
+    bar = Progress("seal", 0) if not args.quiet else None
+    manifest = seal(store, bar.callback() if bar else None)
+    if bar:
+        bar.finish()
     print(f"sealed {store.url}: {len(manifest.files)} files, root hash {manifest.root_hash}")
     return EXIT_OK
 
@@ -66,15 +69,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bulkmig.volume.verify import verify
 
     store = open_store(args.volume, _s3_options(args))
-    report = verify(store)
-    print(report.render() if hasattr(report, "render") else report)
+    bar = Progress("verify", 0) if not args.quiet else None
+    report = verify(store, bar.callback() if bar else None)
+    if bar:
+        bar.finish()
+    print(report.to_json() if args.json else report.render())
     return EXIT_OK if report.ok else EXIT_INTEGRITY
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from bulkmig.migrate import import_task
 
-    import_task(_task(args), workers=args.workers)
+    import_task(_task(args), workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -153,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("volume", metavar="VOLUME_OR_S3_URL")
         p.add_argument("--s3-endpoint-url", help="S3 endpoint (a device's S3 adapter, moto, LocalStack)")
         p.add_argument("--s3-region", help="S3 region")
+        if name == "verify":
+            p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = add("import", cmd_import, "copy the sealed volume into the bucket, checking every object", parent=vol)
     p.add_argument("--workers", type=int, help="parallel uploads")
 

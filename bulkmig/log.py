@@ -75,6 +75,16 @@ class Progress:
                 self._last = now
                 self._draw(final=False)
 
+    def callback(self):  # noqa: ANN201 - volume.ProgressFn
+        """An adapter for the volume stages, which report absolute totals rather than increments."""
+
+        def report(done_bytes: int, total_bytes: int, done_files: int, total_files: int) -> None:
+            with _lock:
+                self.total_bytes, self.total_parts = total_bytes, total_files
+            self.advance(parts=done_files - self.parts, nbytes=done_bytes - self.bytes)
+
+        return report
+
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate_rows = self.rows / elapsed

@@ -9,7 +9,7 @@ from bulkmig import layout
 from bulkmig.errors import IntegrityError
 from bulkmig.extract import extract
 from bulkmig.load import load
-from bulkmig.log import human_duration, say
+from bulkmig.log import Progress, human_duration, say
 from bulkmig.plan import load_plan_for, make_plan
 from bulkmig.store import open_store
 from bulkmig.task import Task
@@ -25,7 +25,11 @@ def import_task(task: Task, *, workers: int | None = None, progress: bool = True
     plan = load_plan_for(task, volume)
     dest_url = layout.join(task.bucket, "volumes", plan.volume_id)
     bucket = open_store(dest_url, task.s3_options())
-    import_volume(volume, bucket, workers=workers or task.settings.workers)
+    bar = Progress("import", 0) if progress else None
+    report = import_volume(volume, bucket, bar.callback() if bar else None, workers=workers or task.settings.workers)
+    if bar:
+        bar.finish()
+    say(report.render())
     return dest_url
 
 
