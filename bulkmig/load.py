@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,6 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
     store, manifest, plan = find_volume(task)
     target_env = task.target.libpq_env()
     conn = connect(task.target, autocommit=True)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
         tmp = Path(tmpname)
         pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
