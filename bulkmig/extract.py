@@ -11,7 +11,6 @@ every worker imports it (``SET TRANSACTION SNAPSHOT``), so all parts show the so
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from bulkmig import layout
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
+from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
 from bulkmig.log import Progress, say
 from bulkmig.manifest import PartManifest, sha256_file
@@ -30,6 +30,7 @@ from bulkmig.parquet import write_parquet
 from bulkmig.plan import Plan, load_plan_for
 from bulkmig.store import Store, open_store
 from bulkmig.task import Task
+from bulkmig.workers import Pool
 
 
 @dataclass
@@ -184,51 +185,30 @@ def extract(
         else:
             lsn = plan.snapshot.get("lsn")
             holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            holder.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            holder.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
         _check_columns(holder, plan)
         total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
         bar = Progress("extract", len(todo), total_bytes) if progress else None
-        work: queue.Queue[tuple[Table, int]] = queue.Queue()
-        for item in todo:
-            work.put(item)
-        errors: list[BaseException] = []
         lock = threading.Lock()
 
-        def run() -> None:
-            try:
-                reader = SnapshotReader(task.source, snapshot, lsn)
-            except BaseException as exc:  # noqa: BLE001 - reported below, first one wins
-                with lock:
-                    errors.append(exc)
-                return
-            try:
-                while not errors:
-                    try:
-                        table, index = work.get_nowait()
-                    except queue.Empty:
-                        return
-                    manifest = extract_part(reader, store, plan, table, index)
-                    with lock:
-                        report.parts_written += 1
-                        report.rows += manifest.rows
-                        report.bytes += manifest.bytes
-                    if bar:
-                        bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
-            except BaseException as exc:  # noqa: BLE001
-                with lock:
-                    errors.append(exc)
-            finally:
-                reader.close()
+        def one(reader: SnapshotReader, item: tuple[Table, int]) -> None:
+            table, index = item
+            manifest = extract_part(reader, store, plan, table, index)
+            with lock:
+                report.parts_written += 1
+                report.rows += manifest.rows
+                report.bytes += manifest.bytes
+            if bar:
+                bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
 
-        threads = [threading.Thread(target=run, name=f"extract-{n}", daemon=True) for n in range(n_workers)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        if bar:
-            bar.finish()
-        if errors:
-            raise errors[0]
+        pool: Pool[tuple[Table, int], SnapshotReader] = Pool(
+            "extract", lambda: SnapshotReader(task.source, snapshot, lsn), SnapshotReader.close
+        )
+        try:
+            pool.run(todo, n_workers, one)
+        finally:
+            if bar:
+                bar.finish()
     finally:
         holder.close()
     say(

@@ -15,7 +15,6 @@ checked against the sealed volume manifest before a single row of it is sent.
 from __future__ import annotations
 
 import hashlib
-import queue
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from bulkmig.model import Table
 from bulkmig.plan import Plan
 from bulkmig.store import Store, open_store
 from bulkmig.task import Task
+from bulkmig.workers import Pool
 
 LEDGER_DDL = """
 CREATE SCHEMA IF NOT EXISTS bulkmig;
@@ -205,57 +205,34 @@ def _load_parts(
     sizes = {e.key: e.bytes for e in manifest.files}
     total = sum(sizes.get(layout.part_key(t.schema, t.name, i), 0) for t, i in todo)
     bar = Progress("load", len(todo), total) if progress else None
-    work: queue.Queue[tuple[Table, int]] = queue.Queue()
-    for item in todo:
-        work.put(item)
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
-    def run() -> None:
-        try:
-            conn = connect(task.target, autocommit=True)
-            conn.execute("SET session_replication_role = replica")
-        except BaseException as exc:  # noqa: BLE001
-            with lock:
-                errors.append(exc)
-            return
-        try:
-            while not errors:
-                try:
-                    table, index = work.get_nowait()
-                except queue.Empty:
-                    return
-                rows = load_part(conn, store, manifest, plan, table, index, tmp)
-                with lock:
-                    report.parts_loaded += 1
-                    report.rows += rows
-                if bar:
-                    bar.advance(
-                        parts=1,
-                        rows=rows,
-                        nbytes=sizes.get(layout.part_key(table.schema, table.name, index), 0),
-                    )
-        except BulkmigError as exc:
-            with lock:
-                errors.append(exc)
-        except Exception as exc:  # noqa: BLE001 - a database error: name the part and the reason
-            with lock:
-                errors.append(
-                    TargetError(
-                        f"loading {table.qualified} part {index} failed: {str(exc).strip().splitlines()[0]}",
-                        "fix the cause and rerun `bulkmig load` (loaded parts are kept)",
-                    )
-                )
-        finally:
-            conn.close()
+    def open_worker() -> Any:
+        conn = connect(task.target, autocommit=True)
+        conn.execute("SET session_replication_role = replica")
+        return conn
 
-    n = max(1, min(workers or task.settings.workers, len(todo)))
-    threads = [threading.Thread(target=run, name=f"load-{k}", daemon=True) for k in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if bar:
-        bar.finish()
-    if errors:
-        raise errors[0]
+    def one(conn: Any, item: tuple[Table, int]) -> None:
+        table, index = item
+        rows = load_part(conn, store, manifest, plan, table, index, tmp)
+        with lock:
+            report.parts_loaded += 1
+            report.rows += rows
+        if bar:
+            bar.advance(parts=1, rows=rows, nbytes=sizes.get(layout.part_key(table.schema, table.name, index), 0))
+
+    def wrap(item: tuple[Table, int], exc: Exception) -> BaseException:
+        if isinstance(exc, BulkmigError):
+            return exc
+        table, index = item  # a database error: name the part and the reason
+        return TargetError(
+            f"loading {table.qualified} part {index} failed: {str(exc).strip().splitlines()[0]}",
+            "fix the cause and rerun `bulkmig load` (loaded parts are kept)",
+        )
+
+    pool: Pool[tuple[Table, int], Any] = Pool("load", open_worker, lambda conn: conn.close(), wrap)
+    try:
+        pool.run(todo, workers or task.settings.workers, one)
+    finally:
+        if bar:
+            bar.finish()

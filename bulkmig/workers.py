@@ -1,0 +1,75 @@
+"""A small pool of worker threads, each with its own connection, draining one list of parts.
+
+Extraction and loading share this shape: every worker opens a connection once (inside a snapshot, or
+with loading session settings), then takes parts until none are left.  The first error stops every
+worker before its next part and is raised to the caller; parts already finished stay finished, which
+is what makes a rerun resume.  Threads are enough: the heavy work (the drivers' COPY, Arrow, Parquet,
+zstd) runs in C++ with the GIL released.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Worker = TypeVar("Worker")
+
+
+class Pool(Generic[Item, Worker]):
+    def __init__(
+        self,
+        name: str,
+        open_worker: Callable[[], Worker],
+        close_worker: Callable[[Worker], None],
+        wrap_error: Callable[[Item, Exception], BaseException] | None = None,
+    ) -> None:
+        self.name = name
+        self.open_worker = open_worker
+        self.close_worker = close_worker
+        self.wrap_error = wrap_error
+
+    def run(self, items: Sequence[Item], workers: int, work: Callable[[Worker, Item], None]) -> None:
+        """Run ``work(worker, item)`` for every item on up to ``workers`` threads; raise the first error."""
+        todo: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        for item in items:
+            todo.put(item)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def fail(exc: BaseException) -> None:
+            with lock:
+                errors.append(exc)
+
+        def loop() -> None:
+            try:
+                worker = self.open_worker()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                fail(exc)
+                return
+            try:
+                while not errors:
+                    try:
+                        item = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        work(worker, item)
+                    except Exception as exc:
+                        fail(self.wrap_error(item, exc) if self.wrap_error else exc)
+                        return
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt and the like
+                fail(exc)
+            finally:
+                self.close_worker(worker)
+
+        n = max(1, min(workers, len(items)))
+        threads = [threading.Thread(target=loop, name=f"{self.name}-{k}", daemon=True) for k in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
