@@ -14,8 +14,8 @@ install:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
-	$(PYTHON) -m ruff check bulkmig tests
-	$(PYTHON) -m ruff format --check bulkmig tests
+	$(PYTHON) -m ruff check bulkmig tests bench
+	$(PYTHON) -m ruff format --check bulkmig tests bench
 
 # pytest exits 5 when it collected nothing: a broken conftest or a wrong path must not pass as green.
 test: install

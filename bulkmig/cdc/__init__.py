@@ -1,0 +1,1 @@
+"""Change data capture: the change batch format shared by capture and replay."""

@@ -1,0 +1,274 @@
+"""Change batches: the unit that capture writes to S3 and replay applies in one target transaction.
+
+A batch holds the changes of a run of whole committed source transactions, one Parquet file per table
+touched, and ``batch.json`` written last (and only once: a conditional put), so a batch without its
+``batch.json`` does not exist, and a batch that exists is never rewritten::
+
+    <bucket prefix>/cdc/<stream-id>/batch-000000000042/public/film.parquet    (names percent-encoded)
+    <bucket prefix>/cdc/<stream-id>/batch-000000000042/batch.json
+
+Values travel as the source's text output (what pgoutput sends, what the target's text input reads),
+so every file is plain strings plus bulkmig's metadata columns.  Metadata columns are found by their
+Parquet field metadata (``{"bulkmig": "op"}``), not by name: a user column may be called ``__op``,
+``Op`` or anything else, and then ours gets a trailing underscore instead of shadowing it.
+
+Per row: ``op`` (I insert, U update, D delete, T truncate), ``pos`` (its transaction's commit LSN),
+``seq`` (order within the batch), ``xid``, ``commit_ts``, ``unchanged`` (names of columns whose value
+was not sent — unchanged TOAST — and must be kept as the target has them, never written as NULL), and
+``before`` (the old key, or the old row under REPLICA IDENTITY FULL, when the source sent one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bulkmig import layout
+from bulkmig.errors import IntegrityError
+from bulkmig.manifest import check_format
+from bulkmig.store import AlreadyExists, Store
+
+BATCH_FORMAT = "bulkmig-batch"
+BATCH_VERSION = 1
+BATCH_MANIFEST = "batch.json"
+OPS = ("I", "U", "D", "T")
+# Metadata role -> preferred column name (a clash with a user column appends "_" until free).
+META = {
+    "op": "__op",
+    "pos": "__pos",
+    "seq": "__seq",
+    "xid": "__xid",
+    "commit_ts": "__commit_ts",
+    "unchanged": "__unchanged",
+    "before": "__before",
+}
+
+
+@dataclass
+class ChangeRow:
+    op: str  # I U D T
+    pos: str  # commit LSN of the row's transaction, "X/Y"
+    seq: int  # order within the batch, over all tables
+    xid: int
+    commit_ts: datetime
+    values: list[str | None]  # in TableChanges.columns order; for D: key (or whole old row) values, rest None
+    unchanged: list[str] = field(default_factory=list)  # columns not sent: keep the target's value
+    before: list[str | None] | None = None  # old key / old row when sent, in column order, None elsewhere
+
+
+@dataclass
+class TableChanges:
+    schema: str
+    table: str
+    columns: list[str]  # user columns in the source's order at the time of these changes
+    types: list[str]  # their types as the source prints them (format_type), for drift and DDL
+    key: list[str]  # replica identity key columns ([] when the table has none)
+    identity: str  # replica identity: d default, f full, i index, n nothing
+    rows: list[ChangeRow] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    stream_id: str
+    seq: int
+    first_pos: str  # commit LSN of the first transaction
+    last_pos: str  # commit END LSN of the last transaction: where the source may be acknowledged to
+    transactions: int
+    tables: list[TableChanges]
+    schema_changes: list[dict[str, object]] = field(default_factory=list)  # from pgoutput Relation diffs
+    created_at: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(len(t.rows) for t in self.tables)
+
+
+def batch_prefix(stream_prefix: str, seq: int) -> str:
+    return layout.join(stream_prefix, layout.batch_dir(seq))
+
+
+def table_file(schema: str, table: str) -> str:
+    return f"{layout.encode_name(schema)}/{layout.encode_name(table)}.parquet"
+
+
+def _meta_names(columns: list[str]) -> dict[str, str]:
+    taken = set(columns)
+    names = {}
+    for role, name in META.items():
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        names[role] = name
+    return names
+
+
+def _to_parquet(t: TableChanges) -> bytes:
+    meta = _meta_names(t.columns)
+    n = len(t.columns)
+    fields = [pa.field(c, pa.string(), metadata={"source_type": ty}) for c, ty in zip(t.columns, t.types, strict=True)]
+    arrays = [pa.array([r.values[i] for r in t.rows], pa.string()) for i in range(n)]
+    extra = [
+        ("op", pa.string(), [r.op for r in t.rows]),
+        ("pos", pa.string(), [r.pos for r in t.rows]),
+        ("seq", pa.int64(), [r.seq for r in t.rows]),
+        ("xid", pa.int64(), [r.xid for r in t.rows]),
+        ("commit_ts", pa.timestamp("us", tz="UTC"), [r.commit_ts for r in t.rows]),
+        ("unchanged", pa.list_(pa.string()), [r.unchanged for r in t.rows]),
+        ("before", pa.list_(pa.string()), [r.before for r in t.rows]),
+    ]
+    for role, typ, values in extra:
+        fields.append(pa.field(meta[role], typ, metadata={"bulkmig": role}))
+        arrays.append(pa.array(values, typ))
+    schema = pa.schema(
+        fields,
+        metadata={
+            "bulkmig.table": json.dumps(
+                {"schema": t.schema, "table": t.table, "key": t.key, "identity": t.identity}, ensure_ascii=False
+            )
+        },
+    )
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink, compression="zstd", write_page_checksum=True)
+    return sink.getvalue()
+
+
+def _from_parquet(data: bytes) -> TableChanges:
+    table = pq.read_table(io.BytesIO(data))
+    info = json.loads(table.schema.metadata[b"bulkmig.table"])
+    roles: dict[str, str] = {}
+    columns, types = [], []
+    for f in table.schema:
+        role = (f.metadata or {}).get(b"bulkmig")
+        if role:
+            roles[role.decode()] = f.name
+        else:
+            columns.append(f.name)
+            types.append((f.metadata or {}).get(b"source_type", b"").decode())
+    user = [table.column(c).to_pylist() for c in columns]
+    meta = {role: table.column(name).to_pylist() for role, name in roles.items()}
+    rows = [
+        ChangeRow(
+            op=meta["op"][i],
+            pos=meta["pos"][i],
+            seq=meta["seq"][i],
+            xid=meta["xid"][i],
+            commit_ts=meta["commit_ts"][i],
+            values=[col[i] for col in user],
+            unchanged=list(meta["unchanged"][i] or []),
+            before=meta["before"][i],
+        )
+        for i in range(table.num_rows)
+    ]
+    return TableChanges(info["schema"], info["table"], columns, types, info["key"], info["identity"], rows)
+
+
+def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, object]:
+    """Write every table file, then ``batch.json`` once.  Returns the manifest document.
+
+    Rewriting the files of a batch whose ``batch.json`` is absent is safe (a crash left them
+    half-done); a batch whose ``batch.json`` exists is final and raises ``AlreadyExists``.
+    """
+    prefix = batch_prefix(stream_prefix, batch.seq)
+    entries = []
+    for t in batch.tables:
+        data = _to_parquet(t)
+        key = table_file(t.schema, t.table)
+        store.put_bytes(layout.join(prefix, key), data)
+        entries.append(
+            {
+                "schema": t.schema,
+                "table": t.table,
+                "file": key,
+                "rows": len(t.rows),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    doc = {
+        "format": BATCH_FORMAT,
+        "version": BATCH_VERSION,
+        "stream_id": batch.stream_id,
+        "seq": batch.seq,
+        "first_pos": batch.first_pos,
+        "last_pos": batch.last_pos,
+        "transactions": batch.transactions,
+        "rows": batch.rows,
+        "tables": entries,
+        "schema_changes": batch.schema_changes,
+        "created_at": batch.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    body = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    store.put_bytes(layout.join(prefix, BATCH_MANIFEST), body, if_absent=True)
+    return doc
+
+
+def read_manifest(store: Store, stream_prefix: str, seq: int) -> dict[str, object]:
+    key = layout.join(batch_prefix(stream_prefix, seq), BATCH_MANIFEST)
+    doc = json.loads(store.get_bytes(key))
+    check_format(doc, BATCH_FORMAT, BATCH_VERSION, f"{store.url}/{key}")
+    return doc
+
+
+def read_batch(store: Store, stream_prefix: str, seq: int) -> Batch:
+    """The batch, every file checked against the sha256 in ``batch.json``."""
+    doc = read_manifest(store, stream_prefix, seq)
+    prefix = batch_prefix(stream_prefix, seq)
+    tables = []
+    for entry in doc["tables"]:  # type: ignore[union-attr]
+        key = layout.join(prefix, entry["file"])
+        data = store.get_bytes(key)
+        if hashlib.sha256(data).hexdigest() != entry["sha256"] or len(data) != entry["bytes"]:
+            raise IntegrityError(
+                f"change batch file {store.url}/{key} does not match its batch.json",
+                "the bucket copy is damaged; restore it from a backup or re-run capture from an earlier position",
+            )
+        tables.append(_from_parquet(data))
+    return Batch(
+        stream_id=str(doc["stream_id"]),
+        seq=int(doc["seq"]),  # type: ignore[arg-type]
+        first_pos=str(doc["first_pos"]),
+        last_pos=str(doc["last_pos"]),
+        transactions=int(doc["transactions"]),  # type: ignore[arg-type]
+        tables=tables,
+        schema_changes=list(doc.get("schema_changes", [])),  # type: ignore[arg-type]
+        created_at=str(doc.get("created_at", "")),
+    )
+
+
+def list_batches(store: Store, stream_prefix: str) -> list[int]:
+    """Sequence numbers of the complete batches (those with a batch.json), ascending."""
+    seqs = []
+    base = stream_prefix.strip("/") + "/" if stream_prefix.strip("/") else ""
+    for info in store.list(base):
+        rest = info.key[len(base) :]
+        parts = rest.split("/")
+        if len(parts) == 2 and parts[1] == BATCH_MANIFEST and parts[0].startswith("batch-"):
+            seqs.append(int(parts[0][len("batch-") :]))
+    return sorted(seqs)
+
+
+def batch_summary(batch: Batch) -> dict[str, object]:
+    """A small dict for logs and status: no values, only counts and positions."""
+    d = asdict(batch)
+    d.pop("tables")
+    d["rows"] = batch.rows
+    return d
+
+
+__all__ = [
+    "AlreadyExists",
+    "Batch",
+    "ChangeRow",
+    "TableChanges",
+    "batch_prefix",
+    "list_batches",
+    "read_batch",
+    "read_manifest",
+    "write_batch",
+]
