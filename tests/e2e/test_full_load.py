@@ -261,3 +261,26 @@ def test_agents_share_resume_and_refuse_damage(
     assert rerun.code == 0, rerun.text
     assert "reusing it" in rerun.err and "already loaded" in rerun.err
     assert pg_target.execute(target_db, "SELECT count(*) FROM t")[0][0] == 20000
+
+
+def test_validate_names_what_differs(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE k (id int PRIMARY KEY, v text); INSERT INTO k SELECT g, 'v' || g FROM generate_series(1, 1000) g;"
+        "CREATE TABLE nokey (v text); INSERT INTO nokey SELECT 'n' || g FROM generate_series(1, 100) g;",
+    )
+    flow = make_flow()
+    assert flow.bulkmig("migrate").code == 0
+    # One value changed, one row gone, one row extra, and a key-less table with a changed row.
+    pg_target.execute(
+        target_db,
+        "UPDATE k SET v = 'changed' WHERE id = 17; DELETE FROM k WHERE id = 400; INSERT INTO k VALUES (5000, 'x');"
+        "UPDATE nokey SET v = 'other' WHERE v = 'n3';",
+    )
+    run = flow.bulkmig("validate", "--json")
+    assert run.code == 5, run.text
+    report = {t["table"]: t for t in json.loads(run.out)["tables"]}
+    assert report["public.k"]["equal"] is False
+    assert report["public.k"]["differing_keys"] == ["(17)", "(400)", "(5000)"]
+    assert report["public.nokey"]["equal"] is False and "no primary key" in report["public.nokey"]["note"]
+    assert "2 of 2 tables differ" in run.err
