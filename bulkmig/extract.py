@@ -30,7 +30,7 @@ from bulkmig.parquet import write_parquet
 from bulkmig.plan import Plan, load_plan_for
 from bulkmig.store import Store, open_store
 from bulkmig.task import Task
-from bulkmig.workers import Pool
+from bulkmig.workers import Pool, prefetch
 
 
 @dataclass
@@ -94,13 +94,14 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
     try:
         while True:
             try:
-                batches = reader.batches(table, part, as_text)
+                batches = prefetch(reader.batches(table, part, as_text))
                 rows, groups = write_parquet(
                     batches,
                     arrow_schema(table, as_text),
                     Path(tmp),
                     plan.settings["max_row_group_rows"],
                     plan.settings["compression"],
+                    [c.name for c in table.copied_columns if c.dictionary and c.name not in as_text],
                 )
                 break
             except FarValue as far:

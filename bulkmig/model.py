@@ -27,6 +27,7 @@ class Column:
     nullable: bool = True
     generated: bool = False  # stored generated columns are computed by the target, never copied
     read_as: str | None = None  # cast applied when reading (a domain is read as its base type)
+    dictionary: bool = False  # few distinct values: dictionary-encode it in Parquet (decided from statistics)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Column:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+T = TypeVar("T")
 Worker = TypeVar("Worker")
 
 
@@ -73,3 +74,47 @@ class Pool(Generic[Item, Worker]):
             thread.join()
         if errors:
             raise errors[0]
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Iterate ``items`` on a background thread, ``depth`` items ahead.
+
+    Reading a partition (the server producing COPY data, the driver parsing it) and writing it (Parquet
+    encoding, zstd) both run in C++ without the GIL; a small buffer between them lets the two overlap
+    instead of taking turns.  Memory stays bounded by ``depth`` record batches.  An error in the
+    producer is raised in the consumer; a consumer that stops early stops the producer.
+    """
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
