@@ -64,7 +64,7 @@ def test_csv_temporal_edges() -> None:
     out = to_copy_csv(pa.record_batch([ts, d], names=["ts", "d"])).decode().splitlines()
     assert out == [
         '"infinity","-infinity"',
-        '"1970-01-01 00:00:00.000000Z","1970-01-01"',
+        '"1970-01-01 00:00:00.000000","1970-01-01"',  # naive UTC: the loading session's TimeZone is UTC
         ",",
         '"0001-12-31 23:59:59.999999+00 BC","275760-09-13"',
     ]

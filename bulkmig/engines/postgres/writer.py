@@ -30,33 +30,29 @@ _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
 
 
 def hex_encode(arr: pa.Array, prefix: bytes) -> pa.Array:
-    """Binary values as hex strings (``prefix`` + hex digits), without a Python loop."""
+    """Binary values as hex strings (``prefix`` + hex digits), without a Python loop.
+
+    The hex digits of all values, concatenated, are the hex of the concatenated data buffer, so one
+    table lookup over the buffer does the work; the prefix is joined on in C++ afterwards.
+    """
     if pa.types.is_fixed_size_binary(arr.type) or isinstance(arr.type, pa.UuidType):
         storage = arr.storage if isinstance(arr.type, pa.ExtensionType) else arr
         arr = storage.cast(pa.binary())
     arr = arr.cast(pa.large_binary())
     n = len(arr)
-    validity, offsets_buf, data_buf = arr.buffers()
+    _validity, offsets_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
     start = int(offsets[0])
-    rel = offsets - start
     data = np.frombuffer(data_buf, dtype=np.uint8)[start : int(offsets[-1])] if data_buf else np.empty(0, np.uint8)
-    plen = len(prefix)
-    new_offsets = rel * 2 + plen * np.arange(n + 1, dtype=np.int64)
-    out = np.empty(int(new_offsets[-1]), dtype=np.uint8)
-    lengths = np.diff(rel)
-    # Destination of each source byte's two hex digits.
-    elem = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    dest = 2 * np.arange(len(data), dtype=np.int64) + plen * (elem + 1)
     hexed = _HEX[data]
-    out[dest] = hexed[:, 0]
-    out[dest + 1] = hexed[:, 1]
-    for k, byte in enumerate(prefix):
-        out[new_offsets[:-1] + k] = byte
-    if validity is not None and arr.offset:
-        validity = pc.is_valid(arr).buffers()[1]
-    return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(new_offsets.tobytes()), pa.py_buffer(out.tobytes()), validity, arr.null_count
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    out = pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(((offsets - start) * 2).tobytes()), pa.py_buffer(hexed.tobytes()), validity, arr.null_count
+    )
+    if not prefix:
+        return out
+    return pc.binary_join_element_wise(
+        pa.scalar(prefix.decode(), pa.large_string()), out, pa.scalar("", pa.large_string())
     )
 
 
@@ -106,11 +102,13 @@ def _temporal_text(arr: pa.Array) -> pa.Array:
     raw = arr.cast(pa.int32() if is_date else pa.int64())
     lo, hi = (_DATE_MIN, _DATE_MAX) if is_date else (_TS_MIN, _TS_MAX)
     outside = pc.fill_null(pc.or_(pc.less(raw, lo), pc.greater(raw, hi)), False)
-    if not pc.any(outside).as_py():
-        return arr.cast(pa.string())
-    safe = pc.if_else(outside, pa.scalar(0, raw.type), raw).cast(arr.type)
-    text = safe.cast(pa.string())
     with_tz = not is_date and arr.type.tz is not None
+    # Arrow formats a zoned timestamp ~20x slower than a naive one; the loading session's TimeZone is UTC
+    # (sql.CANONICAL_SETTINGS), so the naive UTC text means the same instant.
+    naive = pa.date32() if is_date else pa.timestamp("us")
+    if not pc.any(outside).as_py():
+        return raw.cast(naive).cast(pa.string())
+    text = pc.if_else(outside, pa.scalar(0, raw.type), raw).cast(naive).cast(pa.string())
     specials = [
         format_date(v) if is_date else format_timestamp(v, with_tz) for v in pc.filter(raw, outside).to_pylist()
     ]
