@@ -7,6 +7,7 @@ documented exit code (see ``errors.py`` and the README).  ``--debug`` adds the t
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ stages (each resumable; `migrate` chains them on one machine):
   volume import    volume -> bucket, each object checked against the manifest
   load             bucket -> target tables; a ledger row per loaded part
   validate         source + target -> equal or not, per table, with the differing keys
+  status           every stage's progress at a glance, from its durable state
   migrate          all of the above in order
 """
 
@@ -114,6 +116,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from bulkmig.status import render, status
+
+    report = status(_task(args))
+    print(json.dumps(report, indent=1, default=str) if args.json else render(report))
+    return EXIT_OK
+
+
 def _s3_options(args: argparse.Namespace):  # noqa: ANN202
     from bulkmig.store import S3Options
 
@@ -169,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "compare every selected table between source and target")
     p.add_argument("--workers", type=int)
     p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
+    p = add("status", cmd_status, "the whole migration at a glance: parts, capture and replay lag")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
     p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")
     p.add_argument("--workers", type=int)
     return parser

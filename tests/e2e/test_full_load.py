@@ -284,3 +284,20 @@ def test_validate_names_what_differs(make_flow, pg_source, pg_target, source_db,
     assert report["public.k"]["differing_keys"] == ["(17)", "(400)", "(5000)"]
     assert report["public.nokey"]["equal"] is False and "no primary key" in report["public.nokey"]["note"]
     assert "2 of 2 tables differ" in run.err
+
+
+def test_status_follows_the_stages(make_flow, pg_source, source_db) -> None:  # noqa: ANN001
+    pg_source.execute(source_db, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10)")
+    flow = make_flow()
+    first = flow.bulkmig("status")
+    assert first.code == 0, first.text
+    assert "not planned yet" in first.out
+    assert flow.bulkmig("plan").code == 0 and flow.bulkmig("extract").code == 0
+    mid = flow.bulkmig("status", "--json")
+    report = json.loads(mid.out)
+    assert report["volume"]["extracted"] == report["volume"]["parts"] == 1
+    assert report["volume"]["sealed"] is False and report["target"]["loaded"] == 0
+    assert flow.bulkmig("migrate").code == 0
+    done = json.loads(flow.bulkmig("status", "--json").out)
+    assert done["volume"]["sealed"] and done["bucket"]["imported"] and done["target"]["loaded"] == 1
+    assert done["target"]["schema_applied"] == ["post-data", "pre-data"]
