@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from bulkmig import layout
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
@@ -178,15 +180,24 @@ def extract(
         return report
     n_workers = max(1, min(workers or task.settings.workers, len(todo)))
 
-    holder = connect(task.source)
+    if snapshot is None and plan.snapshot.get("exported_by") == "replication-slot":
+        # Change replay starts at the slot's snapshot: the parts must come from that very snapshot.
+        snapshot = plan.snapshot["name"]
+    holder = connect(task.source, autocommit=True)
     try:
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         if snapshot is None:
-            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot, lsn = holder.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
         else:
             lsn = plan.snapshot.get("lsn")
-            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            holder.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
+            try:
+                holder.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
+            except psycopg.Error:
+                raise SourceError(
+                    f"the plan's snapshot {snapshot} is gone (the process that held it has ended)",
+                    "for full-load-and-cdc, keep `bulkmig plan` running while extracting (it holds the snapshot),"
+                    " or re-plan a fresh volume with `bulkmig plan --force`",
+                ) from None
         _check_columns(holder, plan)
         total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
         bar = Progress("extract", len(todo), total_bytes) if progress else None

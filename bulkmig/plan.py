@@ -158,10 +158,15 @@ def _literal_any(value: Any) -> str:
     return literal(str(value))
 
 
-def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -> tuple[Plan, Any]:
-    """Plan the task onto its volume.  Returns the plan and, with ``keep_snapshot``, the open
-    connection that holds the plan's exported snapshot (so ``migrate`` extracts from the very same
-    moment); the caller closes it.  Otherwise returns None for the connection."""
+def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -> tuple[Plan, SnapshotHolder | None]:
+    """Plan the task onto its volume.
+
+    Returns the plan and, with ``keep_snapshot``, the :class:`SnapshotHolder` whose connections keep the
+    plan's snapshot importable (so ``migrate`` extracts from the very same moment); the caller closes it.
+    Without ``keep_snapshot``, full-load-and-cdc holds the slot's snapshot until extraction is complete
+    (it cannot outlive this process), and a full load simply lets its snapshot go: extraction then
+    exports its own.
+    """
     store = open_store(task.volume, task.volume_s3_options())
     existing = read_plan(store)
     if existing is not None and not force:
@@ -174,13 +179,31 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         for info in list(store.list("")):
             store.delete(info.key)
 
-    conn = connect(task.source)
+    # Autocommit, with explicit BEGIN: the snapshot transaction must be the one we open, nothing implicit.
+    conn = connect(task.source, autocommit=True)
     require_version(conn, task.source)
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    snapshot, lsn, version, database = conn.execute(
-        "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text, current_setting('server_version'), current_database()"
+    stream = None
+    if task.migration_type == "full-load-and-cdc":
+        # Publication, then the slot with its exported snapshot (DESIGN §6): the volume will be exactly the
+        # source at the slot's start, and replay starts there.  The tables are chosen before, outside it.
+        from bulkmig.capture import start_stream
+
+        chosen = _selected(task, reflect.list_tables(conn))
+        stream = start_stream(
+            task,
+            conn,
+            [(s.table.schema, s.table.name) for s in chosen],
+            allow_replica_identity_full=task.settings.allow_replica_identity_full,
+        )
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(stream.snapshot_name or '')}")
+        snapshot, lsn = stream.snapshot_name, stream.start_pos
+    else:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot, lsn = conn.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
+    version, database, lc_monetary = conn.execute(
+        "SELECT current_setting('server_version'), current_database(), current_setting('lc_monetary')"
     ).fetchone()
-    lc_monetary = conn.execute("SELECT current_setting('lc_monetary')").fetchone()[0]
     found = reflect.list_tables(conn)
     chosen = _selected(task, found)
     for src in chosen:
@@ -219,7 +242,13 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             "server_version": version,
             "lc_monetary": lc_monetary,
         },
-        snapshot={"name": snapshot, "lsn": lsn, "taken_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        snapshot={
+            "name": snapshot,
+            "lsn": lsn,
+            "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "exported_by": "replication-slot" if stream else "transaction",
+            "stream_id": stream.stream_id if stream else None,
+        },
         schema_files=schema_files,
         sequences=sequences,
         tables=[s.table for s in chosen],
@@ -237,10 +266,44 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     )
     for obj in plan.skipped_objects:
         say(f"plan: not migrated: {obj}")
+    holder = SnapshotHolder(conn, stream)
     if keep_snapshot:
-        return plan, conn
-    conn.close()
+        return plan, holder
+    if stream is not None:
+        # The slot's snapshot dies with its connection: hold it here until every part is extracted.
+        hold_until_extracted(task, store, plan, holder)
+    holder.close()
     return plan, None
+
+
+@dataclass
+class SnapshotHolder:
+    """The connections that keep the plan's snapshot importable: the plan's own transaction, and for
+    full-load-and-cdc the replication connection that exported the slot's snapshot (open and silent)."""
+
+    conn: Any
+    stream: Any = None
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.release()
+        self.conn.close()
+
+
+def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotHolder, poll: float = 2.0) -> None:
+    """Keep the snapshot alive while extraction agents (this host or others) import it."""
+    import time
+
+    say(
+        f"plan: holding snapshot {plan.snapshot['name']} for extraction; run `bulkmig extract --task {task.path}` "
+        "now (here or on the agent hosts). This command returns once every part is on the volume (Ctrl-C aborts)."
+    )
+    while True:
+        sidecars = {i.key for i in store.list(layout.DATA_DIR + "/") if i.key.endswith(layout.SIDECAR_SUFFIX)}
+        if all(layout.sidecar_key(t.schema, t.name, i) in sidecars for t, i in plan.parts()):
+            say("plan: every part is on the volume; releasing the snapshot")
+            return
+        time.sleep(poll)
 
 
 def _is_subset(found: list[reflect.SourceTable], chosen: list[reflect.SourceTable]) -> bool:
