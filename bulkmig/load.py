@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,9 @@ def load_part(
 
 
 def load(task: Task, *, workers: int | None = None, progress: bool = True) -> LoadReport:
+    clock = _Clock()
     store, manifest, plan = find_volume(task)
+    clock.lap("find volume")
     target_env = task.target.libpq_env()
     conn = connect(task.target, autocommit=True)
     with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
@@ -178,6 +181,7 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
         schema.apply_schema(target_env, task.target.database, pre, "pre-data", volume_id=plan.volume_id)
         conn.execute(LEDGER_DDL)
+        clock.lap("pre-data")
         done = _loaded(conn, plan.volume_id)
         todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
         report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
@@ -185,6 +189,7 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
             say(f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them")
         if todo:
             _load_parts(task, store, manifest, plan, todo, tmp, workers, progress, report)
+        clock.lap("parts")
         done = _loaded(conn, plan.volume_id)
         missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
         if missing:
@@ -193,11 +198,32 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         schema.apply_schema(target_env, task.target.database, post, "post-data", volume_id=plan.volume_id)
         if plan.sequences:
             conn.execute(schema.set_sequences_sql(plan.sequences))
+        clock.lap("post-data")
         for table in plan.tables:
             conn.execute(f"ANALYZE {qualified(table.schema, table.name)}")
+        clock.lap("analyze")
     conn.close()
-    say(f"load: {report.parts_loaded} parts, {report.rows:,} rows loaded into {task.target.redacted()}")
+    say(
+        f"load: {report.parts_loaded} parts, {report.rows:,} rows loaded into {task.target.redacted()} "
+        f"({clock.render()})"
+    )
     return report
+
+
+class _Clock:
+    """Where a stage's time went, for its closing line: operators (and the bench) read it."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def render(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.laps)
 
 
 def _load_parts(

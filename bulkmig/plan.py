@@ -207,7 +207,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     found = reflect.list_tables(conn)
     chosen = _selected(task, found)
     for src in chosen:
-        src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes)
+        src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes, task.settings.workers)
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
     sequences = schema.sequence_values(conn, subset)
     volume_id = new_volume_id(task)
@@ -219,6 +219,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             snapshot,
             subset,
             Path(tmp),
+            primary_keys_first=task.settings.schema.primary_keys == "before",
         )
         schema_files = {}
         for name, path, key in (

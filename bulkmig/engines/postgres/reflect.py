@@ -196,15 +196,29 @@ def select_expressions(table: Table, as_text: frozenset[str] = frozenset()) -> l
     return values + flags
 
 
-def partition_table(conn: psycopg.Connection, src: SourceTable, max_part_bytes: int) -> list[Partition]:
-    """Split a table into parts of about ``max_part_bytes`` of heap + TOAST.
+# A table this big is split into at least one part per worker, so a large table alone keeps every
+# worker (and the target's cores) busy; smaller tables are not worth the per-part overhead.
+MIN_SPLIT_PART_BYTES = 16 * 1024 * 1024
+
+
+def part_count(estimated_bytes: int, max_part_bytes: int, workers: int) -> int:
+    by_size = math.ceil(estimated_bytes / max(1, max_part_bytes))
+    by_workers = min(workers, estimated_bytes // MIN_SPLIT_PART_BYTES)
+    return max(1, by_size, by_workers)
+
+
+def partition_table(
+    conn: psycopg.Connection, src: SourceTable, max_part_bytes: int, workers: int = 1
+) -> list[Partition]:
+    """Split a table into parts of at most about ``max_part_bytes`` of heap + TOAST, and into at least
+    ``workers`` parts when it is large (:data:`MIN_SPLIT_PART_BYTES` each).
 
     By ranges of a unique integer key when there is one (cheap index range scans), else by ctid page
     ranges (TID range scans).  The first and last ranges are open-ended, so rows outside the bounds
     seen at plan time are never lost.
     """
     table = src.table
-    n = max(1, math.ceil(table.estimated_bytes / max(1, max_part_bytes)))
+    n = part_count(table.estimated_bytes, max_part_bytes, workers)
     base_filter = f"({table.filter})" if table.filter else None
     if n == 1:
         table.split = {"method": "whole"}
