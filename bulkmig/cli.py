@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bulkmig import __version__
 from bulkmig.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
@@ -28,6 +31,10 @@ stages (each resumable; `migrate` chains them on one machine):
   volume import    volume -> bucket, each object checked against the manifest
   load             bucket -> target tables; a ledger row per loaded part
   validate         source + target -> equal or not, per table, with the differing keys
+  capture          source changes -> change batches in the bucket (long-running; resumes)
+  replay           change batches -> target, each in one transaction with its position
+  cutover          replay caught up + sequences set + tables equal -> go / no-go
+  cleanup          drop the replication slot and the publication
   status           every stage's progress at a glance, from its durable state
   migrate          all of the above in order
 """
@@ -116,6 +123,67 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM (systemd, kill) stops a long-running stage between batches, like Ctrl-C does."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from bulkmig.capture import capture
+    from bulkmig.engines.postgres.pgoutput import parse_lsn
+
+    stop = _stop_on_signals()
+    until = parse_lsn(args.until) if args.until else None
+    try:
+        report = capture(_task(args), follow=not args.once, until_pos=until, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    print(json.dumps(report.to_dict(), default=str) if args.json else _capture_line(report))
+    return EXIT_OK
+
+
+def _capture_line(report: Any) -> str:
+    return (
+        f"capture: {report.batches} batches, {report.transactions} transactions, {report.changes} changes "
+        f"({report.changes_per_second:,.0f}/s); captured through {report.captured_through}"
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bulkmig.replay import replay
+
+    stop = _stop_on_signals()
+    report = replay(
+        _task(args),
+        follow=args.follow,
+        until_caught_up=args.until_caught_up,
+        stop=stop,
+        skip_drift_check=args.skip_drift_check,
+    )
+    print(
+        f"replay: {report.batches} batches, {report.changes} changes ({report.changes_per_second:,.0f}/s); "
+        f"applied through {report.applied_pos} (batch {report.applied_seq}); {report.pending} batches pending"
+    )
+    return EXIT_OK
+
+
+def cmd_cutover(args: argparse.Namespace) -> int:
+    from bulkmig.cutover import cutover
+
+    cutover(_task(args), timeout=args.timeout, check=not args.no_validate)
+    return EXIT_OK
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from bulkmig.cutover import cleanup
+
+    cleanup(_task(args), delete_from_bucket=args.delete_batches)
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from bulkmig.status import render, status
 
@@ -179,6 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "compare every selected table between source and target")
     p.add_argument("--workers", type=int)
     p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
+    p = add("capture", cmd_capture, "stream committed source changes to the bucket as change batches (resumes)")
+    p.add_argument("--once", action="store_true", help="one pass up to the source's current position, then stop")
+    p.add_argument("--until", metavar="LSN", help="stop once everything up to this source position is captured")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p = add("replay", cmd_replay, "apply the change batches to the target, each batch in one transaction")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--follow", action="store_true", help="keep applying new batches until stopped")
+    how.add_argument(
+        "--until-caught-up", action="store_true", help="return once the source's position at start is applied"
+    )
+    p.add_argument("--skip-drift-check", action="store_true", help="apply batches despite a reported schema change")
+    p = add("cutover", cmd_cutover, "wait for replay to catch up, set sequences, print the go/no-go report")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for replay to catch up")
+    p.add_argument("--no-validate", action="store_true", help="skip the table comparison")
+    p = add("cleanup", cmd_cleanup, "drop the replication slot and the publication on the source")
+    p.add_argument("--delete-batches", action="store_true", help="also delete the stream's batches from the bucket")
     p = add("status", cmd_status, "the whole migration at a glance: parts, capture and replay lag")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")

@@ -3,10 +3,12 @@ commands (which themselves work on a bare volume or bucket URL)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from bulkmig import layout
-from bulkmig.errors import IntegrityError
+from bulkmig.cutover import cutover
+from bulkmig.errors import ConfigError, IntegrityError
 from bulkmig.extract import extract
 from bulkmig.load import load
 from bulkmig.log import Progress, human_duration, say
@@ -34,12 +36,20 @@ def import_task(task: Task, *, workers: int | None = None, progress: bool = True
 
 
 def migrate(task: Task, *, workers: int | None = None, progress: bool = True) -> ValidationReport:
+    """Every stage in order.  With full-load-and-cdc, capture runs in the background from the moment the
+    parts are extracted, and the run ends with the cutover report (replay caught up, sequences set,
+    tables equal) — stop the application's writes before it reaches that point, or rerun `cutover`."""
     started = time.monotonic()
     timings: list[tuple[str, float]] = []
 
     def step(name: str, t0: float) -> None:
         timings.append((name, time.monotonic() - t0))
 
+    if task.migration_type == "cdc":
+        raise ConfigError(
+            "`migrate` runs a full load; migration_type cdc has none",
+            "run `bulkmig capture` and `bulkmig replay --follow`, then `bulkmig cutover`",
+        )
     t0 = time.monotonic()
     plan, holder = make_plan(task, keep_snapshot=True)
     step("plan", t0)
@@ -50,22 +60,32 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
     finally:
         if holder is not None:
             holder.close()
-    volume = open_store(task.volume, task.volume_s3_options())
-    t0 = time.monotonic()
-    seal(volume)
-    report = verify(volume)
-    if not report.ok:
-        raise IntegrityError("the volume does not verify after sealing", "run `bulkmig volume verify` for details")
-    step("seal+verify", t0)
-    t0 = time.monotonic()
-    url = import_task(task, workers=workers, progress=progress)
-    step("import", t0)
-    t0 = time.monotonic()
-    load(task, workers=workers, progress=progress)
-    step("load", t0)
-    t0 = time.monotonic()
-    result = validate(task, workers=workers)
-    step("validate", t0)
+    background = _BackgroundCapture(task) if task.cdc else None
+    try:
+        volume = open_store(task.volume, task.volume_s3_options())
+        t0 = time.monotonic()
+        seal(volume)
+        report = verify(volume)
+        if not report.ok:
+            raise IntegrityError("the volume does not verify after sealing", "run `bulkmig volume verify` for details")
+        step("seal+verify", t0)
+        t0 = time.monotonic()
+        url = import_task(task, workers=workers, progress=progress)
+        step("import", t0)
+        t0 = time.monotonic()
+        load(task, workers=workers, progress=progress)
+        step("load", t0)
+        t0 = time.monotonic()
+        if background is not None:
+            background.check()
+            result = cutover(task).validation or validate(task, workers=workers)
+            step("replay+cutover", t0)
+        else:
+            result = validate(task, workers=workers)
+            step("validate", t0)
+    finally:
+        if background is not None:
+            background.stop()
     total = time.monotonic() - started
     say(
         "migrate: done in "
@@ -75,3 +95,32 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
         + f"); volume {task.volume}, bucket copy {url}"
     )
     return result
+
+
+class _BackgroundCapture:
+    """`bulkmig capture` on a thread for the length of `migrate`; its first error is raised by check()."""
+
+    def __init__(self, task: Task) -> None:
+        from bulkmig.capture import capture
+
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                capture(task, follow=True, stop=self._stop, heartbeat_interval=2.0, poll_interval=0.5)
+            except BaseException as exc:  # noqa: BLE001 - raised on the main thread by check()
+                self._errors.append(exc)
+
+        self._thread = threading.Thread(target=run, name="capture", daemon=True)
+        self._thread.start()
+        say("migrate: capture runs in the background until cutover")
+
+    def check(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.check()
