@@ -197,3 +197,39 @@ def test_full_load_and_cdc_converges_under_load(make_flow, pg_source, pg_target,
     clean = flow.bulkmig("cleanup")
     assert clean.code == 0, clean.text
     assert pg_source.execute(source_db, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
+
+
+def test_migrate_full_load_and_cdc_on_one_machine(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g;"
+        "CREATE SEQUENCE s; SELECT setval('s', 42);",
+    )
+    flow = make_flow(migration_type="full-load-and-cdc")
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    assert "capture runs in the background" in run.err and "GO: point the application" in run.err
+    assert pg_target.execute(target_db, "SELECT last_value FROM s") == [(42,)]
+    # The stream stays until cleanup: the slot exists, and a change made now reaches the target by replay.
+    pg_source.execute(source_db, "UPDATE t SET v = 'after migrate' WHERE id = 7")
+    cap = flow.bulkmig("capture", "--once")
+    assert cap.code == 0, cap.text
+    rep = flow.bulkmig("replay", "--until-caught-up")
+    assert rep.code == 0, rep.text
+    assert pg_target.execute(target_db, "SELECT v FROM t WHERE id = 7") == [("after migrate",)]
+    assert flow.bulkmig("cleanup").code == 0
+    assert pg_source.execute(source_db, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
+
+
+def test_plan_refuses_tables_whose_updates_would_fail(make_flow, pg_source, source_db) -> None:  # noqa: ANN001
+    pg_source.execute(
+        source_db, "CREATE TABLE ok (id int PRIMARY KEY); CREATE TABLE loose (a int); CREATE TABLE log (b text)"
+    )
+    flow = make_flow(migration_type="full-load-and-cdc")
+    run = flow.bulkmig("plan")
+    assert run.code != 0, run.text
+    assert '"public"."loose"' in run.err and '"public"."log"' in run.err and "allow_replica_identity_full" in run.err
+    assert "Traceback" not in run.text
+    # Nothing was created on the source: no publication, no slot.
+    assert pg_source.execute(source_db, "SELECT count(*) FROM pg_publication")[0][0] == 0
+    assert pg_source.execute(source_db, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0

@@ -194,8 +194,8 @@ def create_publication(
             raise SourceError(
                 f"{len(altered)} table(s) have no primary key and no replica identity: {listed}; once published, "
                 "UPDATE and DELETE on them would fail on the source",
-                "add a primary key or REPLICA IDENTITY USING INDEX <unique index>, or allow REPLICA IDENTITY "
-                "FULL for them in the task",
+                "add a primary key or REPLICA IDENTITY USING INDEX <unique index>, or let bulkmig set REPLICA "
+                "IDENTITY FULL on them with `settings: {allow_replica_identity_full: true}` in the task",
             )
     existing = _existing_publication(conn, name)
     if existing is not None:
