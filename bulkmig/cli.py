@@ -47,9 +47,14 @@ def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to 
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bulkmig.plan import make_plan
+    from bulkmig.plan import make_plan, start_cdc_stream
 
-    make_plan(_task(args), force=args.force)
+    task = _task(args)
+    if task.migration_type == "cdc":
+        started = start_cdc_stream(task)
+        print("plan: change stream started" if started else "plan: the change stream already exists")
+        return EXIT_OK
+    make_plan(task, force=args.force)
     return EXIT_OK
 
 
@@ -136,8 +141,13 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     stop = _stop_on_signals()
     until = parse_lsn(args.until) if args.until else None
+    task = _task(args)
+    if task.migration_type == "cdc":
+        from bulkmig.plan import start_cdc_stream
+
+        start_cdc_stream(task)
     try:
-        report = capture(_task(args), follow=not args.once, until_pos=until, stop=stop)
+        report = capture(task, follow=not args.once, until_pos=until, stop=stop)
     except KeyboardInterrupt:
         stop.set()
         raise

@@ -309,3 +309,30 @@ def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotH
 
 def _is_subset(found: list[reflect.SourceTable], chosen: list[reflect.SourceTable]) -> bool:
     return len(chosen) < len(found)
+
+
+def start_cdc_stream(task: Task) -> bool:
+    """For ``migration_type: cdc``: start the change stream (publication, slot) unless it exists.
+
+    There is no full load to be consistent with, so the slot starts now, or at the task's
+    ``cdc_start_position``.  Returns True when a stream was started.
+    """
+    from bulkmig.capture import bucket_store, read_stream, start_stream_now, stream_id_for, stream_names
+
+    slot, _ = stream_names(task)
+    if read_stream(bucket_store(task), stream_id_for(slot)) is not None:
+        return False
+    conn = connect(task.source, autocommit=True)
+    try:
+        require_version(conn, task.source)
+        chosen = _selected(task, reflect.list_tables(conn))
+        start_stream_now(
+            task,
+            conn,
+            [(s.table.schema, s.table.name) for s in chosen],
+            allow_replica_identity_full=task.settings.allow_replica_identity_full,
+            start_position=task.cdc_start_position,
+        )
+    finally:
+        conn.close()
+    return True

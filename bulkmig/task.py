@@ -74,6 +74,7 @@ TOP_KEYS = (
     "volume_s3",
     "table_mappings",
     "settings",
+    "cdc_start_position",
 )
 REQUIRED_KEYS = ("source", "target", "migration_type", "volume", "bucket")
 ENDPOINT_KEYS = ("url", "password_file")
@@ -89,6 +90,7 @@ SETTINGS_KEYS = (
     "publication_name",
     "schema",
     "validation",
+    "wal_retained_warning",
 )
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
@@ -452,6 +454,7 @@ class ValidationSettings:
 class Settings:
     workers: int = 2
     max_part_bytes: int = 256 * MiB
+    wal_retained_warning: int = 1024 * MiB  # `status` warns when the slot retains more WAL than this
     max_row_group_rows: int = 65536
     compression: str = "zstd"
     identifiers: str = "lower"  # for heterogeneous sources: fold unquoted upper-case names
@@ -478,6 +481,7 @@ class Task:
     path: Path | None = None
     name: str = "task"
     volume_s3: S3Settings | None = None  # a device's S3 adapter when volume is s3://; default: s3
+    cdc_start_position: str | None = None  # migration_type cdc: start the stream at this LSN instead of now
 
     @classmethod
     def from_dict(
@@ -679,7 +683,10 @@ class _Builder:
                 f"{origin}: expected a YAML mapping of keys (source:, target:, …)", "see examples/task.yaml"
             )
         self.unknown(doc, TOP_KEYS, "")
+        cdc_only = doc.get("migration_type") == "cdc"
         for key in REQUIRED_KEYS:
+            if key == "volume" and cdc_only:
+                continue  # replication only: no volume travels
             if doc.get(key) in (None, ""):
                 self.problem(f"{key}: missing (required; see examples/task.yaml)")
         source = self.endpoint(doc, "source")
@@ -692,8 +699,16 @@ class _Builder:
                 f"migration_type: {migration_type!r} is not one of {', '.join(MIGRATION_TYPES)}"
                 + _suggest(str(migration_type), MIGRATION_TYPES)
             )
-        volume = self.volume(doc.get("volume"))
+        volume = self.volume(doc.get("volume") or ("./volume" if cdc_only else None))
         bucket = self.bucket(doc.get("bucket"))
+        cdc_start = doc.get("cdc_start_position")
+        if cdc_start is not None and (
+            not isinstance(cdc_start, str) or not re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", cdc_start)
+        ):
+            self.problem(f"cdc_start_position: {cdc_start!r} is not a PostgreSQL LSN like 16/B374D848")
+            cdc_start = None
+        if cdc_start is not None and not cdc_only:
+            self.problem("cdc_start_position: only for migration_type cdc (a full load starts from its snapshot)")
         s3 = self.s3(doc.get("s3"), "s3")
         volume_s3 = self.s3(doc.get("volume_s3"), "volume_s3") if doc.get("volume_s3") is not None else None
         settings = self.settings(doc.get("settings"))
@@ -718,6 +733,7 @@ class _Builder:
             path=self.path,
             name=str(name),
             volume_s3=volume_s3,
+            cdc_start_position=cdc_start.upper() if cdc_start else None,
         )
 
     # ------------------------------------------------------------------------------------ sections
@@ -852,6 +868,12 @@ class _Builder:
         before = len(self.problems)
         workers = self.int_(raw, "workers", d.workers, minimum=1)
         max_row_group_rows = self.int_(raw, "max_row_group_rows", d.max_row_group_rows, minimum=1)
+        wal_retained_warning = d.wal_retained_warning
+        if raw.get("wal_retained_warning") is not None:
+            try:
+                wal_retained_warning = parse_size(raw["wal_retained_warning"])
+            except ValueError as exc:
+                self.problem(f"settings.wal_retained_warning: {exc}")
         max_part_bytes = d.max_part_bytes
         if raw.get("max_part_bytes") is not None:
             try:
@@ -878,6 +900,7 @@ class _Builder:
         return Settings(
             workers=workers,
             max_part_bytes=max_part_bytes,
+            wal_retained_warning=wal_retained_warning,
             max_row_group_rows=max_row_group_rows,
             compression=compression,
             identifiers=identifiers,

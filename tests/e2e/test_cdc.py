@@ -8,6 +8,7 @@ value by value (each row's text, sorted), not only counted.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -233,3 +234,26 @@ def test_plan_refuses_tables_whose_updates_would_fail(make_flow, pg_source, sour
     # Nothing was created on the source: no publication, no slot.
     assert pg_source.execute(source_db, "SELECT count(*) FROM pg_publication")[0][0] == 0
     assert pg_source.execute(source_db, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
+
+
+def test_cdc_only_replicates_onto_a_loaded_target(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
+    ddl = "CREATE TABLE t (id int PRIMARY KEY, v text, big text);"
+    pg_source.execute(source_db, ddl + "INSERT INTO t SELECT g, 'v' || g, NULL FROM generate_series(1, 100) g;")
+    pg_target.execute(target_db, ddl + "INSERT INTO t SELECT g, 'v' || g, NULL FROM generate_series(1, 100) g;")
+    flow = make_flow(migration_type="cdc", volume=None)
+    assert flow.bulkmig("plan").code == 0  # starts the stream: from now on every change is kept
+    pg_source.execute(
+        source_db,
+        "INSERT INTO t VALUES (101, 'new', repeat('x', 2000000)); UPDATE t SET v = 'upd' WHERE id = 101;"
+        "DELETE FROM t WHERE id = 5; UPDATE t SET v = 'changed' WHERE id = 6",
+    )
+    cap = flow.bulkmig("capture", "--once")
+    assert cap.code == 0, cap.text
+    rep = flow.bulkmig("replay", "--until-caught-up")
+    assert rep.code == 0, rep.text
+    q = "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM t"
+    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
+    status = json.loads(flow.bulkmig("status", "--json").out)
+    assert status["capture"]["slot_exists"] is True and "retained_bytes" in status["capture"]
+    assert status["replay"]["pending_batches"] == 0
+    assert flow.bulkmig("cleanup").code == 0
