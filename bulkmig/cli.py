@@ -267,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument(
         "--until-caught-up", action="store_true", help="return once the source's position at start is applied"
     )
-    p.add_argument("--skip-drift-check", action="store_true", help="apply batches despite a reported schema change")
+    p.add_argument(
+        "--skip-drift-check",
+        action="store_true",
+        help="accept the schema drift of the batch replay stopped at, after applying it on the target by hand",
+    )
     p = add("cutover", cmd_cutover, "wait for replay to catch up, set sequences, print the go/no-go report")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for replay to catch up")
     p.add_argument("--no-validate", action="store_true", help="skip the table comparison")

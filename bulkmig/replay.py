@@ -70,7 +70,15 @@ from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, PlanError, TargetError
+from bulkmig.errors import (
+    BulkmigError,
+    ConfigError,
+    ConnectError,
+    IntegrityError,
+    PlanError,
+    StoreError,
+    TargetError,
+)
 from bulkmig.log import human_bytes, human_duration, say
 from bulkmig.store import NotFound, Store, open_store
 from bulkmig.task import Task
@@ -98,6 +106,8 @@ GAP_GRACE_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 15.0
 # How often follow mode lists the whole stream to look for a gap.
 GAP_CHECK_SECONDS = 10.0
+# follow mode's back-off when the target or the bucket cannot be reached, in seconds (the last repeats).
+RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # How often follow mode re-reads the source position for the lag figure.
 SOURCE_POLL_SECONDS = 10.0
 # Errors the bulk path can meet only because compaction reorders changes across keys; the batch is
@@ -494,10 +504,10 @@ class Applier:
                     self.apply_exact(p, stats)
                 else:
                     self.apply_bulk(p, stats)
-        except (BulkmigError, *REORDER_ERRORS):
-            raise
         except ConfigError as exc:  # a mapping problem discovered only now
             raise TargetError(exc.message, exc.hint) from None
+        except (BulkmigError, *REORDER_ERRORS):
+            raise
         except psycopg.Error as exc:
             raise TargetError(
                 f"replay of batch {batch.seq}{where} failed: {_first_line(exc)}",
@@ -1180,6 +1190,12 @@ class _Runner:
                         "tables, fix the target, and rerun `bulkmig replay`",
                     ) from exc
                 say(f"replay: batch {batch.seq}: {_first_line(exc)}; applying it again change by change")
+            except psycopg.Error as exc:  # reading or writing the position
+                self.applier.forget()
+                raise TargetError(
+                    f"replay of batch {batch.seq} failed: {_first_line(exc)}",
+                    "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
+                ) from exc
             except BaseException:
                 self.applier.forget()  # the transaction rolled back, so may have a column it added
                 raise
@@ -1203,54 +1219,30 @@ def _age(ts: datetime | None) -> float:
     return max((datetime.now(UTC) - ts).total_seconds(), 0.0)
 
 
-def replay(
+def _run(
     task: Task,
-    *,
-    follow: bool = False,
-    until_caught_up: bool = False,
-    until_pos: int | None = None,
-    poll_interval: float = 1.0,
-    stop: threading.Event | None = None,
-    skip_drift_check: bool = False,
-    stream: Stream | None = None,
-) -> ReplayReport:
-    """Apply the pending change batches of this task's stream to the target, in order, exactly once.
-
-    - default: apply what is in the bucket now and return.
-    - ``until_caught_up``: read the source's WAL position once at the start, then apply and wait (for
-      capture) until every batch is applied and ``progress.json`` says capture got past that position.
-    - ``until_pos``: the same with a position given (an LSN as int), e.g. cutover's.
-    - ``follow``: never return (until ``stop`` is set).
-    - ``skip_drift_check``: accept the non-additive schema drift of the first batch applied by this run
-      (after the operator applied it to the target by hand).
-    """
-    stop = stop or threading.Event()
-    store = stream.store if stream else open_store(task.bucket, task.s3_options())
-    stream = stream or find_stream(task, store)
-    report = ReplayReport(stream.stream_id)
-    goal = until_pos
-    if goal is None and until_caught_up:
-        goal = source_position(task)
-        if goal is None:
-            raise ConfigError(
-                f"cannot read the current WAL position of source {task.source.redacted()}",
-                "replay --until-caught-up needs the source reachable; or replay without it",
-            )
-        report.source_pos = format_lsn(goal)
-        say(f"replay: applying stream {stream.stream_id} until it reaches the source's position {format_lsn(goal)}")
+    stream: Stream,
+    report: ReplayReport,
+    goal: int | None,
+    follow: bool,
+    poll_interval: float,
+    stop: threading.Event,
+    session: dict[str, bool],
+) -> None:
+    """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
     conn = _open_target(task)
     runner: _Runner | None = None
     try:
         runner = _Runner(task, stream, conn, report)
         runner.lock()
         runner.start()
-        accept = skip_drift_check
+        session["started"] = True
         last_source = last_listing = time.monotonic()
         while not stop.is_set():
             # progress.json first: every batch it vouches for is durable, so listed by the steps below.
             captured = stream.captured_through() if goal is not None else None
-            while not stop.is_set() and runner.step(accept_drift=accept):
-                accept = False
+            while not stop.is_set() and runner.step(accept_drift=session["accept"]):
+                session["accept"] = False
             if stop.is_set():
                 break
             applied = _lsn(report.applied_pos)
@@ -1277,6 +1269,67 @@ def replay(
         if runner is not None:
             runner.close()
         conn.close()
+
+
+def replay(
+    task: Task,
+    *,
+    follow: bool = False,
+    until_caught_up: bool = False,
+    until_pos: int | None = None,
+    poll_interval: float = 1.0,
+    stop: threading.Event | None = None,
+    skip_drift_check: bool = False,
+    stream: Stream | None = None,
+) -> ReplayReport:
+    """Apply the pending change batches of this task's stream to the target, in order, exactly once.
+
+    - default: apply what is in the bucket now and return.
+    - ``until_caught_up``: read the source's WAL position once at the start, then apply and wait (for
+      capture) until every batch is applied and ``progress.json`` says capture got past that position.
+    - ``until_pos``: the same with a position given (an LSN as int), e.g. cutover's.
+    - ``follow``: never return (until ``stop`` is set); a lost connection to the target or the bucket is
+      retried with back-off (each batch is atomic, so starting over is safe).
+    - ``skip_drift_check``: accept the non-additive schema drift of the first batch applied by this run
+      (after the operator applied it to the target by hand).
+    """
+    stop = stop or threading.Event()
+    store = stream.store if stream else open_store(task.bucket, task.s3_options())
+    stream = stream or find_stream(task, store)
+    report = ReplayReport(stream.stream_id)
+    goal = until_pos
+    if goal is None and until_caught_up:
+        goal = source_position(task)
+        if goal is None:
+            raise ConfigError(
+                f"cannot read the current WAL position of source {task.source.redacted()}",
+                "replay --until-caught-up needs the source reachable; or replay without it",
+            )
+        report.source_pos = format_lsn(goal)
+        say(f"replay: applying stream {stream.stream_id} until it reaches the source's position {format_lsn(goal)}")
+    # accept: the drift acceptance, consumed by the first batch applied (across reconnects); started: a
+    # session got as far as holding the lock, so a later connection failure is a blip, not a wrong URL.
+    session = {"accept": skip_drift_check, "started": False}
+    failures, batches_then = 0, 0
+    while True:
+        try:
+            _run(task, stream, report, goal, follow, poll_interval, stop, session)
+            break
+        except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
+            # follow mode outlives a network blip: every batch is atomic, so starting over is safe.
+            transient = isinstance(exc, ConnectError | psycopg.OperationalError) or (
+                isinstance(exc, StoreError) and not isinstance(exc, NotFound)
+            )
+            transient = transient or isinstance(exc.__cause__, psycopg.OperationalError)
+            if not follow or not transient or not session["started"] or stop.is_set():
+                raise
+            if report.batches > batches_then:  # it worked for a while: start the back-off again
+                failures, batches_then = 0, report.batches
+            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+            failures += 1
+            say(f"replay: {_first_line(exc)}; starting again in {delay:g}s")
+            if stop.wait(delay):
+                break
     _update_lag(task, report)
     say(
         f"replay: {report.batches:,} batches, {report.changes:,} changes in {report.seconds:.1f}s "

@@ -629,21 +629,33 @@ def test_until_caught_up_waits_for_capture(
     assert report.source_pos is not None and report.lag_bytes is not None
 
 
-def test_follow_stops_on_request(env: Env) -> None:
+def test_follow_survives_a_lost_connection_and_stops_on_request(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_mod, "RECONNECT_DELAYS", (0.1,))
     work = Workload(seed=6)
     env.write(work.batch(30))
     stop = threading.Event()
     box: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: box.update(r=replay(env.task, follow=True, poll_interval=0.05, stop=stop)))
     thread.start()
-    time.sleep(0.5)
+
+    def wait_for(seq: int) -> None:
+        deadline = time.monotonic() + 20
+        while (env.position() or (0,))[0] < seq and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (env.position() or (0,))[0] >= seq
+
+    wait_for(1)
+    killed = env.pg.execute(
+        env.db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = 'bulkmig'",
+        (env.db,),
+    )
+    assert killed == [(True,)]
     env.write(work.batch(30))
-    deadline = time.monotonic() + 20
-    while (env.position() or (0,))[0] < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(2)
     stop.set()
     thread.join(timeout=20)
-    assert box["r"].batches == 2
+    assert not thread.is_alive() and box["r"].batches == 2
     assert_target_equals_model(env.pg, env.db, work)
 
 
