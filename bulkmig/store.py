@@ -33,6 +33,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -507,6 +508,24 @@ def _hashes(path: Path, part_size: int) -> tuple[str, int, str, int]:
     return full.hexdigest(), size, composite, len(parts)
 
 
+BODY_READ_ATTEMPTS = 5
+
+
+def _is_broken_body(exc: BaseException) -> bool:
+    """A connection that broke while the body streamed (botocore does not retry those)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ReadTimeoutError, ResponseStreamingError
+
+    return isinstance(exc, ResponseStreamingError | ReadTimeoutError | BotoConnectionError | ConnectionError)
+
+
+def _is_throttled(exc: BaseException) -> bool:
+    """A busy or failing endpoint (503 SlowDown, 500) rather than a wrong one: worth retrying patiently."""
+    response = getattr(exc, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _error_code(exc)[0] in ("SlowDown", "ServiceUnavailable", "InternalError") or status in (500, 503)
+
+
 def _b64_to_hex(value: str) -> str | None:
     try:
         raw = base64.b64decode(value, validate=True)
@@ -575,7 +594,13 @@ class S3Store(Store):
                     try:
                         probe.head_bucket(Bucket=self.bucket)
                     except Exception as exc:  # noqa: BLE001 - mapped to a bulkmig error just below
-                        self._raise(exc, "open", None)
+                        if not _is_throttled(exc):
+                            self._raise(exc, "open", None)
+                        # The endpoint is there and busy (503 SlowDown, 500): be as patient as the data path.
+                        try:
+                            self._client.head_bucket(Bucket=self.bucket)
+                        except Exception as again:  # noqa: BLE001
+                            self._raise(again, "open", None)
                     self._checked = True
         return self._client
 
@@ -678,9 +703,21 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             code, _ = _error_code(exc)
             if if_absent and code in ("PreconditionFailed", "412"):
+                # Our own first attempt may have landed with its answer lost, and the automatic retry then
+                # meets it: the same bytes are there, so the write did happen, exactly once.
+                if self._holds(key, digest):
+                    return
                 raise AlreadyExists(f"{key} already exists in {self.url}", "another writer got there first") from None
             self._raise(exc, "write", key)
         self._check_upload(key, len(data), digest, None, None)
+
+    def _holds(self, key: str, digest: str) -> bool:
+        """Whether ``key`` exists with exactly the bytes whose sha256 is ``digest``."""
+        try:
+            info = self.stat(key)
+            return info is not None and (info.sha256 or self.sha256(key)) == digest
+        except StoreError:
+            return False
 
     def delete(self, key: str) -> None:
         try:
@@ -690,14 +727,25 @@ class S3Store(Store):
 
     # -------------------------------------------------------------- reads
 
+    def _read_body(self, key: str, consume: Any) -> Any:
+        """GET the object and hand its body to ``consume``, again from the start if the connection
+        breaks mid-body: botocore retries a request only until its headers arrive, not while the body
+        streams, so a cut there would otherwise fail the stage."""
+        for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+                return consume(response["Body"])
+            except Exception as exc:  # noqa: BLE001
+                if _error_code(exc)[0] in ("NoSuchKey", "404"):
+                    raise NotFound(f"{key} does not exist in {self.url}", "check the bucket prefix") from None
+                if attempt < BODY_READ_ATTEMPTS and _is_broken_body(exc):
+                    time.sleep(min(0.2 * 2**attempt, 5.0))
+                    continue
+                self._raise(exc, "read", key)
+        raise AssertionError("unreachable")
+
     def get_bytes(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-            return response["Body"].read()
-        except Exception as exc:  # noqa: BLE001
-            if _error_code(exc)[0] in ("NoSuchKey", "404"):
-                raise NotFound(f"{key} does not exist in {self.url}", "check the bucket prefix") from None
-            self._raise(exc, "read", key)
+        return self._read_body(key, lambda body: body.read())
 
     def download(self, key: str, path: Path) -> None:
         path = Path(path)
@@ -759,16 +807,13 @@ class S3Store(Store):
         return iter(found)
 
     def sha256(self, key: str) -> str:
-        digest = hashlib.sha256()
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        def consume(body: Any) -> str:
+            digest = hashlib.sha256()  # fresh per attempt: a retried read starts over
             for chunk in body.iter_chunks(CHUNK):
                 digest.update(chunk)
-        except Exception as exc:  # noqa: BLE001
-            if _error_code(exc)[0] in ("NoSuchKey", "404"):
-                raise NotFound(f"{key} does not exist in {self.url}", "check the bucket prefix") from None
-            self._raise(exc, "read", key)
-        return digest.hexdigest()
+            return digest.hexdigest()
+
+        return self._read_body(key, consume)
 
     def free_bytes(self) -> int | None:
         return None
