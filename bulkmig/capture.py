@@ -82,8 +82,7 @@ PROGRESS_FORMAT = "bulkmig-stream-progress"
 PROGRESS_VERSION = 1
 PROGRESS_DOC = "progress.json"
 FIRST_SEQ = 1
-# `status` warns when the slot holds back more WAL than this.  A setting would override it; the task has none
-# yet (the lead may add `settings.wal_retained_warning`, read below when present).
+# The default of `settings.wal_retained_warning`: `status` warns when the slot holds back more WAL than this.
 WAL_RETAINED_WARN_BYTES = 1024**3
 # Reconnect back-off when the source connection drops during `capture(follow=True)`, in seconds.
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -958,7 +957,7 @@ def stream_status(task: Task) -> dict[str, Any]:
     progress = read_progress(store, stream_id)
     seqs = list_batches(store, prefix)
     last = read_manifest(store, prefix, seqs[-1]) if seqs else None
-    warn_at = getattr(task.settings, "wal_retained_warning", None) or WAL_RETAINED_WARN_BYTES
+    warn_at = task.settings.wal_retained_warning or WAL_RETAINED_WARN_BYTES
     status: dict[str, Any] = {
         "stream_id": stream_id,
         "slot": slot,
