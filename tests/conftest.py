@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkmig.devservers import MotoS3Server, PostgresServer, datasets_dir, find_pg_bindir
+from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer, datasets_dir, find_pg_bindir
 
 KEEP = os.environ.get("BULKMIG_KEEP_SERVERS") == "1"
 
@@ -113,3 +113,19 @@ def datasets() -> Path:
             pytest.fail(f"shared sample datasets missing in CI: {where}")
         pytest.skip(f"shared sample datasets not found: {where}")
     return path
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A throwaway MariaDB with row-based binlog (``log_bin``, ROW, FULL, server_id=1), password user over TCP."""
+    with MariaDBServer(name="mariadb", keep=KEEP) as server:
+        yield server
+
+
+@pytest.fixture
+def mysql_db(mariadb: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Name of a fresh empty database on ``mariadb``; dropped afterwards (MySQL names stop at 64 chars)."""
+    name = _unique_name(request, "my")
+    mariadb.create_database(name)
+    yield name
+    mariadb.drop_database(name)

@@ -35,15 +35,24 @@ class Flow:
     bucket: str
     secrets: list[str]
 
-    def run(self, *args: str, timeout: int = 600) -> Run:
-        proc = subprocess.run(
-            [sys.executable, "-m", "bulkmig.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+    def run(self, *args: str, timeout: int = 300) -> Run:
+        """The CLI's exit code and output; a command still running after ``timeout`` is killed and
+        reported as exit -9 with what it printed, so a hang fails the test with its evidence."""
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "bulkmig.cli", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+
+            def text(value: str | bytes | None) -> str:
+                return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
+
+            return Run(-9, text(exc.stdout), text(exc.stderr) + f"\n[killed after {timeout}s]")
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def bulkmig(self, command: str, *args: str) -> Run:

@@ -1,0 +1,515 @@
+"""Read a MySQL/MariaDB database's catalog from information_schema into :mod:`bulkmig.model` tables plus
+what schema conversion needs beside them: keys, indexes, foreign keys, checks, and the code objects
+(views, triggers, routines) with their SQL.
+
+Everything comes from information_schema (plus ``SHOW CREATE`` for the full text of code objects), the
+one catalog MySQL 5.7/8.x and MariaDB 10.x share; the few places where they print things differently
+(column defaults, CHECK_CONSTRAINTS, MariaDB's JSON alias) are handled here and named where they are.
+Each column is mapped to PostgreSQL on the way (:mod:`.types`), so a catalog always says what every
+column becomes and how it travels; ``unmapped`` lists the columns no rule covers.
+
+Run it inside the extraction's consistent snapshot (DESIGN §5) so the catalog and the data agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bulkmig.engines.mysql import types
+from bulkmig.model import Column, Table
+
+# Databases that are never user data.
+SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+
+
+class Connection(Protocol):
+    """The DB-API surface used here (pymysql and mysqlclient both fit; ``%s`` parameters)."""
+
+    def cursor(self) -> Any: ...
+
+
+@dataclass
+class MySQLColumn:
+    """What MySQL says about a column beyond :class:`bulkmig.model.Column`, and what it maps to."""
+
+    name: str
+    column_type: str  # COLUMN_TYPE exactly, e.g. "tinyint(3) unsigned", "enum('G','PG')"
+    data_type: str
+    nullable: bool
+    default: str | None  # an SQL expression as MariaDB prints it ("'abc'", "current_timestamp()", "1"); None = none
+    auto_increment: bool
+    on_update_current_timestamp: bool
+    generated: str | None  # "VIRTUAL" | "STORED" for generated columns
+    generation_expression: str | None
+    charset: str | None
+    collation: str | None
+    comment: str
+    is_json: bool  # MariaDB JSON (LONGTEXT + json_valid check) or MySQL JSON
+    mapping: types.ColumnMapping
+
+
+@dataclass
+class Index:
+    """A PRIMARY/UNIQUE key or a plain index.  ``kind`` is MySQL's INDEX_TYPE: BTREE, HASH, FULLTEXT,
+    SPATIAL — the last two have no B-tree equivalent and are reported by conversion."""
+
+    name: str
+    columns: list[str]
+    unique: bool
+    primary: bool
+    kind: str
+    prefix_lengths: list[int | None]  # SUB_PART per column: a prefix index (PostgreSQL has none)
+    descending: list[bool]
+    comment: str = ""
+
+    @property
+    def fulltext(self) -> bool:
+        return self.kind == "FULLTEXT"
+
+    @property
+    def spatial(self) -> bool:
+        return self.kind == "SPATIAL"
+
+
+@dataclass
+class ForeignKey:
+    name: str
+    columns: list[str]
+    ref_schema: str
+    ref_table: str
+    ref_columns: list[str]
+    on_update: str  # RESTRICT, CASCADE, SET NULL, NO ACTION, SET DEFAULT
+    on_delete: str
+    self_referencing: bool
+
+
+@dataclass
+class CheckConstraint:
+    name: str
+    clause: str  # as MySQL prints it, e.g. "`price` >= 0"; translated by conversion, not here
+
+
+@dataclass
+class MySQLTable:
+    """A table as the catalog shows it: the engine-neutral :class:`Table` plus MySQL's details."""
+
+    table: Table
+    columns: list[MySQLColumn]
+    indexes: list[Index]
+    foreign_keys: list[ForeignKey]
+    checks: list[CheckConstraint]
+    engine: str | None
+    collation: str | None
+    auto_increment: int | None  # the next value: the target identity restarts past it after load
+    comment: str
+    partitioned: bool
+
+    @property
+    def unique_keys(self) -> list[Index]:
+        return [i for i in self.indexes if i.unique and not i.primary]
+
+
+@dataclass
+class SchemaObject:
+    """A view, trigger or routine: conversion translates (views) or reports (the rest) its SQL."""
+
+    kind: str  # view | trigger | procedure | function
+    schema: str
+    name: str
+    definition: str  # the body: a view's SELECT, a trigger's or routine's statement
+    create_sql: str  # the complete CREATE statement from SHOW CREATE …, for the report
+    table: str | None = None  # a trigger's table
+    details: dict[str, Any] = field(default_factory=dict)  # timing/event, security, return type, …
+
+
+@dataclass
+class Catalog:
+    """One database's reflection."""
+
+    server_version: str
+    mariadb: bool
+    schema: str
+    tables: list[MySQLTable]
+    views: list[SchemaObject]
+    triggers: list[SchemaObject]
+    routines: list[SchemaObject]
+
+    def table(self, name: str) -> MySQLTable:
+        for t in self.tables:
+            if t.table.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def unmapped(self) -> list[tuple[str, str, str]]:
+        """(table, column, type) of every column no type rule covers: each needs a choice by the user."""
+        return [(t.table.name, c.name, c.column_type) for t in self.tables for c in t.columns if c.mapping.rule is None]
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+_TABLES_SQL = """
+SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, AUTO_INCREMENT, TABLE_COLLATION,
+       TABLE_COMMENT, CREATE_OPTIONS
+FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')
+ORDER BY TABLE_NAME
+"""
+
+_COLUMNS_SQL = """
+SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
+       GENERATION_EXPRESSION, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_COMMENT
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = %s
+ORDER BY TABLE_NAME, ORDINAL_POSITION
+"""
+
+_INDEXES_SQL = """
+SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART, INDEX_TYPE, COLLATION, INDEX_COMMENT
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s
+ORDER BY TABLE_NAME, INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX
+"""
+
+_FKS_SQL = """
+SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME,
+       k.REFERENCED_COLUMN_NAME, r.UPDATE_RULE, r.DELETE_RULE
+FROM information_schema.KEY_COLUMN_USAGE k
+JOIN information_schema.REFERENTIAL_CONSTRAINTS r
+  ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME
+ AND r.TABLE_NAME = k.TABLE_NAME
+WHERE k.TABLE_SCHEMA = %s AND k.REFERENCED_TABLE_NAME IS NOT NULL
+ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION
+"""
+
+# MariaDB names a column-level check after its column, so names repeat across tables: CHECK_CONSTRAINTS
+# carries TABLE_NAME there.  MySQL 8 has no such column but keeps names unique per schema.
+_CHECKS_SQL_MARIADB = """
+SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE
+FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = %s
+ORDER BY TABLE_NAME, CONSTRAINT_NAME
+"""
+_CHECKS_SQL_MYSQL = """
+SELECT t.TABLE_NAME, c.CONSTRAINT_NAME, c.CHECK_CLAUSE
+FROM information_schema.CHECK_CONSTRAINTS c
+JOIN information_schema.TABLE_CONSTRAINTS t
+  ON t.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME
+ AND t.CONSTRAINT_TYPE = 'CHECK'
+WHERE c.CONSTRAINT_SCHEMA = %s
+ORDER BY t.TABLE_NAME, c.CONSTRAINT_NAME
+"""
+
+_VIEWS_SQL = """
+SELECT TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, IS_UPDATABLE, DEFINER, SECURITY_TYPE
+FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME
+"""
+
+_TRIGGERS_SQL = """
+SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER, ACTION_STATEMENT,
+       DEFINER, SQL_MODE
+FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER, TRIGGER_NAME
+"""
+
+_ROUTINES_SQL = """
+SELECT ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION, DTD_IDENTIFIER, IS_DETERMINISTIC, SQL_DATA_ACCESS,
+       SECURITY_TYPE, DEFINER, SQL_MODE
+FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE, ROUTINE_NAME
+"""
+
+_JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`((?:[^`]|``)+)`\s*\)\s*$", re.I)
+_ON_UPDATE = re.compile(r"on update current_timestamp", re.I)
+
+
+def _rows(conn: Connection, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    cur = conn.cursor()
+    try:
+        cur.execute(query, params or None)
+        return [tuple(_text(v) for v in row) for row in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def _text(value: Any) -> Any:
+    """information_schema columns are sometimes typed as binary (MySQL 8 longtext bodies): decode them."""
+    return value.decode("utf-8") if isinstance(value, bytes | bytearray) else value
+
+
+def quote_ident(name: str) -> str:
+    """A backquoted MySQL identifier; embedded backquotes are doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+# ---------------------------------------------------------------------------------------------- reflect
+
+
+def server_info(conn: Connection) -> tuple[str, bool]:
+    """(version string, is MariaDB).  MariaDB and MySQL differ in a few catalog details (see module doc)."""
+    (version,) = _rows(conn, "SELECT VERSION()")[0]
+    return str(version), "mariadb" in str(version).lower()
+
+
+def reflect(
+    conn: Connection,
+    schema: str,
+    settings: types.TypeSettings | None = None,
+    *,
+    objects: bool = True,
+) -> Catalog:
+    """Reflect one database (``schema``: MySQL calls databases schemas in information_schema).
+
+    ``objects=False`` skips views, triggers and routines (extraction needs only tables).
+    """
+    settings = settings or types.TypeSettings()
+    version, mariadb = server_info(conn)
+    checks = _checks(conn, schema, mariadb)
+    json_columns = {
+        (table, m.group(1).replace("``", "`"))
+        for table, chks in checks.items()
+        for chk in chks
+        if (m := _JSON_CHECK.match(chk.clause))
+    }
+    columns = _columns(conn, schema, settings, mariadb, json_columns)
+    indexes = _indexes(conn, schema)
+    fks = _foreign_keys(conn, schema)
+    tables = []
+    for name, engine, rows, data, _index_bytes, auto_inc, collation, comment, options in _rows(
+        conn, _TABLES_SQL, schema
+    ):
+        cols = columns.get(name, [])
+        idx = indexes.get(name, [])
+        pk = next((i.columns for i in idx if i.primary), [])
+        table = Table(
+            schema=schema,
+            name=name,
+            columns=[_model_column(c) for c in cols],
+            primary_key=list(pk),
+            estimated_rows=int(rows or 0),
+            estimated_bytes=int(data or 0),
+        )
+        tables.append(
+            MySQLTable(
+                table=table,
+                columns=cols,
+                indexes=idx,
+                foreign_keys=fks.get(name, []),
+                checks=checks.get(name, []),
+                engine=engine,
+                collation=collation,
+                auto_increment=int(auto_inc) if auto_inc is not None else None,
+                comment=comment or "",
+                partitioned="partitioned" in (options or "").lower(),
+            )
+        )
+    catalog = Catalog(version, mariadb, schema, tables, [], [], [])
+    if objects:
+        catalog.views = _views(conn, schema)
+        catalog.triggers = _triggers(conn, schema)
+        catalog.routines = _routines(conn, schema)
+    return catalog
+
+
+def _model_column(c: MySQLColumn) -> Column:
+    return Column(
+        name=c.name,
+        source_type=c.column_type,
+        logical_type=c.mapping.logical_type,
+        arrow_type=c.mapping.arrow_type,
+        transfer=c.mapping.transfer,
+        nullable=c.nullable,
+        generated=c.generated is not None,
+    )
+
+
+def _default(raw: str | None, extra: str, mariadb: bool, data_type: str) -> str | None:
+    """The default as an SQL expression.  MariaDB (10.2.7+) already prints one, with NULL as ``NULL``;
+    MySQL prints a bare literal unless EXTRA says DEFAULT_GENERATED (an expression)."""
+    if raw is None:
+        return None
+    if mariadb:
+        return None if raw == "NULL" else raw
+    if "DEFAULT_GENERATED" in extra.upper() or data_type in _NUMERIC_TYPES:
+        return raw
+    return "'" + raw.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+_NUMERIC_TYPES = frozenset(
+    {"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double", "bit", "year"}
+)
+
+
+def _columns(
+    conn: Connection,
+    schema: str,
+    settings: types.TypeSettings,
+    mariadb: bool,
+    json_columns: set[tuple[str, str]],
+) -> dict[str, list[MySQLColumn]]:
+    out: dict[str, list[MySQLColumn]] = defaultdict(list)
+    for table, name, ctype, dtype, nullable, raw_default, extra, gen_expr, charset, collation, comment in _rows(
+        conn, _COLUMNS_SQL, schema
+    ):
+        extra = extra or ""
+        dtype = dtype.lower()
+        generated = None
+        if "GENERATED" in extra.upper():
+            generated = "STORED" if re.search(r"stored|persistent", extra, re.I) else "VIRTUAL"
+        is_json = dtype == "json" or (table, name) in json_columns
+        on_update = bool(_ON_UPDATE.search(extra))
+        mapping = types.map_column(
+            ctype,
+            table=table,
+            column=name,
+            nullable=nullable == "YES",
+            charset=charset,
+            collation=collation,
+            is_json=is_json,
+            on_update_current_timestamp=on_update,
+            settings=settings,
+        )
+        out[table].append(
+            MySQLColumn(
+                name=name,
+                column_type=ctype,
+                data_type=dtype,
+                nullable=nullable == "YES",
+                default=None if generated else _default(raw_default, extra, mariadb, dtype),
+                auto_increment="auto_increment" in extra.lower(),
+                on_update_current_timestamp=on_update,
+                generated=generated,
+                generation_expression=gen_expr or None,
+                charset=charset,
+                collation=collation,
+                comment=comment or "",
+                is_json=is_json,
+                mapping=mapping,
+            )
+        )
+    return out
+
+
+def _indexes(conn: Connection, schema: str) -> dict[str, list[Index]]:
+    grouped: dict[tuple[str, str], Index] = {}
+    for table, name, non_unique, column, sub_part, kind, collation, comment in _rows(conn, _INDEXES_SQL, schema):
+        idx = grouped.get((table, name))
+        if idx is None:
+            idx = grouped[(table, name)] = Index(
+                name=name,
+                columns=[],
+                unique=not int(non_unique),
+                primary=name == "PRIMARY",
+                kind=str(kind).upper(),
+                prefix_lengths=[],
+                descending=[],
+                comment=comment or "",
+            )
+        idx.columns.append(column)
+        idx.prefix_lengths.append(int(sub_part) if sub_part is not None else None)
+        idx.descending.append(collation == "D")
+    out: dict[str, list[Index]] = defaultdict(list)
+    for (table, _name), idx in grouped.items():
+        out[table].append(idx)
+    return out
+
+
+def _foreign_keys(conn: Connection, schema: str) -> dict[str, list[ForeignKey]]:
+    grouped: dict[tuple[str, str], ForeignKey] = {}
+    for table, name, column, ref_schema, ref_table, ref_column, on_update, on_delete in _rows(conn, _FKS_SQL, schema):
+        fk = grouped.get((table, name))
+        if fk is None:
+            fk = grouped[(table, name)] = ForeignKey(
+                name=name,
+                columns=[],
+                ref_schema=ref_schema,
+                ref_table=ref_table,
+                ref_columns=[],
+                on_update=on_update,
+                on_delete=on_delete,
+                self_referencing=ref_schema == schema and ref_table == table,
+            )
+        fk.columns.append(column)
+        fk.ref_columns.append(ref_column)
+    out: dict[str, list[ForeignKey]] = defaultdict(list)
+    for (table, _name), fk in grouped.items():
+        out[table].append(fk)
+    return out
+
+
+def _checks(conn: Connection, schema: str, mariadb: bool) -> dict[str, list[CheckConstraint]]:
+    out: dict[str, list[CheckConstraint]] = defaultdict(list)
+    query = _CHECKS_SQL_MARIADB if mariadb else _CHECKS_SQL_MYSQL
+    for table, name, clause in _rows(conn, query, schema):
+        out[table].append(CheckConstraint(name, clause))
+    return out
+
+
+def _show_create(conn: Connection, kind: str, schema: str, name: str, column: int) -> str:
+    """The full CREATE statement; ``column`` is where SHOW CREATE <kind> puts it."""
+    rows = _rows(conn, f"SHOW CREATE {kind} {quote_ident(schema)}.{quote_ident(name)}")
+    return str(rows[0][column]) if rows and rows[0][column] is not None else ""
+
+
+def _views(conn: Connection, schema: str) -> list[SchemaObject]:
+    out = []
+    for name, definition, check_option, updatable, definer, security in _rows(conn, _VIEWS_SQL, schema):
+        out.append(
+            SchemaObject(
+                kind="view",
+                schema=schema,
+                name=name,
+                definition=definition or "",
+                create_sql=_show_create(conn, "VIEW", schema, name, 1),
+                details={
+                    "check_option": check_option,
+                    "updatable": updatable == "YES",
+                    "definer": definer,
+                    "security": security,
+                },
+            )
+        )
+    return out
+
+
+def _triggers(conn: Connection, schema: str) -> list[SchemaObject]:
+    out = []
+    for name, table, timing, event, order, statement, definer, sql_mode in _rows(conn, _TRIGGERS_SQL, schema):
+        out.append(
+            SchemaObject(
+                kind="trigger",
+                schema=schema,
+                name=name,
+                definition=statement or "",
+                create_sql=_show_create(conn, "TRIGGER", schema, name, 2),
+                table=table,
+                details={"timing": timing, "event": event, "order": order, "definer": definer, "sql_mode": sql_mode},
+            )
+        )
+    return out
+
+
+def _routines(conn: Connection, schema: str) -> list[SchemaObject]:
+    out = []
+    for name, kind, definition, returns, deterministic, access, security, definer, sql_mode in _rows(
+        conn, _ROUTINES_SQL, schema
+    ):
+        out.append(
+            SchemaObject(
+                kind=kind.lower(),
+                schema=schema,
+                name=name,
+                definition=definition or "",
+                create_sql=_show_create(conn, kind.upper(), schema, name, 2),
+                details={
+                    "returns": returns if kind.upper() == "FUNCTION" else None,
+                    "deterministic": deterministic == "YES",
+                    "data_access": access,
+                    "security": security,
+                    "definer": definer,
+                    "sql_mode": sql_mode,
+                },
+            )
+        )
+    return out
