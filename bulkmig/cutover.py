@@ -22,6 +22,10 @@ from bulkmig.task import Task
 from bulkmig.validate import ValidationReport, validate
 
 
+class CaptureStopped(Exception):
+    """Capture ended while cutover waited for it; the caller holds capture's own error."""
+
+
 @dataclass
 class CutoverReport:
     caught_up: bool
@@ -75,17 +79,24 @@ def sync_sequences(task: Task) -> int:
         dst.close()
 
 
-def cutover(task: Task, *, timeout: float = 600.0, check: bool = True) -> CutoverReport:
+def cutover(
+    task: Task, *, timeout: float = 600.0, check: bool = True, abort: threading.Event | None = None
+) -> CutoverReport:
+    """``abort``: set by whoever runs capture when it dies, so cutover stops waiting for it at once."""
     from bulkmig.replay import replay, replay_status
 
     stop = threading.Event()
     timer = threading.Timer(timeout, stop.set)
     timer.daemon = True
     timer.start()
+    if abort is not None:
+        threading.Thread(target=lambda: (abort.wait(timeout), stop.set()), daemon=True).start()
     try:
         result: Any = replay(task, until_caught_up=True, stop=stop)
     finally:
         timer.cancel()
+    if abort is not None and abort.is_set():
+        raise CaptureStopped()
     state = replay_status(task)
     caught_up = bool(getattr(result, "caught_up", not stop.is_set()))
     problems = []

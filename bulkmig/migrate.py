@@ -7,7 +7,7 @@ import threading
 import time
 
 from bulkmig import layout
-from bulkmig.cutover import cutover
+from bulkmig.cutover import CaptureStopped, cutover
 from bulkmig.errors import ConfigError, IntegrityError
 from bulkmig.extract import extract
 from bulkmig.load import load
@@ -78,7 +78,11 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
         t0 = time.monotonic()
         if background is not None:
             background.check()
-            result = cutover(task).validation or validate(task, workers=workers)
+            try:
+                result = cutover(task, abort=background.died).validation or validate(task, workers=workers)
+            except CaptureStopped:
+                background.check()
+                raise
             step("replay+cutover", t0)
         else:
             result = validate(task, workers=workers)
@@ -105,12 +109,14 @@ class _BackgroundCapture:
 
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
+        self.died = threading.Event()  # set if capture ends on an error: cutover stops waiting for it
 
         def run() -> None:
             try:
                 capture(task, follow=True, stop=self._stop, heartbeat_interval=2.0, poll_interval=0.5)
             except BaseException as exc:  # noqa: BLE001 - raised on the main thread by check()
                 self._errors.append(exc)
+                self.died.set()
 
         self._thread = threading.Thread(target=run, name="capture", daemon=True)
         self._thread.start()

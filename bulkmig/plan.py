@@ -288,7 +288,23 @@ class SnapshotHolder:
     def close(self) -> None:
         if self.stream is not None:
             self.stream.release()
+            self._wait_slot_released()
         self.conn.close()
+
+    def _wait_slot_released(self, timeout: float = 30.0) -> None:
+        """The walsender that exported the snapshot holds the slot until it has exited; capture started
+        right after would find the slot "active for PID …".  Wait for it (slot state is not MVCC, so this
+        works inside the plan's open transaction)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.conn.execute(
+                "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (self.stream.slot_name,)
+            ).fetchone()
+            if row is None or not row[0]:
+                return
+            time.sleep(0.05)
 
 
 def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotHolder, poll: float = 2.0) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from typing import NamedTuple, TypedDict
 
@@ -319,6 +320,9 @@ def create_slot_with_snapshot(conninfo: str, slot_name: str | None = None) -> Sl
     return SlotSnapshot(holder, str(row[0]), parse_lsn(str(row[1])), str(row[2]))
 
 
+IN_USE_GRACE_SECONDS = 15.0
+
+
 def _slot_error(slot: str, exc: psycopg.Error) -> SourceError:
     text = _first_line(exc)
     if isinstance(exc, pgerrors.ObjectInUse):
@@ -348,14 +352,23 @@ def peek(
     names = [publication] if isinstance(publication, str) else list(publication)
     # pgoutput splits publication_names like an identifier list: unquoted names would be folded to lower case.
     publication_names = ",".join(ident(n) for n in names)
-    try:
-        rows = conn.execute(
-            "SELECT lsn::text, xid::text, data FROM pg_catalog.pg_logical_slot_peek_binary_changes("
-            "%s::name, NULL, %s::int, 'proto_version', %s, 'publication_names', %s, 'messages', 'true')",
-            (slot, upto_changes, PROTO_VERSION, publication_names),
-        ).fetchall()
-    except psycopg.Error as exc:
-        raise _slot_error(slot, exc) from None
+    # A slot is "in use" for a moment after its previous user (the walsender that exported the snapshot,
+    # a capture killed a second ago) went away: wait that moment out before calling it an error.
+    deadline = time.monotonic() + IN_USE_GRACE_SECONDS
+    while True:
+        try:
+            rows = conn.execute(
+                "SELECT lsn::text, xid::text, data FROM pg_catalog.pg_logical_slot_peek_binary_changes("
+                "%s::name, NULL, %s::int, 'proto_version', %s, 'publication_names', %s, 'messages', 'true')",
+                (slot, upto_changes, PROTO_VERSION, publication_names),
+            ).fetchall()
+            break
+        except pgerrors.ObjectInUse as exc:
+            if time.monotonic() >= deadline:
+                raise _slot_error(slot, exc) from None
+            time.sleep(0.1)
+        except psycopg.Error as exc:
+            raise _slot_error(slot, exc) from None
     return [(parse_lsn(lsn), int(xid), bytes(data)) for lsn, xid, data in rows]
 
 
