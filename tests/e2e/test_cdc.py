@@ -35,11 +35,15 @@ INSERT INTO keyless SELECT g % 7, 'k' || g FROM generate_series(1, 300) g;
 """
 
 
+EVERYTHING = Path(__file__).parents[1] / "integration" / "everything.sql"  # every type, with edge values
+
+
 class Workload:
     """Our own writer: a mix of statements over the tables above, until stopped."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, everything_columns: list[str]) -> None:
         self.conninfo = conninfo
+        self.everything_columns = everything_columns
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.transactions = 0
@@ -87,6 +91,19 @@ class Workload:
                             conn.execute(
                                 "UPDATE keyless SET b = b || '+' WHERE ctid = (SELECT ctid FROM keyless LIMIT 1)"
                             )
+                        elif choice == 4:  # every type: copy an edge-value row, change some, delete copies
+                            cols = ", ".join(f'"{c}"' for c in self.everything_columns if c != "id")
+                            next_id += 1
+                            conn.execute(
+                                f"INSERT INTO everything (id, {cols}) SELECT %s, {cols} FROM everything WHERE id = %s",
+                                (next_id, k % 8),  # not row 8: its multi-megabyte values would flood the WAL
+                            )
+                            conn.execute(
+                                "UPDATE everything SET i4 = CASE WHEN i4 > 0 THEN i4 - 1 ELSE coalesce(i4, 0) + 1 END,"
+                                " iv = coalesce(iv, '0') + interval '1 us', n = coalesce(n, 0) + 0.5 WHERE id = %s",
+                                (k % 9,),  # row 8's TOASTed values stay untouched
+                            )
+                            conn.execute("DELETE FROM everything WHERE id = %s", (next_id - 3,))
                         elif choice == 6:
                             conn.execute(
                                 "DELETE FROM keyless WHERE ctid = (SELECT ctid FROM keyless WHERE a = %s LIMIT 1)",
@@ -118,6 +135,15 @@ def table_fingerprints(server, db: str) -> dict[str, tuple]:  # noqa: ANN001
 
 def test_full_load_and_cdc_converges_under_load(make_flow, pg_source, pg_target, source_db, target_db) -> None:  # noqa: ANN001
     pg_source.execute(source_db, WORKLOAD_SQL)
+    pg_source.psql_file(source_db, EVERYTHING)
+    everything_columns = [
+        r[0]
+        for r in pg_source.execute(
+            source_db,
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'everything'::regclass AND attnum > 0"
+            " AND NOT attisdropped AND attgenerated = '' AND attidentity = '' ORDER BY attnum",
+        )
+    ]
     pgbench = str(Path(pg_source.bindir) / "pgbench")
     env = pg_source.env()
     subprocess.run([pgbench, "-i", "-s", "10", "-q", source_db], env=env, check=True, capture_output=True)
@@ -131,7 +157,7 @@ def test_full_load_and_cdc_converges_under_load(make_flow, pg_source, pg_target,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    ours = Workload(pg_source.conninfo(source_db) + " options='-c synchronous_commit=on'")
+    ours = Workload(pg_source.conninfo(source_db) + " options='-c synchronous_commit=on'", everything_columns)
     ours.thread.start()
     capture = None
     try:
