@@ -134,6 +134,20 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
     return manifest
 
 
+def _snapshots_on_volume(store: Store) -> set[str]:
+    """The snapshots every part already on the volume (any agent's) was read in, from their sidecars."""
+    found = set()
+    for info in store.list(layout.DATA_DIR + "/"):
+        if info.key.endswith(layout.SIDECAR_SUFFIX):
+            try:
+                position = PartManifest.from_bytes(store.get_bytes(info.key)).source_position or {}
+            except BulkmigError:
+                continue  # a damaged sidecar: its part is redone anyway
+            if position.get("snapshot"):
+                found.add(str(position["snapshot"]))
+    return found
+
+
 def _check_columns(conn: Any, plan: Plan) -> None:
     """Refuse to extract a table whose columns changed since the plan (data would land in wrong columns)."""
     for table in plan.tables:
@@ -171,7 +185,9 @@ def extract(
     plan = load_plan_for(task, store)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
-    todo = [(t, i) for t, i in mine if part_is_done(store, t, i, plan.volume_id) is None]
+    done = {(t.qualified, i): part_is_done(store, t, i, plan.volume_id) for t, i in mine}
+    todo = [(t, i) for t, i in mine if done[(t.qualified, i)] is None]
+    earlier = _snapshots_on_volume(store)
     skipped = len(mine) - len(todo)
     if skipped:
         say(f"extract: {skipped} of {len(mine)} parts already on the volume and verified; skipping them")
@@ -199,6 +215,14 @@ def extract(
                     " or re-plan a fresh volume with `bulkmig plan --force`",
                 ) from None
         _check_columns(holder, plan)
+        if todo and earlier - {snapshot}:
+            # The parts already here were read at another moment, in a snapshot that is gone.
+            say(
+                "extract: warning: parts on the volume were read in snapshot(s) "
+                f"{', '.join(sorted(str(e) for e in earlier))}; the remaining {len(todo)} are read in {snapshot}: the "
+                "volume is not one moment of a live source (fine for a quiet source or with CDC replay; for one "
+                "consistent image run extraction once, or use full-load-and-cdc, whose plan holds one snapshot)"
+            )
         total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
         bar = Progress("extract", len(todo), total_bytes) if progress else None
         lock = threading.Lock()

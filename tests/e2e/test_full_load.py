@@ -223,6 +223,8 @@ def test_agents_share_resume_and_refuse_damage(
     parts_after_one = sorted(flow.volume.glob("data/public/t/part-*.parquet"))
     two = flow.bulkmig("extract", "--agent", "2/2")
     assert two.code == 0, two.text
+    # Each agent exported its own snapshot here: the operator is told the volume is not one moment.
+    assert "is not one moment of a live source" in two.err
     parts = sorted(flow.volume.glob("data/public/t/part-*.parquet"))
     assert 0 < len(parts_after_one) < len(parts) >= 4
 
