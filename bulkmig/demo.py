@@ -67,6 +67,14 @@ INSERT INTO order_line SELECT 1 + g / 3, g % 3, 'SKU-' || (1 + g % 2000), 1 + g 
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except BulkmigError as exc:  # e.g. no PostgreSQL server binaries: one line, what to install
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bulkmig.demo", description=__doc__)
     parser.add_argument("--dir", default="bulkmig-demo", help="work directory (task file, volume)")
     parser.add_argument("--keep", action="store_true", help="leave the servers running until Ctrl-C")
