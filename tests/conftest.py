@@ -12,11 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer, datasets_dir, find_pg_bindir
 
@@ -129,3 +134,105 @@ def mysql_db(mariadb: MariaDBServer, request: pytest.FixtureRequest) -> Iterator
     mariadb.create_database(name)
     yield name
     mariadb.drop_database(name)
+
+
+# ---------------------------------------------------------------------------------------- whole flows
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@dataclass
+class Flow:
+    """One migration's task file and the environment its commands run in (tests/e2e, tests/faults)."""
+
+    task: Path
+    env: dict[str, str]
+    volume: Path
+    bucket: str
+    secrets: list[str]
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bulkmig.cli", *args]
+
+    def run(self, *args: str, timeout: int = 300) -> Run:
+        """The CLI's exit code and output; a command still running after ``timeout`` is killed and
+        reported as exit -9 with what it printed, so a hang fails the test with its evidence."""
+        try:
+            proc = subprocess.run(
+                self.argv(*args),
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+
+            def text(value: str | bytes | None) -> str:
+                return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
+
+            return Run(-9, text(exc.stdout), text(exc.stderr) + f"\n[killed after {timeout}s]")
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    def bulkmig(self, command: str, *args: str, timeout: int = 300) -> Run:
+        """``bulkmig <command> --task <task> ...`` (``command`` may be ``volume import``)."""
+        return self.run(*command.split(), "--task", str(self.task), *args, timeout=timeout)
+
+    def start(self, command: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        """Start ``bulkmig <command> --task <task> ...`` in its own process group, output to ``log``.
+
+        Its own group, so a kill takes the stage's helpers (pg_dump, psql) down with it, as a crash of
+        the machine or the container would.
+        """
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                self.argv("--quiet", *command.split(), "--task", str(self.task), *args),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+
+@pytest.fixture
+def make_flow(pg_source, pg_target, source_db, target_db, s3_server, bucket, tmp_path) -> Callable[..., Flow]:  # noqa: ANN001
+    """``make_flow(endpoint_url=..., **task_overrides)``: a task file wired to this test's databases and
+    bucket.  A dict override merges into the default section; ``None`` removes a key."""
+
+    def make(endpoint_url: str | None = None, **overrides: Any) -> Flow:
+        doc: dict[str, Any] = {
+            "source": pg_source.url(source_db),
+            "target": pg_target.url(target_db),
+            "migration_type": "full-load",
+            "volume": "./volume",
+            "bucket": f"s3://{bucket}/shop",
+            "s3": {"endpoint_url": endpoint_url or s3_server.endpoint_url, "region": "us-east-1"},
+            "settings": {"workers": 2},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(doc.get(key), dict):
+                doc[key] = {**doc[key], **value}
+            elif value is None:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+        task = tmp_path / "task.yaml"
+        task.write_text(yaml.safe_dump(doc, sort_keys=False))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BULKMIG_", "AWS_"))}
+        env.update(s3_server.env())
+        env["AWS_ENDPOINT_URL_S3"] = doc["s3"]["endpoint_url"]  # a fault proxy, when given: no path around it
+        env["BULKMIG_SOURCE_PASSWORD"] = pg_source.password
+        env["BULKMIG_TARGET_PASSWORD"] = pg_target.password
+        return Flow(task, env, tmp_path / "volume", doc["bucket"], [pg_source.password, pg_target.password])
+
+    return make
