@@ -57,24 +57,35 @@ def parse_agent(spec: str | None) -> tuple[int, int]:
     return i, n
 
 
-def part_is_done(store: Store, table: Table, index: int, volume_id: str) -> PartManifest | None:
-    """The part's sidecar when the part on the store is complete and matches it; else None."""
-    side_key = layout.sidecar_key(table.schema, table.name, index)
-    if not store.exists(side_key):
-        return None
-    try:
-        manifest = PartManifest.from_bytes(store.get_bytes(side_key))
-    except BulkmigError:
-        return None
-    if manifest.volume_id != volume_id:
-        raise IntegrityError(
-            f"{side_key} belongs to volume {manifest.volume_id}, not {volume_id}",
-            "this volume mixes two migrations; use a fresh volume",
-        )
+def read_sidecars(store: Store, volume_id: str) -> dict[str, PartManifest]:
+    """Every readable sidecar on the volume, by key, read once per extract run.
+
+    A damaged sidecar is left out (its part is redone); one of another volume means the volume mixes
+    two migrations, which is refused.
+    """
+    found: dict[str, PartManifest] = {}
+    for info in store.list(layout.DATA_DIR + "/"):
+        if not info.key.endswith(layout.SIDECAR_SUFFIX):
+            continue
+        try:
+            manifest = PartManifest.from_bytes(store.get_bytes(info.key))
+        except BulkmigError:
+            continue
+        if manifest.volume_id != volume_id:
+            raise IntegrityError(
+                f"{info.key} belongs to volume {manifest.volume_id}, not {volume_id}",
+                "this volume mixes two migrations; use a fresh volume",
+            )
+        found[info.key] = manifest
+    return found
+
+
+def part_is_done(store: Store, manifest: PartManifest | None) -> bool:
+    """Whether the part its sidecar describes is on the store, complete and unaltered (sha256 recomputed)."""
+    if manifest is None:
+        return False
     info = store.stat(manifest.key)
-    if info is None or info.size != manifest.bytes or store.sha256(manifest.key) != manifest.sha256:
-        return None
-    return manifest
+    return info is not None and info.size == manifest.bytes and store.sha256(manifest.key) == manifest.sha256
 
 
 def _tmp_dir(store: Store) -> str | None:
@@ -134,20 +145,6 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
     return manifest
 
 
-def _snapshots_on_volume(store: Store) -> set[str]:
-    """The snapshots every part already on the volume (any agent's) was read in, from their sidecars."""
-    found = set()
-    for info in store.list(layout.DATA_DIR + "/"):
-        if info.key.endswith(layout.SIDECAR_SUFFIX):
-            try:
-                position = PartManifest.from_bytes(store.get_bytes(info.key)).source_position or {}
-            except BulkmigError:
-                continue  # a damaged sidecar: its part is redone anyway
-            if position.get("snapshot"):
-                found.add(str(position["snapshot"]))
-    return found
-
-
 def _check_columns(conn: Any, plan: Plan) -> None:
     """Refuse to extract a table whose columns changed since the plan (data would land in wrong columns)."""
     for table in plan.tables:
@@ -185,9 +182,12 @@ def extract(
     plan = load_plan_for(task, store)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
-    done = {(t.qualified, i): part_is_done(store, t, i, plan.volume_id) for t, i in mine}
-    todo = [(t, i) for t, i in mine if done[(t.qualified, i)] is None]
-    earlier = _snapshots_on_volume(store)
+    sidecars = read_sidecars(store, plan.volume_id)
+    todo = [(t, i) for t, i in mine if not part_is_done(store, sidecars.get(layout.sidecar_key(t.schema, t.name, i)))]
+    # The snapshots every part already on the volume (any agent's) was read in.
+    earlier = {
+        str(m.source_position["snapshot"]) for m in sidecars.values() if (m.source_position or {}).get("snapshot")
+    }
     skipped = len(mine) - len(todo)
     if skipped:
         say(f"extract: {skipped} of {len(mine)} parts already on the volume and verified; skipping them")
