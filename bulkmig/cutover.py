@@ -92,13 +92,13 @@ def cutover(
     if abort is not None:
         threading.Thread(target=lambda: (abort.wait(timeout), stop.set()), daemon=True).start()
     try:
-        result: Any = replay(task, until_caught_up=True, stop=stop)
+        result = replay(task, until_caught_up=True, stop=stop)
     finally:
         timer.cancel()
     if abort is not None and abort.is_set():
         raise CaptureStopped()
     state = replay_status(task)
-    caught_up = bool(getattr(result, "caught_up", not stop.is_set()))
+    caught_up = bool(result.caught_up)
     problems = []
     if not caught_up:
         problems.append(

@@ -80,9 +80,10 @@ def find_volume(task: Task) -> tuple[Store, VolumeManifest, Plan]:
         store = open_store(layout.join(task.bucket, "volumes", volume_id), task.s3_options())
         if not store.exists(layout.PLAN):
             continue
-        plan = Plan.from_bytes(store.get_bytes(layout.PLAN), f"{store.url}/{layout.PLAN}")
+        plan_bytes = store.get_bytes(layout.PLAN)
+        plan = Plan.from_bytes(plan_bytes, f"{store.url}/{layout.PLAN}")
         if plan.task_fingerprint == task.fingerprint():
-            matching.append((plan.created_at, volume_id, store, plan))
+            matching.append((plan.created_at, volume_id, store, plan, plan_bytes))
     if not matching:
         raise PlanError(
             f"no volume in {task.bucket} was planned from this task ({', '.join(candidates)} belong to others "
@@ -90,11 +91,10 @@ def find_volume(task: Task) -> tuple[Store, VolumeManifest, Plan]:
             "import this task's volume, or use the task file that planned it",
         )
     matching.sort()
-    _, volume_id, store, plan = matching[-1]
+    _, volume_id, store, plan, plan_bytes = matching[-1]
     if len(matching) > 1:
         say(f"load: {len(matching)} volumes of this task in the bucket; using the newest, {volume_id}")
     manifest = VolumeManifest.from_bytes(store.get_bytes(layout.VOLUME_MANIFEST))
-    plan_bytes = store.get_bytes(layout.PLAN)
     if hashlib.sha256(plan_bytes).hexdigest() != manifest.plan_sha256:
         raise IntegrityError(
             f"{store.url}/{layout.PLAN} does not match its sealed manifest",

@@ -79,7 +79,9 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
         if background is not None:
             background.check()
             try:
-                result = cutover(task, abort=background.died).validation or validate(task, workers=workers)
+                validation = cutover(task, abort=background.died).validation
+                assert validation is not None  # cutover validates unless told not to
+                result = validation
             except CaptureStopped:
                 background.check()
                 raise

@@ -63,6 +63,11 @@ class Plan:
         doc["tables"] = [Table.from_dict(t) for t in doc["tables"]]
         return cls(**doc)
 
+    def extracted(self, store: Store) -> int:
+        """How many planned parts have a sidecar on ``store`` (written after the part: the part is there)."""
+        sidecars = {i.key for i in store.list(layout.DATA_DIR + "/") if i.key.endswith(layout.SIDECAR_SUFFIX)}
+        return sum(1 for t, i in self.parts() if layout.sidecar_key(t.schema, t.name, i) in sidecars)
+
     def parts(self) -> list[tuple[Table, int]]:
         """Every (table, partition index) in plan order: the unit of extraction and loading."""
         return [(t, p.index) for t in self.tables for p in t.partitions]
@@ -316,8 +321,7 @@ def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotH
         "now (here or on the agent hosts). This command returns once every part is on the volume (Ctrl-C aborts)."
     )
     while True:
-        sidecars = {i.key for i in store.list(layout.DATA_DIR + "/") if i.key.endswith(layout.SIDECAR_SUFFIX)}
-        if all(layout.sidecar_key(t.schema, t.name, i) in sidecars for t, i in plan.parts()):
+        if plan.extracted(store) == plan.total_parts:
             say("plan: every part is on the volume; releasing the snapshot")
             return
         time.sleep(poll)

@@ -34,14 +34,12 @@ def volume_status(task: Task) -> dict[str, Any]:
     plan = read_plan(store)
     if plan is None:
         return {"planned": False}
-    sidecars = {i.key for i in store.list(layout.DATA_DIR + "/") if i.key.endswith(layout.SIDECAR_SUFFIX)}
-    done = sum(1 for t, i in plan.parts() if layout.sidecar_key(t.schema, t.name, i) in sidecars)
     return {
         "planned": True,
         "volume_id": plan.volume_id,
         "tables": len(plan.tables),
         "parts": plan.total_parts,
-        "extracted": done,
+        "extracted": plan.extracted(store),
         "sealed": store.exists(layout.VOLUME_MANIFEST),
         "snapshot_lsn": plan.snapshot.get("lsn"),
     }
