@@ -7,14 +7,43 @@ and read them back when extracting and loading; nothing here talks to a database
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 # How a column travels in Parquet.
 #   native: the driver's Arrow type is exact for every value the source type can hold.
 #   text:   the engine's canonical text form (``col::text``), restored by the target's text input.
 TRANSFER_NATIVE = "native"
 TRANSFER_TEXT = "text"
+
+
+# Arrow type names as plan.json writes them (names keep the plan readable JSON), for every engine.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "uuid": pa.uuid(),
+    "date32": pa.date32(),
+    "timestamp[us]": pa.timestamp("us"),
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+}
+_DECIMAL_RE = re.compile(r"^decimal(128|256)\((\d+), (\d+)\)$")
+
+
+def arrow_type(name: str) -> pa.DataType:
+    """The Arrow type a plan's column names (``Column.arrow_type``), e.g. ``decimal128(12, 2)``."""
+    if m := _DECIMAL_RE.match(name):
+        make = pa.decimal128 if m.group(1) == "128" else pa.decimal256
+        return make(int(m.group(2)), int(m.group(3)))
+    return _ARROW_TYPES[name]
 
 
 @dataclass

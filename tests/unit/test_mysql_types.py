@@ -7,6 +7,7 @@ import pytest
 
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.types import ACTION, CHANGED, CONVERTED, RULES, TypeSettings, map_column
+from bulkmig.model import arrow_type
 
 # Every row of the map: (rule, the COLUMN_TYPE given, settings, expected PostgreSQL type, expected Arrow type).
 POSTGIS = TypeSettings(postgis=True)
@@ -75,7 +76,7 @@ def test_rule(source: str) -> None:
     assert m.rule is not None and m.rule.source == source
     assert (m.target_type, m.arrow_type) == (target, arrow)
     assert m.notes[0].message == m.rule.reason
-    types.arrow_type(m.arrow_type)  # every Arrow name the map hands out is one the plan can read back
+    arrow_type(m.arrow_type)  # every Arrow name the map hands out is one the plan can read back
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.source)
@@ -110,7 +111,7 @@ def test_enum_gets_its_own_type_with_labels_in_order() -> None:
 def test_decimal_wider_than_arrow_128() -> None:
     m = map_column("decimal(65,30)")
     assert (m.target_type, m.arrow_type) == ("numeric(65,30)", "decimal256(65, 30)")
-    assert types.arrow_type(m.arrow_type) == pa.decimal256(65, 30)
+    assert arrow_type(m.arrow_type) == pa.decimal256(65, 30)
     assert map_column("decimal").target_type == "numeric(10,0)"  # MySQL's default precision
 
 

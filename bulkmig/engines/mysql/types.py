@@ -21,8 +21,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 # Assessment categories, the same words the report uses (issue 5): worst one wins for a column.
 CONVERTED = "converted"
 CHANGED = "converted with changes"
@@ -405,27 +403,3 @@ def _refine(
             mapping.target_type = f"geometry({SPATIAL_SHAPES[name] or 'Geometry'},{srid})"
         elif srid:
             notes.append(Note(CHANGED, f"SRID {srid} is lost with the bytea form"))
-
-
-_ARROW_FIXED: dict[str, pa.DataType] = {
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-    "binary": pa.binary(),
-    "date32": pa.date32(),
-    "timestamp[us]": pa.timestamp("us"),
-    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
-}
-_DECIMAL_RE = re.compile(r"^decimal(128|256)\((\d+), (\d+)\)$")
-
-
-def arrow_type(name: str) -> pa.DataType:
-    """The Arrow type a plan names (plan.json stores names so it stays readable JSON)."""
-    if m := _DECIMAL_RE.match(name):
-        make = pa.decimal128 if m.group(1) == "128" else pa.decimal256
-        return make(int(m.group(2)), int(m.group(3)))
-    return _ARROW_FIXED[name]

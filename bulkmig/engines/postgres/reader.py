@@ -18,7 +18,7 @@ from bulkmig.engines.postgres.connect import adbc_connect
 from bulkmig.engines.postgres.reflect import select_expressions
 from bulkmig.engines.postgres.sql import literal, qualified
 from bulkmig.errors import SourceError
-from bulkmig.model import Partition, Table
+from bulkmig.model import Partition, Table, arrow_type
 
 
 class FarValue(Exception):
@@ -37,7 +37,7 @@ def arrow_schema(table: Table, as_text: frozenset[str] = frozenset()) -> pa.Sche
         fields.append(
             pa.field(
                 c.name,
-                pa.string() if text else types.arrow_type(c.arrow_type),
+                pa.string() if text else arrow_type(c.arrow_type),
                 nullable=True,
                 metadata={"source_type": c.source_type, "transfer": "text" if text else c.transfer},
             )

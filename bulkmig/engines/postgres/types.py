@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 # Arrow-range sentinels for PostgreSQL's infinities (PostgreSQL stores them as the int extremes too).
 TS_POS_INF = 2**63 - 1
 TS_NEG_INF = -(2**63)
@@ -78,26 +76,6 @@ TEXT_LOGICAL: dict[str, str] = {
     "tsquery": "text",
     "oid": "integer",
 }
-
-_ARROW: dict[str, pa.DataType] = {
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-    "binary": pa.binary(),
-    "uuid": pa.uuid(),
-    "date32": pa.date32(),
-    "timestamp[us]": pa.timestamp("us"),
-    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
-}
-
-
-def arrow_type(name: str) -> pa.DataType:
-    """The Arrow type a plan names; plan.json stores names so it stays readable JSON."""
-    return _ARROW[name]
 
 
 def classify(base_type: str, typtype: str, is_array: bool) -> tuple[str, str, str]:
