@@ -183,7 +183,48 @@ def _conf_value(value: str | int | bool) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class PostgresServer:
+class _Throwaway:
+    """What every throwaway server shares: a context manager, and a temp dir removed unless ``keep``."""
+
+    keep: bool = False
+    _tmp: Path | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _kept_note(self) -> str:
+        return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
+
+    def _cleanup_dir(self) -> None:
+        if self._tmp is not None and not self.keep:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _end_child(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM (the server's normal shutdown), SIGKILL if it has not exited after ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+class PostgresServer(_Throwaway):
     """A throwaway PostgreSQL cluster on 127.0.0.1, superuser ``postgres`` with a random password.
 
     The URL it hands out never contains the password (tasks must take secrets from the environment);
@@ -366,22 +407,6 @@ class PostgresServer:
             pid = int((self.datadir / "postmaster.pid").read_text().splitlines()[0])
             os.kill(pid, signal.SIGQUIT)
 
-    def _kept_note(self) -> str:
-        return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
-
-    def _cleanup_dir(self) -> None:
-        if self._tmp is not None and not self.keep:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
         return f"<PostgresServer {self.name} {self.host}:{self.port} {state}>"
@@ -472,7 +497,7 @@ class PostgresServer:
         return done.stdout
 
 
-class MotoS3Server:
+class MotoS3Server(_Throwaway):
     """moto's S3 server as a real HTTP endpoint on loopback, in a child process.
 
     A child process rather than an in-process thread so the code under test talks to S3 exactly as it
@@ -496,6 +521,7 @@ class MotoS3Server:
         self.secret_key = secret_key
         self.region = region
         self.keep_log = keep_log
+        self.keep = keep_log  # the log is all a moto server leaves behind
         self._fixed_port = port is not None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None
@@ -570,22 +596,13 @@ class MotoS3Server:
         return False
 
     def _terminate(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(10)
+        _end_child(self._proc, 10)
         self._proc = None
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
         self._terminate()
-        if self._tmp is not None and not self.keep_log:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        self._cleanup_dir()
 
     def client(self) -> BaseClient:
         """A boto3 S3 client for this server, with path-style addressing (no DNS for bucket names)."""
@@ -602,14 +619,6 @@ class MotoS3Server:
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)
         return name
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self._proc is not None else "stopped"
@@ -697,7 +706,7 @@ def _mysql_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-class MariaDBServer:
+class MariaDBServer(_Throwaway):
     """A throwaway MariaDB (or MySQL) server on 127.0.0.1 with row-based binlog, for the MySQL engine.
 
     ``mariadbd`` runs in the foreground as our child, with its own datadir, unix socket and free TCP port,
@@ -909,36 +918,15 @@ class MariaDBServer:
             conn.close()
 
     def _terminate(self) -> None:
-        """SIGTERM is mariadbd's normal shutdown; SIGKILL only if it hangs (the datadir is discarded)."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        """SIGKILL only if mariadbd hangs for 30 s (the datadir is discarded anyway)."""
+        _end_child(self._proc, 30)
         self._proc = None
 
     def stop(self) -> None:
         """Shut the server down, then remove the temp dir unless ``keep``."""
         atexit.unregister(self.stop)
         self._terminate()
-        if self._tmp is not None and not self.keep:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def _kept_note(self) -> str:
-        return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._cleanup_dir()
 
     def __repr__(self) -> str:
         state = "running" if self._proc is not None else "stopped"
