@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.engines.postgres.writer import to_copy_csv
 from bulkmig.errors import BulkmigError, IntegrityError, PlanError, TargetError
-from bulkmig.log import Progress, say
+from bulkmig.log import Clock, Progress, say
 from bulkmig.manifest import VolumeManifest, sha256_file
 from bulkmig.model import Table
 from bulkmig.plan import Plan
@@ -171,7 +170,7 @@ def load_part(
 
 
 def load(task: Task, *, workers: int | None = None, progress: bool = True) -> LoadReport:
-    clock = _Clock()
+    clock = Clock()
     store, manifest, plan = find_volume(task)
     clock.lap("find volume")
     target_env = task.target.libpq_env()
@@ -208,22 +207,6 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         f"({clock.render()})"
     )
     return report
-
-
-class _Clock:
-    """Where a stage's time went, for its closing line: operators (and the bench) read it."""
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
-        self.laps: list[tuple[str, float]] = []
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps.append((name, now - self.last))
-        self.last = now
-
-    def render(self) -> str:
-        return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.laps)
 
 
 def _load_parts(

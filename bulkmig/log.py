@@ -46,6 +46,28 @@ def human_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+class Clock:
+    """Where a stage's time went, for its closing line: operators (and the bench) read it."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        """Close the lap that began at the previous lap (or at the start) and call it ``name``."""
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return time.monotonic() - self.started
+
+    def render(self) -> str:
+        """``plan 0.1s, extract 11.4s, …``"""
+        return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in self.laps)
+
+
 class Progress:
     """Parts, rows, bytes, rate and ETA of one stage.  Thread-safe; call :meth:`advance` per unit."""
 

@@ -4,14 +4,13 @@ commands (which themselves work on a bare volume or bucket URL)."""
 from __future__ import annotations
 
 import threading
-import time
 
 from bulkmig import layout
 from bulkmig.cutover import CaptureStopped, cutover
 from bulkmig.errors import ConfigError, IntegrityError
 from bulkmig.extract import extract
 from bulkmig.load import load
-from bulkmig.log import Progress, human_duration, say
+from bulkmig.log import Clock, Progress, human_duration, say
 from bulkmig.plan import load_plan_for, make_plan
 from bulkmig.store import open_store
 from bulkmig.task import Task
@@ -39,43 +38,32 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
     """Every stage in order.  With full-load-and-cdc, capture runs in the background from the moment the
     parts are extracted, and the run ends with the cutover report (replay caught up, sequences set,
     tables equal) — stop the application's writes before it reaches that point, or rerun `cutover`."""
-    started = time.monotonic()
-    timings: list[tuple[str, float]] = []
-
-    def step(name: str, t0: float) -> None:
-        timings.append((name, time.monotonic() - t0))
-
+    clock = Clock()
     if task.migration_type == "cdc":
         raise ConfigError(
             "`migrate` runs a full load; migration_type cdc has none",
             "run `bulkmig capture` and `bulkmig replay --follow`, then `bulkmig cutover`",
         )
-    t0 = time.monotonic()
     plan, holder = make_plan(task, keep_snapshot=True)
-    step("plan", t0)
+    clock.lap("plan")
     try:
-        t0 = time.monotonic()
         extract(task, workers=workers, snapshot=plan.snapshot["name"] if holder else None, progress=progress)
-        step("extract", t0)
+        clock.lap("extract")
     finally:
         if holder is not None:
             holder.close()
     background = _BackgroundCapture(task) if task.cdc else None
     try:
         volume = open_store(task.volume, task.volume_s3_options())
-        t0 = time.monotonic()
         seal(volume)
         report = verify(volume)
         if not report.ok:
             raise IntegrityError("the volume does not verify after sealing", "run `bulkmig volume verify` for details")
-        step("seal+verify", t0)
-        t0 = time.monotonic()
+        clock.lap("seal+verify")
         url = import_task(task, workers=workers, progress=progress)
-        step("import", t0)
-        t0 = time.monotonic()
+        clock.lap("import")
         load(task, workers=workers, progress=progress)
-        step("load", t0)
-        t0 = time.monotonic()
+        clock.lap("load")
         if background is not None:
             background.check()
             try:
@@ -85,21 +73,14 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
             except CaptureStopped:
                 background.check()
                 raise
-            step("replay+cutover", t0)
+            clock.lap("replay+cutover")
         else:
             result = validate(task, workers=workers)
-            step("validate", t0)
+            clock.lap("validate")
     finally:
         if background is not None:
             background.stop()
-    total = time.monotonic() - started
-    say(
-        "migrate: done in "
-        + human_duration(total)
-        + " ("
-        + ", ".join(f"{n} {s:.1f}s" for n, s in timings)
-        + f"); volume {task.volume}, bucket copy {url}"
-    )
+    say(f"migrate: done in {human_duration(clock.total)} ({clock.render()}); volume {task.volume}, bucket copy {url}")
     return result
 
 
