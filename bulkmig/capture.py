@@ -193,28 +193,25 @@ def _key(prefix: str, name: str) -> str:
     return layout.join(prefix, name)
 
 
-def read_stream(store: Store, stream_id: str) -> dict[str, Any] | None:
-    """``stream.json`` of the stream, or None when the stream was never started in this bucket."""
-    key = _key(stream_prefix(stream_id), STREAM_DOC)
+def _read_doc(store: Store, stream_id: str, name: str, fmt: str, version: int) -> dict[str, Any] | None:
+    key = _key(stream_prefix(stream_id), name)
     try:
         data = store.get_bytes(key)
     except NotFound:
         return None
     doc = load_document(data, f"{store.url}/{key}")
-    check_format(doc, STREAM_FORMAT, STREAM_VERSION, f"{store.url}/{key}")
+    check_format(doc, fmt, version, f"{store.url}/{key}")
     return doc
+
+
+def read_stream(store: Store, stream_id: str) -> dict[str, Any] | None:
+    """``stream.json`` of the stream, or None when the stream was never started in this bucket."""
+    return _read_doc(store, stream_id, STREAM_DOC, STREAM_FORMAT, STREAM_VERSION)
 
 
 def read_progress(store: Store, stream_id: str) -> dict[str, Any] | None:
     """``progress.json`` of the stream, or None before capture first acknowledged anything."""
-    key = _key(stream_prefix(stream_id), PROGRESS_DOC)
-    try:
-        data = store.get_bytes(key)
-    except NotFound:
-        return None
-    doc = load_document(data, f"{store.url}/{key}")
-    check_format(doc, PROGRESS_FORMAT, PROGRESS_VERSION, f"{store.url}/{key}")
-    return doc
+    return _read_doc(store, stream_id, PROGRESS_DOC, PROGRESS_FORMAT, PROGRESS_VERSION)
 
 
 def _refuse_existing_stream(store: Store, stream_id: str) -> None:
