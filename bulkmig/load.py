@@ -132,8 +132,8 @@ def load_part(
                 f"part {key} in {store.url} is damaged (sha256 or size differs from the sealed manifest)",
                 "re-import the volume from the device (`bulkmig volume import`), or re-extract that part",
             )
-        columns = ", ".join(ident(c.name) for c in table.copied_columns)
-        target = qualified(table.target_schema or table.schema, table.target_name or table.name)
+        columns = ", ".join(ident(c.target) for c in table.copied_columns)
+        target = qualified(*table.target_qualified)
         rows = 0
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{plan.volume_id}/{key}",))
@@ -199,7 +199,7 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
             conn.execute(schema.set_sequences_sql(plan.sequences))
         clock.lap("post-data")
         for table in plan.tables:
-            conn.execute(f"ANALYZE {qualified(table.schema, table.name)}")
+            conn.execute(f"ANALYZE {qualified(*table.target_qualified)}")
         clock.lap("analyze")
     conn.close()
     say(

@@ -55,8 +55,19 @@ class Column:
     transfer: str = TRANSFER_NATIVE
     nullable: bool = True
     generated: bool = False  # stored generated columns are computed by the target, never copied
-    read_as: str | None = None  # cast applied when reading (a domain is read as its base type)
+    # How it is read.  PostgreSQL: a type to cast to (a domain is read as its base type).  Foreign engines
+    # (MySQL, SQLite): an SQL expression template over ``{col}`` (the quoted column), e.g. ``CAST({col} AS CHAR)``.
+    read_as: str | None = None
     dictionary: bool = False  # few distinct values: dictionary-encode it in Parquet (decided from statistics)
+    # Where it lands when the target differs from the source (heterogeneous migrations; set by conversion):
+    # the target column's name (None: the same name) and PostgreSQL type (None: the same as source_type).
+    target_name: str | None = None
+    target_type: str | None = None
+
+    @property
+    def target(self) -> str:
+        """The target column's name."""
+        return self.target_name or self.name
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Column:
@@ -97,6 +108,11 @@ class Table:
     def qualified(self) -> str:
         """``schema.table`` for messages (not for SQL: use the engine's quoting for that)."""
         return f"{self.schema}.{self.name}"
+
+    @property
+    def target_qualified(self) -> tuple[str, str]:
+        """(schema, table) on the target."""
+        return (self.target_schema or self.schema, self.target_name or self.name)
 
     @property
     def copied_columns(self) -> list[Column]:

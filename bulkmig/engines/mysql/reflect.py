@@ -15,9 +15,17 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bulkmig.catalog import (
+    Catalog,
+    CatalogColumn,
+    CatalogTable,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    SchemaObject,
+)
 from bulkmig.engines.mysql import types
 from bulkmig.model import Column, Table
 
@@ -29,124 +37,6 @@ class Connection(Protocol):
     """The DB-API surface used here (pymysql and mysqlclient both fit; ``%s`` parameters)."""
 
     def cursor(self) -> Any: ...
-
-
-@dataclass
-class MySQLColumn:
-    """What MySQL says about a column beyond :class:`bulkmig.model.Column`, and what it maps to."""
-
-    name: str
-    column_type: str  # COLUMN_TYPE exactly, e.g. "tinyint(3) unsigned", "enum('G','PG')"
-    data_type: str
-    nullable: bool
-    default: str | None  # an SQL expression as MariaDB prints it ("'abc'", "current_timestamp()", "1"); None = none
-    auto_increment: bool
-    on_update_current_timestamp: bool
-    generated: str | None  # "VIRTUAL" | "STORED" for generated columns
-    generation_expression: str | None
-    charset: str | None
-    collation: str | None
-    comment: str
-    is_json: bool  # MariaDB JSON (LONGTEXT + json_valid check) or MySQL JSON
-    mapping: types.ColumnMapping
-
-
-@dataclass
-class Index:
-    """A PRIMARY/UNIQUE key or a plain index.  ``kind`` is MySQL's INDEX_TYPE: BTREE, HASH, FULLTEXT,
-    SPATIAL — the last two have no B-tree equivalent and are reported by conversion."""
-
-    name: str
-    columns: list[str]
-    unique: bool
-    primary: bool
-    kind: str
-    prefix_lengths: list[int | None]  # SUB_PART per column: a prefix index (PostgreSQL has none)
-    descending: list[bool]
-    comment: str = ""
-
-    @property
-    def fulltext(self) -> bool:
-        return self.kind == "FULLTEXT"
-
-    @property
-    def spatial(self) -> bool:
-        return self.kind == "SPATIAL"
-
-
-@dataclass
-class ForeignKey:
-    name: str
-    columns: list[str]
-    ref_schema: str
-    ref_table: str
-    ref_columns: list[str]
-    on_update: str  # RESTRICT, CASCADE, SET NULL, NO ACTION, SET DEFAULT
-    on_delete: str
-    self_referencing: bool
-
-
-@dataclass
-class CheckConstraint:
-    name: str
-    clause: str  # as MySQL prints it, e.g. "`price` >= 0"; translated by conversion, not here
-
-
-@dataclass
-class MySQLTable:
-    """A table as the catalog shows it: the engine-neutral :class:`Table` plus MySQL's details."""
-
-    table: Table
-    columns: list[MySQLColumn]
-    indexes: list[Index]
-    foreign_keys: list[ForeignKey]
-    checks: list[CheckConstraint]
-    engine: str | None
-    collation: str | None
-    auto_increment: int | None  # the next value: the target identity restarts past it after load
-    comment: str
-    partitioned: bool
-
-    @property
-    def unique_keys(self) -> list[Index]:
-        return [i for i in self.indexes if i.unique and not i.primary]
-
-
-@dataclass
-class SchemaObject:
-    """A view, trigger or routine: conversion translates (views) or reports (the rest) its SQL."""
-
-    kind: str  # view | trigger | procedure | function
-    schema: str
-    name: str
-    definition: str  # the body: a view's SELECT, a trigger's or routine's statement
-    create_sql: str  # the complete CREATE statement from SHOW CREATE …, for the report
-    table: str | None = None  # a trigger's table
-    details: dict[str, Any] = field(default_factory=dict)  # timing/event, security, return type, …
-
-
-@dataclass
-class Catalog:
-    """One database's reflection."""
-
-    server_version: str
-    mariadb: bool
-    schema: str
-    tables: list[MySQLTable]
-    views: list[SchemaObject]
-    triggers: list[SchemaObject]
-    routines: list[SchemaObject]
-
-    def table(self, name: str) -> MySQLTable:
-        for t in self.tables:
-            if t.table.name == name:
-                return t
-        raise KeyError(name)
-
-    @property
-    def unmapped(self) -> list[tuple[str, str, str]]:
-        """(table, column, type) of every column no type rule covers: each needs a choice by the user."""
-        return [(t.table.name, c.name, c.column_type) for t in self.tables for c in t.columns if c.mapping.rule is None]
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -291,7 +181,7 @@ def reflect(
             estimated_bytes=int(data or 0),
         )
         tables.append(
-            MySQLTable(
+            CatalogTable(
                 table=table,
                 columns=cols,
                 indexes=idx,
@@ -304,7 +194,7 @@ def reflect(
                 partitioned="partitioned" in (options or "").lower(),
             )
         )
-    catalog = Catalog(version, mariadb, schema, tables, [], [], [])
+    catalog = Catalog("mysql", version, mariadb, schema, tables, [], [], [])
     if objects:
         catalog.views = _views(conn, schema)
         catalog.triggers = _triggers(conn, schema)
@@ -312,7 +202,7 @@ def reflect(
     return catalog
 
 
-def _model_column(c: MySQLColumn) -> Column:
+def _model_column(c: CatalogColumn) -> Column:
     return Column(
         name=c.name,
         source_type=c.column_type,
@@ -347,8 +237,8 @@ def _columns(
     settings: types.TypeSettings,
     mariadb: bool,
     json_columns: set[tuple[str, str]],
-) -> dict[str, list[MySQLColumn]]:
-    out: dict[str, list[MySQLColumn]] = defaultdict(list)
+) -> dict[str, list[CatalogColumn]]:
+    out: dict[str, list[CatalogColumn]] = defaultdict(list)
     for table, name, ctype, dtype, nullable, raw_default, extra, gen_expr, charset, collation, comment in _rows(
         conn, _COLUMNS_SQL, schema
     ):
@@ -371,7 +261,7 @@ def _columns(
             settings=settings,
         )
         out[table].append(
-            MySQLColumn(
+            CatalogColumn(
                 name=name,
                 column_type=ctype,
                 data_type=dtype,

@@ -21,27 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# Assessment categories, the same words the report uses (issue 5): worst one wins for a column.
-CONVERTED = "converted"
-CHANGED = "converted with changes"
-ACTION = "needs action"
-_SEVERITY = {CONVERTED: 0, CHANGED: 1, ACTION: 2}
-
-
-@dataclass(frozen=True)
-class TypeRule:
-    """One row of the map.  ``target`` and ``arrow`` are templates over the column's own numbers:
-    ``{p}``/``{s}`` precision and scale, ``{n}`` length, ``{fsp}`` fractional-second digits,
-    ``{enum}`` the enum type's name, ``{shape}`` the PostGIS geometry subtype."""
-
-    source: str  # what the row matches (the map's key)
-    target: str
-    logical: str
-    arrow: str
-    status: str
-    reason: str
-    example: str  # a COLUMN_TYPE this row maps, so the table documents (and tests) itself
-    transfer: str = "native"  # "text": the value travels as MySQL's canonical text (see ``read_as``)
+from bulkmig.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
 
 
 def _r(
@@ -204,14 +184,6 @@ class TypeSettings:
             raise ValueError(f"time_as must be 'time' or 'interval', not {self.time_as!r}")
 
 
-@dataclass(frozen=True)
-class Note:
-    """One line of the assessment report about a column."""
-
-    status: str  # CONVERTED | CHANGED | ACTION
-    message: str
-
-
 @dataclass
 class ParsedType:
     """COLUMN_TYPE taken apart: ``decimal(5,2) unsigned zerofill`` → decimal, ['5', '2'], unsigned, zerofill."""
@@ -220,27 +192,6 @@ class ParsedType:
     args: list[str] = field(default_factory=list)  # numbers, or enum/set labels (unquoted)
     unsigned: bool = False
     zerofill: bool = False
-
-
-@dataclass
-class ColumnMapping:
-    """What one MySQL column becomes in PostgreSQL, and what the report says about it."""
-
-    source_type: str
-    target_type: str
-    logical_type: str
-    arrow_type: str
-    transfer: str
-    rule: TypeRule | None  # None: no rule matched (the column needs action)
-    notes: list[Note]
-    read_as: str | None = None  # SELECT expression over ``{col}`` when the raw value is not what travels
-    enum_type: str | None = None  # the CREATE TYPE this column needs (name), with ``enum_labels``
-    enum_labels: tuple[str, ...] = ()
-
-    @property
-    def status(self) -> str:
-        """The worst note decides: one refused value class makes the column "needs action"."""
-        return max((n.status for n in self.notes), key=_SEVERITY.__getitem__, default=CONVERTED)
 
 
 _TYPE_RE = re.compile(r"^\s*([a-z][a-z0-9 ]*?)\s*(?:\((.*)\))?\s*((?:unsigned|signed|zerofill|\s)*)$", re.I | re.S)

@@ -172,7 +172,10 @@ def column_kind(field: pa.Field, column: Column | None = None) -> str | None:
         if column is not None and column.logical_type == "enum" and _is_string(t):
             return "enum"
         return None
-    base = _base_name(column.read_as if column is not None and column.read_as else source_type)
+    if column is not None and column.target_type:  # a foreign source: the target's type decides
+        base = _base_name(column.target_type)
+    else:
+        base = _base_name(column.read_as if column is not None and column.read_as else source_type)
     if _is_string(t):
         return _STRING_KINDS.get(base)
     kind = _arrow_kind(t)
