@@ -24,6 +24,7 @@ DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
 
 stages (each resumable; `migrate` chains them on one machine):
+  convert          MySQL/SQLite catalog -> PostgreSQL DDL + assessment report (never touches the target)
   plan             source catalog + task -> plan.json, schema and partitions on the volume
   extract          source (one snapshot) -> Parquet parts + sidecar manifests on the volume
   volume seal      volume -> volume.json with every part's sha256 and a root hash
@@ -44,6 +45,22 @@ def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to 
     from bulkmig.task import load_task
 
     return load_task(Path(args.task))
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from bulkmig.convert import convert, reflect_source, summary_lines, write_outputs
+
+    task = _task(args)
+    conversion = convert(reflect_source(task), task)
+    out = Path(args.out) if args.out else Path(f"convert-{task.name}")
+    write_outputs(conversion, out)
+    for line in summary_lines(conversion):
+        print(line)
+    n = conversion.needs_action
+    if n:
+        print(f"convert: {n} object{'s' if n != 1 else ''} need action: see {out / 'assessment.md'} (Needs action)")
+    print(f"convert: wrote pre-data.sql, post-data.sql, assessment.md, assessment.json to {out}")
+    return EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -230,8 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    p = add("convert", cmd_convert, "write the PostgreSQL DDL and the assessment report for a MySQL/SQLite source")
+    p.add_argument("--out", metavar="DIR", help="where to write the four files (default: ./convert-<task name>)")
     p = add("plan", cmd_plan, "write plan.json, the schema and the partitions onto the volume")
-    p.add_argument("--force", action="store_true", help="discard a plan (and parts) already on the volume")
+    p.add_argument(
+        "--restart",
+        "--force",
+        dest="force",
+        action="store_true",
+        help="discard the plan and parts already on the volume and plan again (after the task's inputs changed)",
+    )
     p = add("extract", cmd_extract, "extract the planned parts onto the volume (resumes)")
     p.add_argument("--workers", type=int, help="parallel readers (default: settings.workers)")
     p.add_argument("--agent", metavar="I/N", help="take only this agent's share of the parts, e.g. 2/4")

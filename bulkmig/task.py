@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import yaml
 
+from bulkmig.engines.mysql.types import TypeSettings
 from bulkmig.errors import ConfigError
 from bulkmig.mappings import Mappings
 
@@ -91,10 +92,16 @@ SETTINGS_KEYS = (
     "schema",
     "validation",
     "wal_retained_warning",
+    "retry_timeout",
+    "mysql",
+    "encryption",
 )
+ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
 VALIDATION_SETTINGS_KEYS = ("enabled",)
+# settings.mysql: the type-mapping choices of schema conversion (bulkmig.engines.mysql.types.TypeSettings).
+MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis")
 
 # libpq connection keywords (PostgreSQL 17 docs), so a typo such as `sslmod=` is caught on load
 # rather than as "invalid connection option" on day three.  Value: the environment variable that
@@ -446,6 +453,15 @@ class SchemaSettings:
 
 
 @dataclass(frozen=True)
+class EncryptionSettings:
+    """Parts encrypted at rest (bulkmig.crypto) with the key in ``key_file`` (an absolute path; None: off).
+    The file is read only by the stages that need the key (plan, extract, load), never when the task
+    is loaded, so ``volume import`` runs on a host that does not hold it."""
+
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class ValidationSettings:
     enabled: bool = True
 
@@ -455,6 +471,7 @@ class Settings:
     workers: int = 2
     max_part_bytes: int = 256 * MiB
     wal_retained_warning: int = 1024 * MiB  # `status` warns when the slot retains more WAL than this
+    retry_timeout: int = 300  # seconds a stage keeps retrying a lost database connection (bulkmig.retry)
     max_row_group_rows: int = 65536
     compression: str = "zstd"
     identifiers: str = "lower"  # for heterogeneous sources: fold unquoted upper-case names
@@ -463,6 +480,8 @@ class Settings:
     publication_name: str | None = None
     schema: SchemaSettings = SchemaSettings()
     validation: ValidationSettings = ValidationSettings()
+    mysql: TypeSettings = TypeSettings()  # MySQL/MariaDB sources: type-mapping choices (issue 5)
+    encryption: EncryptionSettings = EncryptionSettings()
 
 
 # ----------------------------------------------------------------------------------------------- task
@@ -520,13 +539,21 @@ class Task:
         return (self.volume_s3 or self.s3).options()
 
     def fingerprint(self) -> str:
-        """sha256 over what determines the data on the volume, so a volume is never resumed or loaded
-        by a different task.  It covers the source database's identity (engine, host, port,
-        database — not the login or TLS options, which may change between hosts without changing a
+        """sha256 over :meth:`fingerprint_inputs`: what determines the data on the volume, so a volume is
+        never resumed or loaded by a different task.  It covers the source database's identity (engine,
+        host, port, database — not the login or TLS options, which may change between hosts without changing a
         byte), the migration type, the normalised mappings and the plan-shaping settings; never a
         password, the target, or where the volume and bucket live."""
+        blob = json.dumps(self.fingerprint_inputs(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def fingerprint_inputs(self) -> dict[str, Any]:
+        """The document the fingerprint hashes, by section (source, migration_type, mappings, settings).
+
+        The plan keeps it (it holds names, never a secret), so a task that no longer fits its volume is
+        told *what* changed, not only that something did (:func:`changed_inputs`)."""
         s = self.settings
-        doc = {
+        return {
             "version": FINGERPRINT_VERSION,
             "source": self.source.identity(),
             "migration_type": self.migration_type,
@@ -539,10 +566,35 @@ class Task:
                 "slot_name": s.slot_name,
                 "publication_name": s.publication_name,
                 "schema": dataclasses.asdict(s.schema),
+                **({"mysql": dataclasses.asdict(s.mysql)} if self.source.engine == "mysql" else {}),
+                # Only when on, so turning it on changes the fingerprint and tasks without it keep theirs.
+                **({"encryption": True} if s.encryption.key_file else {}),
             },
         }
-        blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# The task file's own words for the fingerprint's sections, so a message points at what to edit.
+_INPUT_NAMES = {"mappings": "table_mappings", "version": "fingerprint version"}
+
+
+def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two :meth:`Task.fingerprint_inputs` documents, as the task file names it:
+    ``["settings.max_part_bytes (268435456 -> 1000000)", "table_mappings"]``.  Sorted; the mappings are
+    named, not printed (they may be long)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if a == b:
+            return
+        if isinstance(a, Mapping) and isinstance(b, Mapping) and path != "mappings":
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+            return
+        name = _INPUT_NAMES.get(path, path)
+        out.append(name if path == "mappings" else f"{name} ({a} -> {b})")
+
+    walk(old, new, "")
+    return sorted(out)
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -874,6 +926,7 @@ class _Builder:
                 wal_retained_warning = parse_size(raw["wal_retained_warning"])
             except ValueError as exc:
                 self.problem(f"settings.wal_retained_warning: {exc}")
+        retry_timeout = self.int_(raw, "retry_timeout", d.retry_timeout, minimum=0)
         max_part_bytes = d.max_part_bytes
         if raw.get("max_part_bytes") is not None:
             try:
@@ -895,12 +948,15 @@ class _Builder:
         validation_settings = ValidationSettings(
             enabled=self.bool_(validation, "enabled", True, "settings.validation.")
         )
+        encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
+        mysql_settings = self.mysql(self.section(raw, "mysql", MYSQL_SETTINGS_KEYS))
         if len(self.problems) > before:
             return None
         return Settings(
             workers=workers,
             max_part_bytes=max_part_bytes,
             wal_retained_warning=wal_retained_warning,
+            retry_timeout=retry_timeout,
             max_row_group_rows=max_row_group_rows,
             compression=compression,
             identifiers=identifiers,
@@ -909,9 +965,39 @@ class _Builder:
             publication_name=publication_name,
             schema=schema_settings,
             validation=validation_settings,
+            mysql=mysql_settings,
+            encryption=encryption_settings,
         )
 
+    def encryption(self, raw: Mapping[str, Any]) -> EncryptionSettings:
+        key_file = raw.get("key_file")
+        if key_file is None:
+            if raw:
+                self.problem("settings.encryption.key_file: missing (the file holding the volume's key)")
+            return EncryptionSettings()
+        if not isinstance(key_file, str) or not key_file.strip():
+            self.problem("settings.encryption.key_file: must be a file path")
+            return EncryptionSettings()
+        p = Path(key_file).expanduser()
+        return EncryptionSettings(key_file=os.path.normpath(p if p.is_absolute() else self.base_dir / p))
+
     # ------------------------------------------------------------------------------- value checks
+
+    def mysql(self, raw: Mapping[str, Any]) -> TypeSettings:
+        """``settings.mysql``: how MySQL types map (tinyint(1), zero dates, TIME, spatial); see TypeSettings."""
+        d = TypeSettings()
+        prefix = "settings.mysql."
+        values: dict[str, Any] = {}
+        for key, allowed in (("zero_dates", ("null", "refuse")), ("time_as", ("time", "interval"))):
+            value = raw.get(key)
+            if value is not None and value not in allowed:
+                hint = _suggest(str(value), allowed)
+                self.problem(f"{prefix}{key}: {value!r} is not one of {', '.join(allowed)}{hint}")
+            elif value is not None:
+                values[key] = value
+        values["tinyint1_as_boolean"] = self.bool_(raw, "tinyint1_as_boolean", d.tinyint1_as_boolean, prefix)
+        values["postgis"] = self.bool_(raw, "postgis", d.postgis, prefix)
+        return TypeSettings(**values)
 
     def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
         value = raw.get(key)
