@@ -98,6 +98,10 @@ class Index:
     prefix_lengths: list[int | None]  # SUB_PART per column: a prefix index (PostgreSQL has none)
     descending: list[bool]
     comment: str = ""
+    # SQLite (and MySQL 8 functional indexes): True where ``columns[i]`` is an expression's text in the
+    # catalog's dialect rather than a column name; empty means all are column names.
+    expressions: list[bool] = field(default_factory=list)
+    where: str | None = None  # a partial index's predicate, in the catalog's dialect (SQLite)
 
     @property
     def fulltext(self) -> bool:
