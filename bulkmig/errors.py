@@ -48,6 +48,11 @@ class ConnectError(BulkmigError):
     exit_code = EXIT_CONNECT
 
 
+class PrivilegeError(ConnectError):
+    """The login works but lacks a privilege the stage needs (SELECT on a table, REPLICATION, …);
+    the message names every missing one and the GRANT / ALTER ROLE that gives it."""
+
+
 class SourceError(BulkmigError):
     """The source database answered, but not in a way we can migrate from."""
 

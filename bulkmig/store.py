@@ -86,6 +86,25 @@ class ChecksumMismatch(IntegrityError):
     """A file's bytes are not the ones the caller (or the manifest) said they would be."""
 
 
+class DiskFull(StoreError):
+    """A local filesystem ran out of space (ENOSPC, EDQUOT); says which device, and how much was needed.
+
+    ``mount`` / ``device`` name the filesystem as an operator knows it (``/mnt/snowball`` on ``/dev/sdb1``),
+    ``free`` is what it has left, ``needed`` what the failed write wanted (0 when unknown)."""
+
+    def __init__(self, message: str, hint: str, *, mount: Path, device: str, free: int, needed: int) -> None:
+        super().__init__(message, hint)
+        self.mount = mount
+        self.device = device
+        self.free = free
+        self.needed = needed
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError (pyarrow's included) saying the device is full or the quota is used up."""
+    return isinstance(exc, DiskFull) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+
+
 @dataclass(frozen=True)
 class S3Options:
     """How to reach an S3 endpoint.  No ``endpoint_url`` means AWS itself; credentials always come
@@ -221,6 +240,35 @@ def _mount_point(path: Path) -> Path:
     return path
 
 
+def mount_device(path: Path) -> tuple[Path, str]:
+    """The mount point holding ``path`` and its device as ``/proc/self/mounts`` names it (``/dev/sdb1``,
+    ``tmpfs``, ``nas:/export``); the device is "" where that file does not exist."""
+    mount = _mount_point(path)
+    device = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].replace("\\040", " ") == str(mount):
+                device = fields[0]  # the last entry wins: mounts stack on one point
+    return mount, device
+
+
+def no_space(path: Path, what: str, needed: int = 0) -> DiskFull:
+    """The :class:`DiskFull` for a write under ``path`` (doing ``what``) that needed ``needed`` bytes."""
+    mount, device = mount_device(path)
+    free = shutil.disk_usage(mount).free
+    on = f"device {device} mounted at {mount}" if device else str(mount)
+    wanted = f"{needed:,} bytes needed, " if needed else ""
+    return DiskFull(
+        f"no space left on {on} {what}: {wanted}{free:,} free",
+        "free space on that device or use a larger one, then rerun: the step resumes where it stopped",
+        mount=mount,
+        device=device,
+        free=free,
+        needed=needed,
+    )
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a rename or a new directory entry durable (POSIX needs the directory itself synced)."""
     try:
@@ -258,12 +306,7 @@ class LocalStore(Store):
             _fsync_dir(d.parent)
 
     def _no_space(self, key: str, needed: int) -> NoReturn:
-        mount = _mount_point(self.root)
-        free = shutil.disk_usage(mount).free
-        raise StoreError(
-            f"no space left on {mount} writing {key} into {self.url}: {needed:,} bytes needed, {free:,} free",
-            "free space on that device or point the volume at a larger one; rerun to resume",
-        )
+        raise no_space(self.root, f"writing {key} into {self.url}", needed)
 
     def _os_error(self, exc: OSError, what: str, key: str, needed: int = 0) -> NoReturn:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -414,9 +457,11 @@ class LocalStore(Store):
         try:
             shutil.copyfile(src, tmp)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if is_disk_full(exc):
+                raise no_space(path.parent, f"copying {key} to {path}", src.stat().st_size) from None
             raise
 
     @contextlib.contextmanager
@@ -758,6 +803,11 @@ class S3Store(Store):
         except Exception as exc:  # noqa: BLE001
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if is_disk_full(exc):
+                size = 0
+                with contextlib.suppress(Exception):
+                    size = (self.stat(key) or ObjectInfo(key, 0)).size
+                raise no_space(path.parent, f"downloading {key} to {path}", size) from None
             if isinstance(exc, OSError):
                 raise StoreError(f"cannot write {path}: {exc.strerror or exc}", "check local disk space") from exc
             if _error_code(exc)[0] in ("NoSuchKey", "404"):

@@ -32,6 +32,23 @@ def connection_error(endpoint: Any, exc: Exception) -> ConnectError:
             f"{_where(endpoint)}: the server refused the password for user {endpoint.user!r}",
             f"set {env} (or PGPASSWORD / ~/.pgpass) to the right password",
         )
+    if "does not support ssl" in lowered:
+        mode = (endpoint.params or {}).get("sslmode", "require")
+        return ConnectError(
+            f"{_where(endpoint)}: the server does not support SSL, but sslmode={mode} requires it",
+            f"enable ssl on the server, or (on a trusted network only) lower sslmode in `{role}:`",
+        )
+    if "pg_hba.conf" in lowered and "no encryption" in lowered:
+        return ConnectError(
+            f"{_where(endpoint)}: the server accepts only encrypted connections from this host ({text})",
+            f"set sslmode=verify-full and sslrootcert=<the server's CA file> (or at least sslmode=require) in the "
+            f"`{role}:` URL",
+        )
+    if any(token in lowered for token in ("certificate", "ssl error", "ssl syscall")):
+        return ConnectError(
+            f"{_where(endpoint)}: the TLS handshake failed ({text})",
+            f"check sslmode / sslrootcert / sslcert / sslkey in the `{role}:` URL against the server's certificate",
+        )
     if "does not exist" in lowered and "database" in lowered:
         return ConnectError(
             f"{_where(endpoint)}: database {endpoint.database!r} does not exist",

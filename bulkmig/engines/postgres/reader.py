@@ -7,6 +7,7 @@ snapshot once, and then reads any number of partitions in that one transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,9 +68,11 @@ class SnapshotReader:
             cur.close()
 
     def close(self) -> None:
-        try:
+        # After a source restart the session is already gone: nothing to roll back, and nothing to report
+        # here (the read that failed has said why).
+        with contextlib.suppress(Exception):
             self.conn.rollback()
-        finally:
+        with contextlib.suppress(Exception):
             self.conn.close()
 
     def batches(self, table: Table, part: Partition, as_text: frozenset[str] = frozenset()) -> Iterator[pa.RecordBatch]:

@@ -32,6 +32,7 @@ from psycopg import errors as pgerrors
 
 from bulkmig import log
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
+from bulkmig.engines.postgres.privileges import require_cdc
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.errors import ConnectError, SourceError
 
@@ -187,6 +188,7 @@ def create_publication(
     if unknown or not actions:
         raise ValueError(f"publish must be a non-empty subset of {PUBLISH_ALL}, not {list(publish)}")
     check_wal_level(conn)
+    require_cdc(conn, tables)
     altered: list[tuple[str, str]] = []
     if {"update", "delete"} & set(actions):
         altered = find_tables_without_identity(conn, tables)
