@@ -13,24 +13,29 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psycopg
 
 from bulkmig import layout
+from bulkmig.crypto import Key, key_for_plan
+from bulkmig.engines import foreign_source
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
-from bulkmig.log import Progress, say
+from bulkmig.log import Progress, human_bytes, say
 from bulkmig.manifest import PartManifest, sha256_file
 from bulkmig.model import Table
 from bulkmig.parquet import write_parquet
 from bulkmig.plan import Plan, load_plan_for
-from bulkmig.store import Store, open_store
+from bulkmig.retry import Reason, first_line, retryable
+from bulkmig.store import DiskFull, Store, is_disk_full, no_space, open_store
 from bulkmig.task import Task
 from bulkmig.workers import Pool, prefetch
 
@@ -98,7 +103,9 @@ def _tmp_dir(store: Store) -> str | None:
     return str(path)
 
 
-def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table, index: int) -> PartManifest:
+def extract_part(
+    reader: Any, store: Store, plan: Plan, table: Table, index: int, encrypt_with: Key | None = None
+) -> PartManifest:
     part = table.partitions[index]
     key = layout.part_key(table.schema, table.name, index)
     fd, tmp = tempfile.mkstemp(prefix="part-", suffix=layout.TEMP_SUFFIX, dir=_tmp_dir(store))
@@ -115,6 +122,7 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
                     plan.settings["max_row_group_rows"],
                     plan.settings["compression"],
                     [c.name for c in table.copied_columns if c.dictionary and c.name not in as_text],
+                    key=encrypt_with,
                 )
                 break
             except FarValue as far:
@@ -138,7 +146,12 @@ def extract_part(reader: SnapshotReader, store: Store, plan: Plan, table: Table,
         bounds=part.bounds,
         columns=[c.name for c in table.copied_columns],
         row_groups=groups,
-        source_position={"snapshot": reader.snapshot, "lsn": reader.snapshot_lsn, "text_columns": sorted(as_text)},
+        source_position={
+            "snapshot": reader.snapshot,
+            "lsn": reader.snapshot_lsn,
+            "text_columns": sorted(as_text),
+            **(reader.source_position() if hasattr(reader, "source_position") else {}),
+        },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     store.put_bytes(layout.sidecar_key(table.schema, table.name, index), manifest.to_bytes())
@@ -165,6 +178,137 @@ def _check_columns(conn: Any, plan: Plan) -> None:
             )
 
 
+def _run_parts(
+    store: Store,
+    plan: Plan,
+    todo: list[tuple[Table, int]],
+    n_workers: int,
+    open_reader: Callable[[], Any],
+    progress: bool,
+    report: ExtractReport,
+    encrypt_with: Key | None,
+) -> None:
+    """Extract ``todo`` on ``n_workers`` threads, each with a reader from ``open_reader``."""
+    total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
+    bar = Progress("extract", len(todo), total_bytes) if progress else None
+    lock = threading.Lock()
+
+    def one(reader: Any, item: tuple[Table, int]) -> None:
+        table, index = item
+        manifest = extract_part(reader, store, plan, table, index, encrypt_with)
+        with lock:
+            report.parts_written += 1
+            report.rows += manifest.rows
+            report.bytes += manifest.bytes
+            estimated[0] += table.partitions[index].estimated_bytes
+        if bar:
+            bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
+
+    estimated = [0]  # the plan's estimate of the parts written by this run, for the disk-full message
+    pool: Pool[tuple[Table, int], Any] = Pool("extract", open_reader, lambda reader: reader.close())
+    try:
+        pool.run(todo, n_workers, one)
+    except Exception as exc:
+        left = len(todo) - report.parts_written
+        if is_disk_full(exc):
+            raise _volume_full(store, exc, left, total_bytes - estimated[0], report.bytes, estimated[0]) from None
+        lost = retryable(exc)
+        if lost is not None and lost.kind != "conflict":
+            raise _source_lost(plan, exc, lost, report.parts_written, left) from None
+        raise
+    finally:
+        if bar:
+            bar.finish()
+
+
+def _volume_full(store: Store, exc: Exception, left: int, left_estimate: int, written: int, estimate: int) -> DiskFull:
+    """The volume's device filled up: say which device, and about how much the parts still to do need —
+    the plan's estimate of their table bytes, scaled by what this run's parts came to on disk."""
+    full = exc if isinstance(exc, DiskFull) else no_space(Path(_tmp_dir(store) or tempfile.gettempdir()), "")
+    ratio = written / estimate if estimate and written else 1.0
+    need = int(left_estimate * ratio)
+    basis = (
+        f"{ratio:.0%} of the plan's {human_bytes(left_estimate)} estimate, as parts came out so far"
+        if (estimate and written)
+        else "the plan's estimate of their table data"
+    )
+    on = f"device {full.device} mounted at {full.mount}" if full.device else str(full.mount)
+    return DiskFull(
+        f"the volume {store.url} is full: no space left on {on} ({human_bytes(full.free)} free); the {left} parts "
+        f"not yet extracted need about {human_bytes(need)} ({basis})",
+        f"free space on {full.mount} or move the volume to a larger device, then rerun `bulkmig extract`: the parts "
+        "already on the volume are kept and skipped (a part cut short by the full disk was never published)",
+        mount=full.mount,
+        device=full.device,
+        free=full.free,
+        needed=need,
+    )
+
+
+def _source_lost(plan: Plan, exc: Exception, reason: Reason, written: int, left: int) -> SourceError:
+    """The source restarted (or killed our sessions) mid-extraction.  No retry can help: every part of
+    this run is read in one snapshot, and the snapshot ended with the sessions."""
+    if plan.snapshot.get("exported_by") == "replication-slot":
+        hint = (
+            "the parts must be read in the change stream's snapshot, which is gone: start over with "
+            "`bulkmig plan --restart` (discards this volume and its change stream)"
+        )
+    else:
+        hint = (
+            "rerun `bulkmig extract` once the source is back: it keeps the parts written and reads the rest in a new "
+            "snapshot (the volume then shows the source at two moments: fine for a quiet source or with change "
+            "replay; for one consistent image start over with `bulkmig plan --restart`)"
+        )
+    return SourceError(
+        f"lost the source while extracting ({reason}: {first_line(exc)}): the snapshot this run reads in is gone; "
+        f"{written} parts of this run are on the volume, {left} are not",
+        hint,
+    )
+
+
+def _extract_foreign(
+    task: Task,
+    store: Store,
+    plan: Plan,
+    source: ModuleType,
+    todo: list[tuple[Table, int]],
+    earlier: set[str],
+    n_workers: int,
+    progress: bool,
+    report: ExtractReport,
+    encrypt_with: Key | None,
+) -> None:
+    """Extract a foreign source's parts (MySQL/MariaDB, SQLite) with ``n_workers`` readers in one snapshot.
+
+    MySQL cannot export a snapshot to another process: ``plan`` recorded the position of its own snapshot
+    (``plan.snapshot``) and this run opens a new one — FLUSH TABLES WITH READ LOCK, one START TRANSACTION
+    WITH CONSISTENT SNAPSHOT per reader, the binlog position, UNLOCK — so every part of this run shows the
+    source at one moment, at or after the plan's position.  Each sidecar records that position.  A full
+    load is consistent as of it; with change capture, replay starts at the plan's (earlier) position and
+    converges over these parts because every applied change is idempotent (DESIGN §5).
+    """
+    snap = source.open_snapshot(task.source, n_workers, batch_rows=int(plan.settings["max_row_group_rows"]))
+    try:
+        wanted = {(t.schema, t.name) for t, _ in todo}
+        snap.check_columns([t for t in plan.tables if (t.schema, t.name) in wanted])
+        if earlier - {snap.snapshot_id}:
+            say(
+                f"extract: warning: parts on the volume were read in earlier snapshot(s); the remaining "
+                f"{len(todo)} are read in {snap.snapshot_id}: the volume is not one moment of a live source "
+                "(fine for a quiet source, or with CDC replay from the plan's position)"
+            )
+        readers = list(snap.readers)
+        _run_parts(store, plan, todo, n_workers, readers.pop, progress, report, encrypt_with)
+    finally:
+        snap.close()
+    at = snap.position.get("lsn") or "no binlog position"
+    say(
+        f"extract: wrote {report.parts_written} parts, {report.rows:,} rows, {report.bytes:,} bytes "
+        f"to {store.url} (snapshot {snap.snapshot_id} at {at}; the plan's position is "
+        f"{plan.snapshot.get('lsn') or 'none'})"
+    )
+
+
 def extract(
     task: Task,
     *,
@@ -180,6 +324,7 @@ def extract(
     """
     store = open_store(task.volume, task.volume_s3_options())
     plan = load_plan_for(task, store)
+    encrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
     sidecars = read_sidecars(store, plan.volume_id)
@@ -195,6 +340,11 @@ def extract(
     if not todo:
         return report
     n_workers = max(1, min(workers or task.settings.workers, len(todo)))
+
+    foreign = foreign_source(str(plan.source.get("engine", "postgresql")))
+    if foreign is not None:
+        _extract_foreign(task, store, plan, foreign, todo, earlier, n_workers, progress, report, encrypt_with)
+        return report
 
     if snapshot is None and plan.snapshot.get("exported_by") == "replication-slot":
         # Change replay starts at the slot's snapshot: the parts must come from that very snapshot.
@@ -223,28 +373,16 @@ def extract(
                 "volume is not one moment of a live source (fine for a quiet source or with CDC replay; for one "
                 "consistent image run extraction once, or use full-load-and-cdc, whose plan holds one snapshot)"
             )
-        total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
-        bar = Progress("extract", len(todo), total_bytes) if progress else None
-        lock = threading.Lock()
-
-        def one(reader: SnapshotReader, item: tuple[Table, int]) -> None:
-            table, index = item
-            manifest = extract_part(reader, store, plan, table, index)
-            with lock:
-                report.parts_written += 1
-                report.rows += manifest.rows
-                report.bytes += manifest.bytes
-            if bar:
-                bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
-
-        pool: Pool[tuple[Table, int], SnapshotReader] = Pool(
-            "extract", lambda: SnapshotReader(task.source, snapshot, lsn), SnapshotReader.close
+        _run_parts(
+            store,
+            plan,
+            todo,
+            n_workers,
+            lambda: SnapshotReader(task.source, snapshot, lsn),
+            progress,
+            report,
+            encrypt_with,
         )
-        try:
-            pool.run(todo, n_workers, one)
-        finally:
-            if bar:
-                bar.finish()
     finally:
         holder.close()
     say(

@@ -6,6 +6,7 @@ import).  Keys are relative, '/'-separated, and look like this::
     plan.json                                           the plan (tables, columns, partitions, snapshot)
     schema/pre-data.sql                                 DDL applied before the data (types, tables, keys)
     schema/post-data.sql                                DDL applied after the data (indexes, FKs, triggers)
+    schema/assessment.md, schema/assessment.json        schema conversion's report (foreign sources only)
     data/public/film/part-00000.parquet                 one partition of public.film
     data/public/film/part-00000.json                    its sidecar manifest, written after the part
     volume.json                                         written last by `volume seal`
@@ -28,6 +29,9 @@ VOLUME_MANIFEST = "volume.json"
 SCHEMA_DIR = "schema"
 PRE_DATA = f"{SCHEMA_DIR}/pre-data.sql"
 POST_DATA = f"{SCHEMA_DIR}/post-data.sql"
+# Foreign sources (MySQL, SQLite): the schema conversion's assessment report, for a person and for tools.
+ASSESSMENT_MD = f"{SCHEMA_DIR}/assessment.md"
+ASSESSMENT_JSON = f"{SCHEMA_DIR}/assessment.json"
 DATA_DIR = "data"
 PART_SUFFIX = ".parquet"
 SIDECAR_SUFFIX = ".json"

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from bulkmig import layout
+from bulkmig.crypto import Key, key_for_plan
 from bulkmig.engines.postgres import binary, schema
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
@@ -32,7 +31,9 @@ from bulkmig.errors import BulkmigError, IntegrityError, PlanError, TargetError
 from bulkmig.log import Clock, Progress, say
 from bulkmig.manifest import VolumeManifest, sha256_file
 from bulkmig.model import Table
-from bulkmig.plan import Plan
+from bulkmig.parquet import open_part
+from bulkmig.plan import Plan, plan_mismatch
+from bulkmig.retry import Reconnecting, Retry
 from bulkmig.store import Store, open_store
 from bulkmig.task import Task
 from bulkmig.workers import Pool
@@ -75,6 +76,7 @@ def find_volume(task: Task) -> tuple[Store, VolumeManifest, Plan]:
             f"import one with `bulkmig volume import --task {task.path}`",
         )
     matching = []
+    same_name: list[tuple[str, Store, Plan]] = []  # this task's name, other inputs: it changed since
     for volume_id in candidates:
         store = open_store(layout.join(task.bucket, "volumes", volume_id), task.s3_options())
         if not store.exists(layout.PLAN):
@@ -83,6 +85,11 @@ def find_volume(task: Task) -> tuple[Store, VolumeManifest, Plan]:
         plan = Plan.from_bytes(plan_bytes, f"{store.url}/{layout.PLAN}")
         if plan.task_fingerprint == task.fingerprint():
             matching.append((plan.created_at, volume_id, store, plan, plan_bytes))
+        elif plan.task_name == task.name:
+            same_name.append((plan.created_at, store, plan))
+    if not matching and same_name:
+        _, store, plan = max(same_name, key=lambda item: item[0])
+        raise plan_mismatch(task, store, plan)
     if not matching:
         raise PlanError(
             f"no volume in {task.bucket} was planned from this task ({', '.join(candidates)} belong to others "
@@ -116,7 +123,14 @@ def _loaded(conn: Any, volume_id: str) -> set[str]:
 
 
 def load_part(
-    conn: Any, store: Store, manifest: VolumeManifest, plan: Plan, table: Table, index: int, tmp: Path
+    conn: Any,
+    store: Store,
+    manifest: VolumeManifest,
+    plan: Plan,
+    table: Table,
+    index: int,
+    tmp: Path,
+    decrypt_with: Key | None = None,
 ) -> int:
     """Load one part in one transaction with its ledger row.  Returns rows loaded, 0 if already loaded."""
     key = layout.part_key(table.schema, table.name, index)
@@ -143,7 +157,7 @@ def load_part(
             ).fetchone()
             if done:
                 return 0
-            parquet = pq.ParquetFile(local)
+            parquet = open_part(local, decrypt_with, f"{store.url}/{key}")
             # Binary COPY where every column has an exact binary form (2.5x faster: the server parses no
             # text); else CSV, which every type's text input reads exactly.
             kinds = binary.plan_columns(parquet.schema_arrow, table.copied_columns)
@@ -172,40 +186,57 @@ def load_part(
 def load(task: Task, *, workers: int | None = None, progress: bool = True) -> LoadReport:
     clock = Clock()
     store, manifest, plan = find_volume(task)
+    # An encrypted volume's key is checked before the target is touched.
+    decrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     clock.lap("find volume")
     target_env = task.target.libpq_env()
-    conn = connect(task.target, autocommit=True)
+    # A target that restarts or fails over mid-load is waited for (settings.retry_timeout): every step
+    # below is one transaction or idempotent, so it is simply done again on a new connection.
+    retry = Retry("load", task.settings.retry_timeout, hint="loaded parts are kept (ledger)")
+    conn = Reconnecting(retry, lambda: connect(task.target, autocommit=True), lambda c: c.close())
+    conn.open()  # now: a wrong URL or password fails at once, not after retry_timeout
     with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
         tmp = Path(tmpname)
         pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
-        schema.apply_schema(target_env, task.target.database, pre, "pre-data", volume_id=plan.volume_id)
-        conn.execute(LEDGER_DDL)
+        retry.call(
+            lambda: schema.apply_schema(target_env, task.target.database, pre, "pre-data", volume_id=plan.volume_id),
+            what="pre-data",
+        )
+        conn.call(lambda c: c.execute(LEDGER_DDL))
         clock.lap("pre-data")
-        done = _loaded(conn, plan.volume_id)
+        done = conn.call(lambda c: _loaded(c, plan.volume_id))
         todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
         report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
         if report.parts_skipped:
             say(f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them")
         if todo:
-            _load_parts(task, store, manifest, plan, todo, tmp, workers, progress, report)
+            _load_parts(task, store, manifest, plan, todo, tmp, workers, progress, report, retry, decrypt_with)
         clock.lap("parts")
-        done = _loaded(conn, plan.volume_id)
+        done = conn.call(lambda c: _loaded(c, plan.volume_id))
         missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
         if missing:
             raise TargetError(f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`")
         post = _schema_file(store, manifest, layout.POST_DATA, tmp / "post-data.sql")
-        schema.apply_schema(target_env, task.target.database, post, "post-data", volume_id=plan.volume_id)
+        retry.call(
+            lambda: schema.apply_schema(target_env, task.target.database, post, "post-data", volume_id=plan.volume_id),
+            what="post-data",
+        )
         if plan.sequences:
-            conn.execute(schema.set_sequences_sql(plan.sequences))
+            conn.call(lambda c: c.execute(schema.set_sequences_sql(plan.sequences)))
+        from bulkmig.convert.skipped import skipped_objects  # translated objects PostgreSQL refused
+
+        skipped = conn.call(skipped_objects)
         clock.lap("post-data")
         for table in plan.tables:
-            conn.execute(f"ANALYZE {qualified(*table.target_qualified)}")
+            conn.call(lambda c, table=table: c.execute(f"ANALYZE {qualified(*table.target_qualified)}"))
         clock.lap("analyze")
     conn.close()
     say(
         f"load: {report.parts_loaded} parts, {report.rows:,} rows loaded into {task.target.redacted()} "
         f"({clock.render()})"
     )
+    for obj in skipped:
+        say(f"load: {obj.line()}")
     return report
 
 
@@ -219,20 +250,29 @@ def _load_parts(
     workers: int | None,
     progress: bool,
     report: LoadReport,
+    retry: Retry,
+    decrypt_with: Key | None = None,
 ) -> None:
     sizes = {e.key: e.bytes for e in manifest.files}
     total = sum(sizes.get(layout.part_key(t.schema, t.name, i), 0) for t, i in todo)
     bar = Progress("load", len(todo), total) if progress else None
     lock = threading.Lock()
 
-    def open_worker() -> Any:
+    def open_conn() -> Any:
         conn = connect(task.target, autocommit=True)
         conn.execute("SET session_replication_role = replica")
         return conn
 
-    def one(conn: Any, item: tuple[Table, int]) -> None:
+    def open_worker() -> Reconnecting[Any]:
+        return Reconnecting(retry, open_conn, lambda conn: conn.close())
+
+    def one(worker: Reconnecting[Any], item: tuple[Table, int]) -> None:
         table, index = item
-        rows = load_part(conn, store, manifest, plan, table, index, tmp)
+        # One transaction with its ledger row: after a lost connection it is redone (or found done).
+        rows = worker.call(
+            lambda conn: load_part(conn, store, manifest, plan, table, index, tmp, decrypt_with),
+            what=f"{table.qualified} part {index}",
+        )
         with lock:
             report.parts_loaded += 1
             report.rows += rows
@@ -248,7 +288,7 @@ def _load_parts(
             "fix the cause and rerun `bulkmig load` (loaded parts are kept)",
         )
 
-    pool: Pool[tuple[Table, int], Any] = Pool("load", open_worker, lambda conn: conn.close(), wrap)
+    pool: Pool[tuple[Table, int], Reconnecting[Any]] = Pool("load", open_worker, Reconnecting.close, wrap)
     try:
         pool.run(todo, workers or task.settings.workers, one)
     finally:

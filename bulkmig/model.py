@@ -7,6 +7,7 @@ and read them back when extracting and loading; nothing here talks to a database
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -128,3 +129,20 @@ class Table:
         d["columns"] = [Column.from_dict(c) for c in d["columns"]]
         d["partitions"] = [Partition.from_dict(p) for p in d.get("partitions", [])]
         return cls(**d)
+
+
+# A table this big is split into at least one part per worker, so a large table alone keeps every
+# worker (and the target's cores) busy; smaller tables are not worth the per-part overhead.
+MIN_SPLIT_PART_BYTES = 16 * 1024 * 1024
+
+
+def part_count(estimated_bytes: int, max_part_bytes: int, workers: int) -> int:
+    """How many parts: enough to stay under ``max_part_bytes``, at least one per worker for a large
+    table, and for a large table a multiple of the workers, so the last round of parts does not leave
+    workers idle (5 parts on 2 workers take 3 rounds; 6 smaller ones take 3 shorter rounds)."""
+    by_size = math.ceil(estimated_bytes / max(1, max_part_bytes))
+    by_workers = min(workers, estimated_bytes // MIN_SPLIT_PART_BYTES)
+    n = max(1, by_size, by_workers)
+    if workers > 1 and n > 1 and estimated_bytes >= workers * MIN_SPLIT_PART_BYTES:
+        n = math.ceil(n / workers) * workers
+    return n

@@ -8,24 +8,30 @@ another migration's plan is refused, and re-planning the same task reuses the pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from bulkmig import layout
-from bulkmig.engines.postgres import reflect, schema
+import psycopg
+
+from bulkmig import crypto, layout
+from bulkmig.engines import foreign_source
+from bulkmig.engines.postgres import privileges, reflect, schema
 from bulkmig.engines.postgres.connect import connect, require_version
 from bulkmig.engines.postgres.sql import ident, literal
-from bulkmig.errors import ConfigError, PlanError
+from bulkmig.errors import ConfigError, PlanError, SourceError
 from bulkmig.log import say
 from bulkmig.manifest import check_format, sha256_file
-from bulkmig.model import Table
+from bulkmig.model import Partition, Table
+from bulkmig.retry import first_line
 from bulkmig.store import Store, open_store
-from bulkmig.task import Task
+from bulkmig.task import Task, changed_inputs
 
 PLAN_FORMAT = "bulkmig-plan"
 PLAN_VERSION = 1
@@ -45,6 +51,8 @@ class Plan:
     tables: list[Table]
     settings: dict[str, Any]
     skipped_objects: list[str] = field(default_factory=list)
+    # Task.fingerprint_inputs() of the task that made the plan: names what changed when a task no longer fits.
+    task_inputs: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
@@ -89,12 +97,28 @@ def load_plan_for(task: Task, store: Store) -> Plan:
     if plan is None:
         raise PlanError(f"{store.url} holds no plan", f"run `bulkmig plan --task {task.path}` first")
     if plan.task_fingerprint != task.fingerprint():
-        raise PlanError(
-            f"{store.url} holds the plan of {plan.task_name!r} (volume {plan.volume_id}) made from different "
-            "task inputs (source, mappings or settings changed since)",
-            "use the task that made it, or plan a fresh volume (`bulkmig plan --force` discards this one)",
-        )
+        raise plan_mismatch(task, store, plan)
     return plan
+
+
+def plan_mismatch(task: Task, store: Store, plan: Plan) -> PlanError:
+    """The error for a plan whose task inputs differ from ``task``'s, saying what differs: another
+    migration's volume (the task names differ) or this task changed since its plan."""
+    changes = changed_inputs(plan.task_inputs, task.fingerprint_inputs()) if plan.task_inputs else []
+    what = ", ".join(changes) if changes else "source, table_mappings or settings"
+    restart = f"`bulkmig plan --task {task.path} --restart`"
+    if plan.task_name != task.name:
+        return PlanError(
+            f"{store.url} holds volume {plan.volume_id} of the migration {plan.task_name!r}, not of {task.name!r}: "
+            f"made from different task inputs ({what})",
+            f"point `volume:` at a directory or prefix of its own, or use the task that made it; {restart} "
+            "(or --force) would discard that volume",
+        )
+    return PlanError(
+        f"volume {plan.volume_id} on {store.url} was planned from different task inputs; changed since: {what}",
+        f"undo the change to resume, or discard the volume's plan and parts and start again with {restart} "
+        "(or --force)",
+    )
 
 
 def new_volume_id(task: Task) -> str:
@@ -176,13 +200,20 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     existing = read_plan(store)
     if existing is not None and not force:
         if existing.task_fingerprint == task.fingerprint():
+            _refuse_lost_snapshot(task, store, existing)
             say(f"plan: {store.url} already holds this task's plan (volume {existing.volume_id}); reusing it")
             return existing, None
         load_plan_for(task, store)  # raises the "another migration" error
     if existing is not None and force:
-        say(f"plan: --force: discarding volume {existing.volume_id} on {store.url}")
+        say(f"plan: --restart: discarding volume {existing.volume_id} on {store.url}")
         for info in list(store.list("")):
             store.delete(info.key)
+
+    # The key (when parts are encrypted) is read first: a missing key file is refused before the source is touched.
+    encryption_key = crypto.task_key(task.settings.encryption.key_file)
+    foreign = foreign_source(task.source.engine)
+    if foreign is not None:
+        return plan_foreign(task, store, foreign), None
 
     # Autocommit, with explicit BEGIN: the snapshot transaction must be the one we open, nothing implicit.
     conn = connect(task.source, autocommit=True)
@@ -191,9 +222,12 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     if task.migration_type == "full-load-and-cdc":
         # Publication, then the slot with its exported snapshot (DESIGN §6): the volume will be exactly the
         # source at the slot's start, and replay starts there.  The tables are chosen before, outside it.
-        from bulkmig.capture import start_stream
+        from bulkmig.capture import discard_stream_of_volume, start_stream
 
+        if existing is None or force:
+            discard_stream_of_volume(task, conn)  # started by a plan of this volume that did not finish
         chosen = _selected(task, reflect.list_tables(conn))
+        privileges.require_select(conn, [(s.table.schema, s.table.name) for s in chosen])
         stream = start_stream(
             task,
             conn,
@@ -211,6 +245,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     ).fetchone()
     found = reflect.list_tables(conn)
     chosen = _selected(task, found)
+    privileges.require_select(conn, [(s.table.schema, s.table.name) for s in chosen])
     for src in chosen:
         src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes, task.settings.workers)
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
@@ -262,8 +297,10 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             "max_part_bytes": task.settings.max_part_bytes,
             "max_row_group_rows": task.settings.max_row_group_rows,
             "compression": task.settings.compression,
+            **crypto.plan_settings(encryption_key),
         },
         skipped_objects=list(files.skipped),
+        task_inputs=task.fingerprint_inputs(),
     )
     store.put_bytes(layout.PLAN, plan.to_bytes())
     say(
@@ -280,6 +317,140 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         hold_until_extracted(task, store, plan, holder)
     holder.close()
     return plan, None
+
+
+def plan_foreign(task: Task, store: Store, source: ModuleType) -> Plan:
+    """Plan a foreign source (MySQL/MariaDB, SQLite): catalog, selection, schema conversion, partitions.
+
+    The catalog is read inside one consistent snapshot whose source position (MySQL: binlog file/position
+    and GTID set) becomes ``plan.snapshot``: change capture starts there.  MySQL cannot hand a snapshot to
+    another process, so ``extract`` takes its own, later one; replaying changes from the plan's position
+    over those parts converges because every applied change is idempotent (DESIGN §5).  The conversion's
+    DDL and assessment report are written next to the plan, so ``load`` applies exactly what it says.
+    """
+    from bulkmig.convert import convert
+
+    if task.cdc:
+        check_cdc = getattr(source, "check_cdc_ready", None)
+        if check_cdc is None:
+            raise ConfigError(
+                f"migration_type {task.migration_type} is not supported for {task.source.engine} sources",
+                "use migration_type: full-load",
+            )
+        check_cdc(task)
+    catalog, position = source.open_catalog(task)
+    if task.cdc and not position.get("lsn"):
+        raise ConfigError(
+            f"{task.source.redacted()} has no binary log position (binlog off?): change capture cannot start",
+            "enable the binlog (log_bin, binlog_format=ROW, binlog_row_image=FULL) or use migration_type: full-load",
+        )
+    names = [(catalog.schema, t.table.name) for t in catalog.tables]
+    unmatched = task.mappings.selection_rules_matching_nothing(names)
+    if unmatched:
+        raise ConfigError(
+            f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
+            "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
+        )
+    order = {(sel.schema, sel.table): n for n, sel in enumerate(task.mappings.select(names))}
+    by_name = {(sel.schema, sel.table): sel for sel in task.mappings.select(names)}
+    for ct in catalog.tables:
+        sel = by_name.get((catalog.schema, ct.table.name))
+        if sel is not None:
+            ct.table.filter = sel.where_sql(source.quote_ident, source.literal)
+    conversion = convert(catalog, task)
+    tables = sorted(conversion.tables, key=lambda t: order.get((t.schema, t.name), len(order)))
+    if not tables:
+        raise ConfigError("the table mappings select no table", "check the selection rules")
+    partition = getattr(source, "partition_tables", None)
+    if partition is not None:
+        partition(task, tables)
+    else:
+        for t in tables:
+            t.split = {"method": "whole"}
+            t.partitions = [Partition(0, f"({t.filter})" if t.filter else None, {}, t.estimated_bytes)]
+
+    schema_files: dict[str, dict[str, Any]] = {}
+    for name, key, text in (
+        ("pre-data", layout.PRE_DATA, conversion.pre_data_sql),
+        ("post-data", layout.POST_DATA, conversion.post_data_sql),
+        ("assessment-md", layout.ASSESSMENT_MD, conversion.render_markdown()),
+        (
+            "assessment-json",
+            layout.ASSESSMENT_JSON,
+            json.dumps(conversion.report, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+        ),
+    ):
+        data = text.encode()
+        store.put_bytes(key, data)
+        schema_files[name] = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    volume_id = new_volume_id(task)
+    snapshot = {"name": None, **position}
+    snapshot.setdefault("taken_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    plan = Plan(
+        volume_id=volume_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        task_name=task.name,
+        task_fingerprint=task.fingerprint(),
+        migration_type=task.migration_type,
+        source={
+            "engine": task.source.engine,
+            "dialect": catalog.dialect,
+            "url": task.source.redacted(),
+            "database": catalog.schema,
+            "server_version": catalog.server_version,
+            "mariadb": catalog.mariadb,
+        },
+        snapshot=snapshot,
+        schema_files=schema_files,
+        sequences=[],
+        tables=tables,
+        settings={
+            "max_part_bytes": task.settings.max_part_bytes,
+            "max_row_group_rows": task.settings.max_row_group_rows,
+            "compression": task.settings.compression,
+            **crypto.plan_settings(crypto.task_key(task.settings.encryption.key_file)),
+        },
+        skipped_objects=[],
+        task_inputs=task.fingerprint_inputs(),
+    )
+    store.put_bytes(layout.PLAN, plan.to_bytes())
+    summary = conversion.report.get("summary", {})
+    at = f"binlog {snapshot['lsn']}" if snapshot.get("lsn") else "no binlog position (binlog off)"
+    say(
+        f"plan: volume {volume_id}: {len(tables)} tables in {plan.total_parts} parts from {task.source.engine} "
+        f"{catalog.schema}, snapshot at {at}, written to {store.url}/{layout.PLAN}"
+    )
+    say(
+        f"plan: schema conversion: {summary.get('total', 0)} objects, {summary.get('needs_action', 0)} need action; "
+        f"see {store.url}/{layout.ASSESSMENT_MD}"
+    )
+    return plan
+
+
+def _refuse_lost_snapshot(task: Task, store: Store, plan: Plan) -> None:
+    """full-load-and-cdc reads every part in the slot's snapshot, which lives only as long as the ``plan``
+    that created it.  A rerun after that process ended (killed, or the source restarted) with parts still
+    missing cannot hold it again: say so now rather than at extract."""
+    name = plan.snapshot.get("name")
+    if plan.snapshot.get("exported_by") != "replication-slot" or not name:
+        return
+    missing = plan.total_parts - plan.extracted(store)
+    if not missing:
+        return
+    conn = connect(task.source, autocommit=True)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(name)}")
+        return  # another `bulkmig plan` still holds it
+    except psycopg.Error:
+        pass
+    finally:
+        conn.close()
+    raise PlanError(
+        f"snapshot {name} of volume {plan.volume_id} ended with the `bulkmig plan` that held it, and {missing} of "
+        f"{plan.total_parts} parts were not extracted in it: the volume cannot be completed at the stream's start",
+        f"start over with `bulkmig plan --task {task.path} --restart` (discards this volume and its change stream)",
+    )
 
 
 @dataclass
@@ -324,6 +495,15 @@ def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotH
         if plan.extracted(store) == plan.total_parts:
             say("plan: every part is on the volume; releasing the snapshot")
             return
+        try:
+            holder.conn.execute("SELECT 1")  # the plan's own session (never the silent replication one)
+        except psycopg.Error as exc:
+            missing = plan.total_parts - plan.extracted(store)
+            raise SourceError(
+                f"lost the source session holding snapshot {plan.snapshot['name']} ({first_line(exc)}): the snapshot "
+                f"is gone with {missing} of {plan.total_parts} parts not extracted in it",
+                f"start over with `bulkmig plan --task {task.path} --restart` (discards this volume and its stream)",
+            ) from None
         time.sleep(poll)
 
 
@@ -339,6 +519,13 @@ def start_cdc_stream(task: Task) -> bool:
     """
     from bulkmig.capture import bucket_store, read_stream, start_stream_now, stream_id_for, stream_names
 
+    if task.source.engine == "mysql":  # no slot: the binlog position is written to the stream's document
+        from bulkmig.engines.mysql import capture as mysql
+
+        if read_stream(bucket_store(task), mysql.stream_id_for(task)) is not None:
+            return False
+        mysql.start_stream_now(task, task.cdc_start_position)
+        return True
     slot, _ = stream_names(task)
     if read_stream(bucket_store(task), stream_id_for(slot)) is not None:
         return False

@@ -70,7 +70,10 @@ def target_status(task: Task, volume_id: str | None) -> dict[str, Any]:
         sections = []
         if conn.execute("SELECT to_regclass('bulkmig.schema_applied')").fetchone()[0] is not None:
             sections = [r[0] for r in conn.execute("SELECT section FROM bulkmig.schema_applied ORDER BY 1")]
-        return {"loaded": loaded, "rows": int(rows), "schema_applied": sections}
+        from bulkmig.convert.skipped import skipped_objects
+
+        skipped = [obj.to_dict() for obj in skipped_objects(conn)]
+        return {"loaded": loaded, "rows": int(rows), "schema_applied": sections, "skipped_objects": skipped}
     finally:
         conn.close()
 
@@ -118,6 +121,11 @@ def render(report: dict[str, Any]) -> str:
             f"  target    {target.get('loaded', 0)}/{parts} parts loaded, {target.get('rows', 0):,} rows; "
             f"schema applied: {', '.join(target.get('schema_applied', [])) or 'none'}"
         )
+        # Objects post-data could not create (PostgreSQL refused their translation): each needs a person.
+        for obj in target.get("skipped_objects", []):
+            lines.append(
+                f"  target    {obj['kind']} {obj['schema']}.{obj['name']} NOT CREATED: {obj['error']} — {obj['fix']}"
+            )
     for name in ("capture", "replay"):
         if name in report:
             lines.append(f"  {name:<9} {json.dumps(report[name], default=str)}")

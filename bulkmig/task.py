@@ -39,6 +39,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import yaml
 
 from bulkmig.engines.mysql.types import TypeSettings
+from bulkmig.engines.sqlite.types import NUMERIC_DATES
+from bulkmig.engines.sqlite.types import TypeSettings as SqliteTypeSettings
 from bulkmig.errors import ConfigError
 from bulkmig.mappings import Mappings
 
@@ -95,6 +97,7 @@ SETTINGS_KEYS = (
     "retry_timeout",
     "mysql",
     "encryption",
+    "sqlite",
 )
 ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
@@ -102,6 +105,8 @@ PRIMARY_KEYS = ("before", "after")
 VALIDATION_SETTINGS_KEYS = ("enabled",)
 # settings.mysql: the type-mapping choices of schema conversion (bulkmig.engines.mysql.types.TypeSettings).
 MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis")
+# settings.sqlite: how SQLite values are read (bulkmig.engines.sqlite.types.TypeSettings).
+SQLITE_SETTINGS_KEYS = ("numeric_dates", "column_types")
 
 # libpq connection keywords (PostgreSQL 17 docs), so a typo such as `sslmod=` is caught on load
 # rather than as "invalid connection option" on day three.  Value: the environment variable that
@@ -482,6 +487,7 @@ class Settings:
     validation: ValidationSettings = ValidationSettings()
     mysql: TypeSettings = TypeSettings()  # MySQL/MariaDB sources: type-mapping choices (issue 5)
     encryption: EncryptionSettings = EncryptionSettings()
+    sqlite: SqliteTypeSettings = SqliteTypeSettings()  # SQLite sources: numeric dates, column type overrides
 
 
 # ----------------------------------------------------------------------------------------------- task
@@ -567,6 +573,7 @@ class Task:
                 "publication_name": s.publication_name,
                 "schema": dataclasses.asdict(s.schema),
                 **({"mysql": dataclasses.asdict(s.mysql)} if self.source.engine == "mysql" else {}),
+                **({"sqlite": dataclasses.asdict(s.sqlite)} if self.source.engine == "sqlite" else {}),
                 # Only when on, so turning it on changes the fingerprint and tasks without it keep theirs.
                 **({"encryption": True} if s.encryption.key_file else {}),
             },
@@ -754,10 +761,16 @@ class _Builder:
         volume = self.volume(doc.get("volume") or ("./volume" if cdc_only else None))
         bucket = self.bucket(doc.get("bucket"))
         cdc_start = doc.get("cdc_start_position")
-        if cdc_start is not None and (
-            not isinstance(cdc_start, str) or not re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", cdc_start)
-        ):
-            self.problem(f"cdc_start_position: {cdc_start!r} is not a PostgreSQL LSN like 16/B374D848")
+        # A MySQL source starts at a binlog position (file:offset; file names are case-sensitive).
+        mysql_source = source is not None and source.engine == "mysql"
+        text = cdc_start if isinstance(cdc_start, str) else ""
+        binlog_start = mysql_source and bool(re.fullmatch(r"[^\s:]+\.\d+:\d+", text))
+        lsn = bool(re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", text))
+        if cdc_start is not None and not binlog_start and not lsn:
+            self.problem(
+                f"cdc_start_position: {cdc_start!r} is not a PostgreSQL LSN like 16/B374D848"
+                + (" or a binlog position like binlog.000042:1234" if mysql_source else "")
+            )
             cdc_start = None
         if cdc_start is not None and not cdc_only:
             self.problem("cdc_start_position: only for migration_type cdc (a full load starts from its snapshot)")
@@ -785,7 +798,7 @@ class _Builder:
             path=self.path,
             name=str(name),
             volume_s3=volume_s3,
-            cdc_start_position=cdc_start.upper() if cdc_start else None,
+            cdc_start_position=(cdc_start if binlog_start else cdc_start.upper()) if cdc_start else None,
         )
 
     # ------------------------------------------------------------------------------------ sections
@@ -950,6 +963,7 @@ class _Builder:
         )
         encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
         mysql_settings = self.mysql(self.section(raw, "mysql", MYSQL_SETTINGS_KEYS))
+        sqlite_settings = self.sqlite(self.section(raw, "sqlite", SQLITE_SETTINGS_KEYS))
         if len(self.problems) > before:
             return None
         return Settings(
@@ -967,6 +981,7 @@ class _Builder:
             validation=validation_settings,
             mysql=mysql_settings,
             encryption=encryption_settings,
+            sqlite=sqlite_settings,
         )
 
     def encryption(self, raw: Mapping[str, Any]) -> EncryptionSettings:
@@ -998,6 +1013,33 @@ class _Builder:
         values["tinyint1_as_boolean"] = self.bool_(raw, "tinyint1_as_boolean", d.tinyint1_as_boolean, prefix)
         values["postgis"] = self.bool_(raw, "postgis", d.postgis, prefix)
         return TypeSettings(**values)
+
+    def sqlite(self, raw: Mapping[str, Any]) -> SqliteTypeSettings:
+        """``settings.sqlite``: how numbers in date columns are read, and columns read as another declared
+        type (``column_types: {"table.column": TEXT}``, the fix for values that do not fit their type)."""
+        prefix = "settings.sqlite."
+        values: dict[str, Any] = {}
+        numeric_dates = raw.get("numeric_dates")
+        if numeric_dates is not None and numeric_dates not in NUMERIC_DATES:
+            hint = _suggest(str(numeric_dates), NUMERIC_DATES)
+            self.problem(f"{prefix}numeric_dates: {numeric_dates!r} is not one of {', '.join(NUMERIC_DATES)}{hint}")
+        elif numeric_dates is not None:
+            values["numeric_dates"] = numeric_dates
+        column_types = raw.get("column_types")
+        if column_types is not None and not isinstance(column_types, dict):
+            self.problem(f"{prefix}column_types: must be a mapping of table.column to a declared type, e.g. TEXT")
+        elif column_types is not None:
+            checked: dict[str, str] = {}
+            for key, declared in column_types.items():
+                table, dot, column = str(key).rpartition(".")
+                if not isinstance(key, str) or not dot or not table or not column:
+                    self.problem(f"{prefix}column_types: {key!r} must name a column as table.column")
+                elif not isinstance(declared, str) or not declared.strip():
+                    self.problem(f"{prefix}column_types.{key}: must be a declared type such as TEXT, not {declared!r}")
+                else:
+                    checked[key] = declared.strip()
+            values["column_types"] = checked
+        return SqliteTypeSettings(**values)
 
     def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
         value = raw.get(key)

@@ -187,15 +187,24 @@ class Flow:
         """``bulkmig <command> --task <task> ...`` (``command`` may be ``volume import``)."""
         return self.run(*command.split(), "--task", str(self.task), *args, timeout=timeout)
 
-    def start(self, command: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
-        """Start ``bulkmig <command> --task <task> ...`` in its own process group, output to ``log``.
+    def start(
+        self, command: str, *args: str, log: Path, task: bool = True, quiet: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """Start ``bulkmig <command> --task <task> ...`` in its own process group, output to ``log``
+        (``task=False``: without ``--task``, for ``volume seal`` and ``volume verify``; ``quiet=False``
+        keeps the status lines, for tests that read them).
 
         Its own group, so a kill takes the stage's helpers (pg_dump, psql) down with it, as a crash of
         the machine or the container would.
         """
         with log.open("ab") as out:
             return subprocess.Popen(
-                self.argv("--quiet", *command.split(), "--task", str(self.task), *args),
+                self.argv(
+                    *(("--quiet",) if quiet else ()),
+                    *command.split(),
+                    *(("--task", str(self.task)) if task else ()),
+                    *args,
+                ),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -234,5 +243,19 @@ def make_flow(pg_source, pg_target, source_db, target_db, s3_server, bucket, tmp
         env["BULKMIG_SOURCE_PASSWORD"] = pg_source.password
         env["BULKMIG_TARGET_PASSWORD"] = pg_target.password
         return Flow(task, env, tmp_path / "volume", doc["bucket"], [pg_source.password, pg_target.password])
+
+    return make
+
+
+@pytest.fixture
+def make_mysql_flow(make_flow, mariadb, mysql_db) -> Callable[..., Flow]:  # noqa: ANN001
+    """``make_flow`` with a MariaDB database as the source (a MySQL → PostgreSQL task): ``mysql_db``, or
+    ``database=`` (a dataset's own database, e.g. ``sakila``, which load.sh always creates)."""
+
+    def make(database: str | None = None, **overrides: Any) -> Flow:
+        flow = make_flow(source=mariadb.url(database or mysql_db), **overrides)
+        flow.env["BULKMIG_SOURCE_PASSWORD"] = mariadb.password
+        flow.secrets.append(mariadb.password)
+        return flow
 
     return make

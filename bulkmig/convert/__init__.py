@@ -17,6 +17,7 @@ Nothing here talks to a database: it reads a :class:`bulkmig.catalog.Catalog` an
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable
+from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, Index
 from bulkmig.convert import ddl, expressions, names, report
 from bulkmig.convert.report import Item
 from bulkmig.engines.postgres.sql import ident, literal, qualified
@@ -140,6 +141,8 @@ class _Converter:
                 CHANGED,
                 f"{', '.join(group)} differ only in case: they keep their spelling (quote them in SQL)",
             )
+        if self.dialect == "sqlite":
+            self._unknown_column_types(schema_item)
         outs = [self._table(t) for t in self.tables_in]
         self.by_source = {o.ct.table.name: o for o in outs}
         for o in outs:
@@ -243,6 +246,20 @@ class _Converter:
             target_name=tn.name,
         )
         return _TableOut(ct, tn, model, item, col_items, constraint_ns)
+
+    def _unknown_column_types(self, item: Item) -> None:
+        """``settings.sqlite.column_types`` keys naming no column: the override would silently not apply
+        (keys are matched exactly, as "Table.Column" is spelled in the file)."""
+        overrides = getattr(getattr(self.task.settings, "sqlite", None), "column_types", None) or {}
+        known = [f"{t.table.name}.{c.name}" for t in self.catalog.tables for c in t.columns]
+        for key in overrides:
+            if key in known:
+                continue
+            same = [k for k in known if k.casefold() == key.casefold()]
+            close = same or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            item.note(ACTION, f"settings.sqlite.column_types names {key!r}, which is no column: not applied{hint}")
+            item.suggestion = "spell the key as table.column exactly as the SQLite file does"
 
     def _name_note(self, item: Item, source: str, target: str) -> None:
         if target == source:
@@ -353,6 +370,9 @@ class _Converter:
             kind = "unique_key" if idx.unique else "index"
             item = Item(kind, f"{ct.table.name}.{idx.name}", table=ct.table.name)
             self.items.append(item)
+            if any(idx.expressions) or idx.where is not None:
+                self._translated_index(o, idx, item)
+                continue
             missing = [c for c in idx.columns if c not in tn.columns]
             if missing:
                 item.note(ACTION, f"its columns {', '.join(missing)} are not migrated: not created")
@@ -413,6 +433,70 @@ class _Converter:
             else:
                 item.note(CONVERTED, f"{'unique ' if idx.unique else ''}B-tree index ({', '.join(keys)})")
 
+    def _translated_index(self, o: _TableOut, idx: Index, item: Item) -> None:
+        """An index with expressions among its keys or a WHERE predicate (SQLite; MySQL 8 functional
+        indexes): both translated by sqlglot, column names mapped like checks.  All or nothing: a partial
+        unique index created without its predicate would refuse rows the source holds (and a partial
+        index without it would index what the source did not), so when a part does not translate the
+        index is reported with its original SQL and not created."""
+        ct, tn = o.ct, o.tn
+        item.source_sql = _index_source_sql(ct.table.name, idx)
+        find = _column_finder(tn.columns)
+        booleans = _boolean_columns(ct, tn)
+        flags = idx.expressions or [False] * len(idx.columns)
+        descending = idx.descending or [False] * len(idx.columns)
+        keys: list[str] = []
+        problems: list[str] = []
+        changes: list[str] = []
+        for part, is_expression, desc in zip(idx.columns, flags, descending, strict=False):
+            if is_expression:
+                t = expressions.translate_expression(
+                    part, self.dialect, find, what="index expression", immutable=True, booleans=booleans
+                )
+                if t.sql is None:
+                    problems.append(t.problem or f"the index expression {part!r} does not translate")
+                    continue
+                changes.extend(t.changes)
+                key = f"({t.sql})"
+            elif part in tn.columns:
+                key = ident(tn.columns[part])
+            else:
+                problems.append(f"its column {part} is not migrated")
+                continue
+            keys.append(key + (" DESC" if desc else ""))
+        where: str | None = None
+        if idx.where is not None:
+            t = expressions.translate_expression(
+                idx.where, self.dialect, find, what="index predicate", immutable=True, booleans=booleans
+            )
+            if t.sql is None:
+                problems.append(t.problem or f"the index predicate {idx.where!r} does not translate")
+            else:
+                where = t.sql
+                changes.extend(t.changes)
+        what = ("unique " if idx.unique else "") + ("partial " if idx.where is not None else "") + "index"
+        if any(flags):
+            what += " on expressions"
+        if problems:
+            item.target = None
+            item.note(ACTION, f"{what}: {'; '.join(problems)}; not created (never without its expressions or WHERE)")
+            item.suggestion = (
+                "write the index in PostgreSQL SQL (the original is in this report) and create it after the load"
+            )
+            return
+        name = self._index_name(tn.name, idx.name, item)
+        sql = ddl.create_index(tn.schema, tn.name, name, keys, unique=idx.unique, where=where)
+        self.post["indexes"].append(expressions.guarded("index", tn.schema, name, sql.rstrip(";")))
+        item.target_sql = sql
+        for change in changes:
+            item.note(CHANGED, change)
+        shown = f"({', '.join(keys)})" + (f" WHERE {where}" if where is not None else "")
+        item.note(
+            CONVERTED,
+            f"{what} {shown}, translated by sqlglot; should PostgreSQL refuse it, post-data goes on without it "
+            "and records why in bulkmig.skipped_objects (load and status list it)",
+        )
+
     def _index_name(self, table: str, index: str, item: Item) -> str:
         wanted = index.lower() if self.identifiers == "lower" else index
         ns = self.names.schema_ns
@@ -438,7 +522,9 @@ class _Converter:
             if m is not None and m in json_cols:
                 item.note(CONVERTED, "json_valid check: the jsonb type itself refuses invalid JSON")
                 continue
-            t = expressions.translate_expression(chk.clause, self.dialect, _column_finder(tn.columns), what="check")
+            t = expressions.translate_expression(
+                chk.clause, self.dialect, _column_finder(tn.columns), what="check", booleans=_boolean_columns(ct, tn)
+            )
             if t.sql is None:
                 item.note(ACTION, f"{t.problem}; not created")
                 item.suggestion = "write the check in PostgreSQL SQL and add it with ALTER TABLE … ADD CONSTRAINT"
@@ -557,7 +643,8 @@ class _Converter:
             item.note(
                 CHANGED,
                 f"translated from {engine} SQL by sqlglot: check the result against the original; should "
-                "PostgreSQL refuse it, post-data goes on without it and records why in bulkmig.skipped_objects",
+                "PostgreSQL refuse it, post-data goes on without it and records why in bulkmig.skipped_objects "
+                "(load and status list it)",
             )
             converted[name] = target
 
@@ -659,12 +746,33 @@ def _column_finder(columns: dict[str, str]) -> Callable[[str], str | None]:
 
 
 def _has_unique(ct: CatalogTable, columns: list[str]) -> bool:
-    """Whether ``columns`` are exactly the primary key or a (whole-value) unique key of ``ct``."""
+    """Whether ``columns`` are exactly the primary key or a (whole-value) unique key of ``ct``.  A partial
+    or expression unique index does not count: PostgreSQL's foreign keys need a plain one."""
     want = set(columns)
     for idx in ct.indexes:
-        if (idx.primary or idx.unique) and set(idx.columns) == want and not any(idx.prefix_lengths):
+        plain = not any(idx.prefix_lengths) and not any(idx.expressions) and idx.where is None
+        if (idx.primary or idx.unique) and set(idx.columns) == want and plain:
             return True
     return set(ct.table.primary_key) == want and bool(want)
+
+
+def _boolean_columns(ct: CatalogTable, tn: names.TableNames) -> set[str]:
+    """The target names of the table's columns that are boolean on the target (expressions compare them
+    with TRUE/FALSE there, not 0/1)."""
+    return {tn.columns[c.name] for c in ct.columns if c.name in tn.columns and c.mapping.target_type == "boolean"}
+
+
+def _index_source_sql(table: str, idx: Index) -> str:
+    """The index as a CREATE INDEX in the source's terms, for the report (the catalog keeps its parts)."""
+    flags = idx.expressions or [False] * len(idx.columns)
+    descending = idx.descending or [False] * len(idx.columns)
+    parts = [
+        (part if is_expression else '"' + part.replace('"', '""') + '"') + (" DESC" if desc else "")
+        for part, is_expression, desc in zip(idx.columns, flags, descending, strict=False)
+    ]
+    quoted = ['"' + n.replace('"', '""') + '"' for n in (idx.name, table)]
+    sql = f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX {quoted[0]} ON {quoted[1]} ({', '.join(parts)})"
+    return sql + (f" WHERE {idx.where}" if idx.where is not None else "")
 
 
 def _json_check(clause: str) -> str | None:

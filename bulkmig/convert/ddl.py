@@ -106,12 +106,21 @@ def add_unique(schema: str, table: str, name: str, columns: Sequence[str]) -> st
 
 
 def create_index(
-    schema: str, table: str, name: str, keys: Sequence[str], *, unique: bool = False, method: str | None = None
+    schema: str,
+    table: str,
+    name: str,
+    keys: Sequence[str],
+    *,
+    unique: bool = False,
+    method: str | None = None,
+    where: str | None = None,
 ) -> str:
-    """``keys`` are already SQL: a quoted column with ASC/DESC, or an expression in parentheses."""
+    """``keys`` are already SQL: a quoted column with ASC/DESC, or an expression in parentheses; ``where``
+    is a partial index's predicate, already PostgreSQL SQL."""
     using = f" USING {method}" if method else ""
     kind = "UNIQUE INDEX" if unique else "INDEX"
-    return f"CREATE {kind} {ident(name)} ON {qualified(schema, table)}{using} ({', '.join(keys)});"
+    predicate = f" WHERE {where}" if where is not None else ""
+    return f"CREATE {kind} {ident(name)} ON {qualified(schema, table)}{using} ({', '.join(keys)}){predicate};"
 
 
 def add_foreign_key(

@@ -244,9 +244,13 @@ def translate_expression(
     *,
     what: str,
     immutable: bool = False,
+    booleans: Collection[str] = (),
 ) -> Translated:
-    """A scalar expression (check clause, default, generated column) for PostgreSQL, with its column
-    references renamed by ``columns`` (source column → target column, None: not on the target)."""
+    """A scalar expression (check clause, default, generated column, index expression or predicate) for
+    PostgreSQL, with its column references renamed by ``columns`` (source column → target column, None:
+    not on the target).  ``booleans`` names the target columns that are boolean on the target: there,
+    MySQL's and SQLite's ``flag = 1`` / ``flag IN (0, 1)`` become ``= TRUE`` / ``IN (FALSE, TRUE)``,
+    which PostgreSQL accepts (it has no boolean = integer operator)."""
     tree = _parse(text, dialect)
     if tree is None:
         return Translated(None, problem=f"the {what} {text!r} does not parse as {dialect} SQL")
@@ -259,6 +263,8 @@ def translate_expression(
         col.replace(exp.column(target, quoted=True))
     if missing:
         return Translated(None, problem=f"the {what} uses columns that do not move: {', '.join(sorted(missing))}")
+    if booleans:
+        tree = _boolean_comparisons(tree, set(booleans))
     unknown = unknown_functions(tree)
     if unknown:
         return Translated(
@@ -274,6 +280,32 @@ def translate_expression(
     out = tree.sql(dialect="postgres", identify=True)
     changes = [] if _normalise(out) == _normalise(text) else [f"translated: {text} → {out}"]
     return Translated(out, changes)
+
+
+def _boolean_comparisons(tree: exp.Expression, booleans: set[str]) -> exp.Expression:
+    """``flag = 1``, ``0 <> flag``, ``flag IN (0, 1)`` with ``flag`` a boolean target column: the 0/1
+    literals become FALSE/TRUE.  Other numbers are left alone (PostgreSQL refuses them; MySQL and SQLite
+    compare them as integers, which no boolean holds)."""
+
+    def is_bool_column(node: exp.Expression | None) -> bool:
+        return isinstance(node, exp.Column) and str(node.name) in booleans
+
+    def as_bool(node: exp.Expression | None) -> exp.Expression | None:
+        if isinstance(node, exp.Literal) and not node.is_string and node.this in ("0", "1"):
+            return exp.Boolean(this=node.this == "1")
+        return None
+
+    for node in list(tree.find_all(exp.EQ, exp.NEQ, exp.NullSafeEQ, exp.NullSafeNEQ)):
+        for column_side, literal_side in (("this", "expression"), ("expression", "this")):
+            value = as_bool(node.args.get(literal_side))
+            if is_bool_column(node.args.get(column_side)) and value is not None:
+                node.set(literal_side, value)
+    for node in list(tree.find_all(exp.In)):
+        if is_bool_column(node.this):
+            values = [as_bool(e) for e in node.expressions]
+            if values and all(v is not None for v in values):
+                node.set("expressions", values)
+    return tree
 
 
 def _node_name(node: exp.Expression) -> str:
@@ -534,10 +566,11 @@ SKIPPED_TABLE = "skipped_objects"
 def guarded(kind: str, schema: str, name: str, statement: str) -> str:
     """``statement`` run so that PostgreSQL refusing it does not undo post-data (keys, indexes, foreign
     keys), which may come after hours of loading: the refusal is printed as a WARNING and recorded in
-    ``bulkmig.skipped_objects`` (kind, schema, name, error), where ``validate`` and the operator find it.
+    ``bulkmig.skipped_objects`` (kind, schema, name, error), which ``load`` and ``status`` list.
 
-    Used for translated views only: sqlglot's output is checked for what can be checked without a
-    server (unknown functions, names), but PostgreSQL may still refuse a construct MySQL allows.
+    Used for what sqlglot translated (views, indexes on expressions or with a WHERE): its output is
+    checked for what can be checked without a server (unknown functions, names), but PostgreSQL may
+    still refuse a construct the source allows (:mod:`bulkmig.convert.skipped` reads the table back).
     """
     tag = "$bulkmig_stmt$"
     n = 0

@@ -1,1 +1,38 @@
-"""Engine packages: one per database engine, holding what differs between engines as data."""
+"""Engine packages: one per database engine, holding what differs between engines as data.
+
+PostgreSQL sources are handled by ``plan``/``extract`` directly (exported snapshots, pg_dump).  Foreign
+sources (MySQL/MariaDB, SQLite) go through schema conversion and a source module,
+``bulkmig.engines.<engine>.source``, which :func:`foreign_source` returns.  What ``plan`` and ``extract``
+use of such a module:
+
+- ``open_catalog(task) -> (Catalog, position)``: the catalog read inside one consistent snapshot, and
+  that snapshot's source position (for MySQL the binlog coordinates, see the brief's contract);
+- ``partition_tables(task, tables) -> None`` (optional): fill each table's ``partitions``; without it
+  every table is one part;
+- ``open_snapshot(endpoint, workers, *, batch_rows) -> snapshot`` with ``.readers`` (``workers`` readers,
+  each with ``.batches(table, partition, as_text)``, ``.snapshot``, ``.snapshot_lsn``, ``.close()`` and
+  optionally ``.source_position() -> dict`` for the sidecars), ``.position`` (dict), ``.snapshot_id``,
+  ``.check_columns(tables)`` (refuses tables whose columns changed since the plan) and ``.close()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from bulkmig.errors import ConfigError
+
+# Engine name (``Endpoint.engine``) -> its source module; None: read by the PostgreSQL code in plan/extract.
+SOURCE_MODULES: dict[str, str | None] = {
+    "postgresql": None,
+    "mysql": "bulkmig.engines.mysql.source",
+    "sqlite": "bulkmig.engines.sqlite.source",
+}
+
+
+def foreign_source(engine: str) -> ModuleType | None:
+    """The source module of a foreign engine, or None for PostgreSQL (the native path)."""
+    if engine not in SOURCE_MODULES:
+        raise ConfigError(f"no source support for engine {engine!r}", f"use one of {', '.join(SOURCE_MODULES)}")
+    name = SOURCE_MODULES[engine]
+    return importlib.import_module(name) if name else None

@@ -10,6 +10,7 @@ what was not converted.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,9 @@ import pymysql
 import pytest
 import yaml
 
-from bulkmig.catalog import ACTION, CHANGED, Catalog
-from bulkmig.convert import Conversion, convert
+from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog
+from bulkmig.convert import Conversion, convert, reflect_source
+from bulkmig.convert.skipped import skipped_objects
 from bulkmig.devservers import MariaDBServer, PostgresServer, load_dataset
 from bulkmig.engines.mysql import reflect
 from bulkmig.engines.postgres.schema import apply_schema
@@ -309,6 +311,136 @@ def test_edge_cases_apply(
     assert objs[("column", "Parent.Changed")]["status"] == CHANGED  # ON UPDATE → trigger
     assert objs[("index", "Parent.note_ft")]["status"] == ACTION
     assert objs[("check", "Parent.Doc")]["target"] is None  # MariaDB's json_valid check: jsonb does it
+
+
+# ----------------------------------------------------------------------------------------- SQLite indexes
+
+SQLITE_INDEXES = """
+CREATE TABLE Users (Id INTEGER PRIMARY KEY, Email TEXT NOT NULL, Active BOOLEAN NOT NULL DEFAULT 1,
+                    DeletedAt DATETIME, Level INTEGER);
+CREATE UNIQUE INDEX users_live_email ON Users (Email) WHERE DeletedAt IS NULL;
+CREATE INDEX users_lower_email ON Users (lower(Email) DESC, Id);
+CREATE UNIQUE INDEX one_active ON Users (lower(Email)) WHERE Active = 1 AND DeletedAt IS NULL;
+CREATE INDEX users_at ON Users (instr(Email, '@'));
+CREATE INDEX odd_level ON Users (Level) WHERE Active = 2;
+INSERT INTO Users VALUES (1, 'a@x.org', 1, NULL, 1), (2, 'a@x.org', 0, '2024-01-01 00:00:00', 1),
+                         (3, 'B@x.org', 1, NULL, 2), (4, 'b@x.org', 0, NULL, 3);
+"""
+
+
+def test_sqlite_partial_and_expression_indexes_apply(
+    pg_target: PostgresServer, target_db: str, pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A real SQLite file's partial unique index and expression indexes, converted and applied over the file's
+    own rows: a partial UNIQUE index created without its WHERE would refuse them (two 'a@x.org')."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as lite:
+        lite.executescript(SQLITE_INDEXES)
+        data = lite.execute("SELECT Id, Email, Active, DeletedAt, Level FROM Users ORDER BY Id").fetchall()
+    lite.close()
+    task = make_task(f"sqlite:///{path}")
+    conv = convert(reflect_source(task), task)
+    pre, post = tmp_path / "pre-data.sql", tmp_path / "post-data.sql"
+    pre.write_text(conv.pre_data_sql)
+    post.write_text(conv.post_data_sql)
+    apply_schema(pg_target.env(), target_db, pre, "pre-data")
+    with pg.cursor() as cur:  # the rows as the load would bring them
+        cur.executemany(
+            "INSERT INTO public.users (id, email, active, deletedat, level) VALUES (%s, %s, %s::boolean, %s, %s)",
+            [(i, e, bool(a), d, lv) for i, e, a, d, lv in data],
+        )
+    apply_schema(pg_target.env(), target_db, post, "post-data")
+    defs = dict(rows(pg, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"))
+    assert defs["users_live_email"] == (
+        "CREATE UNIQUE INDEX users_live_email ON public.users USING btree (email) WHERE (deletedat IS NULL)"
+    )
+    assert (
+        defs["users_lower_email"]
+        == "CREATE INDEX users_lower_email ON public.users USING btree (lower(email) DESC, id)"
+    )
+    assert defs["one_active"] == (
+        "CREATE UNIQUE INDEX one_active ON public.users USING btree (lower(email)) "
+        "WHERE ((active = true) AND (deletedat IS NULL))"
+    )
+    assert "users_at" not in defs  # instr(): no IMMUTABLE translation known, so reported, never approximated
+    objs = {o["name"]: o for o in conv.report["objects"]}
+    assert objs["Users.users_at"]["status"] == ACTION
+    assert objs["Users.users_at"]["source_sql"] == 'CREATE INDEX "users_at" ON "Users" (instr(Email, \'@\'))'
+    assert objs["Users.users_live_email"]["status"] == CONVERTED
+    # Translated, but PostgreSQL refuses boolean = 2: post-data goes on and the refusal is on record.
+    assert "odd_level" not in defs
+    [refused] = skipped_objects(pg)
+    assert (refused.kind, refused.schema, refused.name) == ("index", "public", "odd_level")
+    assert "operator does not exist: boolean = integer" in refused.error
+    assert "schema/assessment.md" in refused.line()
+    # The indexes work as the source's did: one live row per address, deleted rows do not count.
+    pg.execute("INSERT INTO public.users (id, email, active, deletedat) VALUES (5, 'a@x.org', false, now())")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        pg.execute("INSERT INTO public.users (id, email, active) VALUES (6, 'a@x.org', false)")
+    with pytest.raises(psycopg.errors.UniqueViolation):  # lower(): B@x.org is live and active
+        pg.execute("INSERT INTO public.users (id, email, active) VALUES (7, 'b@X.org', true)")
+
+
+# ------------------------------------------------------------------------------------------ refused views
+
+REFUSED_VIEWS_DDL = """
+CREATE TABLE item (id int PRIMARY KEY, kind varchar(10) NOT NULL, label varchar(20) NOT NULL, price double NOT NULL);
+INSERT INTO item VALUES (1, 'a', 'one', 1.25), (2, 'a', 'two', 2.5), (3, 'b', 'three', 4);
+-- PostgreSQL has no round(double precision, integer): sqlglot keeps ROUND(price, 1), PostgreSQL refuses it.
+CREATE VIEW rounded AS SELECT id, ROUND(price, 1) AS p FROM item;
+-- MariaDB orders a grouped query by any column; PostgreSQL wants it grouped (the static check reads the
+-- SELECT list only, so this one reaches PostgreSQL).
+CREATE VIEW kinds AS SELECT kind, count(*) AS n FROM item GROUP BY kind ORDER BY label;
+CREATE VIEW cheap AS SELECT id, label FROM item WHERE price < 3;
+"""
+
+
+def test_refused_views_are_listed_by_load_and_status(
+    make_mysql_flow: Any, mariadb: MariaDBServer, mysql_db: str, pg_target: PostgresServer, target_db: str
+) -> None:
+    """Views sqlglot translates but PostgreSQL refuses: the load finishes without them, ends with one line
+    per view (the error and the fix), and ``status`` lists them until they exist."""
+    mariadb.execute(mysql_db, REFUSED_VIEWS_DDL)
+    flow = make_mysql_flow()
+    for step in ("plan", "extract"):
+        run = flow.bulkmig(step)
+        assert run.code == 0, f"{step}: {run.text}"
+    run = flow.run("volume", "seal", str(flow.volume))
+    assert run.code == 0, run.text
+    assert flow.bulkmig("volume import").code == 0
+    load = flow.bulkmig("load")
+    assert load.code == 0, load.text
+    schema = mysql_db.lower()
+    fix = "create the view by hand from schema/assessment.md on the volume"
+    lines = [line for line in load.err.splitlines() if line.startswith("load: view ")]
+    assert len(lines) == 2, load.err
+    assert f"load: view {schema}.rounded was not created: function round(double precision, integer) does not exist" in (
+        lines[0] + lines[1]
+    )
+    assert any(f"load: view {schema}.kinds was not created: column" in line and "GROUP BY" in line for line in lines)
+    assert all(fix in line for line in lines)
+    # The rest of post-data is there: the view PostgreSQL took answers, the data is loaded.
+    assert pg_target.execute(target_db, f'SELECT id, label FROM "{schema}".cheap ORDER BY id') == [
+        (1, "one"),
+        (2, "two"),
+    ]
+    status = flow.bulkmig("status", "--json")
+    assert status.code == 0, status.text
+    skipped = json.loads(status.out)["target"]["skipped_objects"]
+    assert sorted((o["kind"], o["schema"], o["name"]) for o in skipped) == [
+        ("view", schema, "kinds"),
+        ("view", schema, "rounded"),
+    ]
+    rounded = next(o for o in skipped if o["name"] == "rounded")
+    assert "round(double precision, integer) does not exist" in rounded["error"] and fix in rounded["fix"]
+    text = flow.bulkmig("status")
+    assert f"view {schema}.rounded NOT CREATED: function round(double precision, integer)" in text.out, text.text
+    # Created by hand (as the fix says), the view leaves the list.
+    pg_target.execute(
+        target_db, f'CREATE VIEW "{schema}".rounded AS SELECT id, round(price::numeric, 1) AS p FROM "{schema}".item'
+    )
+    again = json.loads(flow.bulkmig("status", "--json").out)["target"]["skipped_objects"]
+    assert [o["name"] for o in again] == ["kinds"]
 
 
 # ------------------------------------------------------------------------------------------------- CLI

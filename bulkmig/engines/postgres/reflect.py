@@ -6,14 +6,13 @@ describe one moment of the source.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import psycopg
 
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.sql import ident, literal, qualified
-from bulkmig.model import Column, Partition, Table
+from bulkmig.model import Column, Partition, Table, part_count
 
 # Schemas that are never user data.  ``bulkmig`` holds our own ledger on a target.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "bulkmig")
@@ -196,21 +195,7 @@ def select_expressions(table: Table, as_text: frozenset[str] = frozenset()) -> l
     return values + flags
 
 
-# A table this big is split into at least one part per worker, so a large table alone keeps every
-# worker (and the target's cores) busy; smaller tables are not worth the per-part overhead.
-MIN_SPLIT_PART_BYTES = 16 * 1024 * 1024
-
-
-def part_count(estimated_bytes: int, max_part_bytes: int, workers: int) -> int:
-    """How many parts: enough to stay under ``max_part_bytes``, at least one per worker for a large
-    table, and for a large table a multiple of the workers, so the last round of parts does not leave
-    workers idle (5 parts on 2 workers take 3 rounds; 6 smaller ones take 3 shorter rounds)."""
-    by_size = math.ceil(estimated_bytes / max(1, max_part_bytes))
-    by_workers = min(workers, estimated_bytes // MIN_SPLIT_PART_BYTES)
-    n = max(1, by_size, by_workers)
-    if workers > 1 and n > 1 and estimated_bytes >= workers * MIN_SPLIT_PART_BYTES:
-        n = math.ceil(n / workers) * workers
-    return n
+# part_count and MIN_SPLIT_PART_BYTES moved to bulkmig.model: every engine splits tables the same way.
 
 
 def partition_table(
