@@ -72,6 +72,7 @@ from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
 from bulkmig.log import human_bytes, say
 from bulkmig.manifest import check_format, dump_document, load_document, utc_now
+from bulkmig.retry import Reason, Retry
 from bulkmig.store import AlreadyExists, NotFound, Store, open_store
 from bulkmig.task import Task
 
@@ -227,6 +228,45 @@ def _refuse_existing_stream(store: Store, stream_id: str) -> None:
         )
 
 
+def _drop_unrecorded_slot(conn: psycopg.Connection, slot: str) -> bool:
+    """Drop this database's pgoutput slot ``slot`` when the bucket holds no ``stream.json`` for it (the caller
+    checked): a start killed between creating the slot and recording the stream left it behind.  Nothing can
+    use it (no batch refers to it; a snapshot it exported died with that process), so the start begins
+    afresh.  A slot in use, or of another database or plugin, is left alone (creating ours then says so)."""
+    deadline = time.monotonic() + 5.0  # a killed start's walsender may take a moment to exit
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = %s AND slot_type = 'logical' "
+            "AND plugin = 'pgoutput' AND database = current_database()",
+            (slot,),
+        ).fetchone()
+        if row is None:
+            return False
+        if row[0] is None:
+            break
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    drop_slot(conn, slot)
+    say(f"capture: dropped replication slot {slot!r}, left behind by a start that ended before recording its stream")
+    return True
+
+
+def discard_stream_of_volume(task: Task, conn: psycopg.Connection) -> bool:
+    """For ``plan`` on a volume without a plan (or with ``--restart``): when the task's stream names this very
+    volume, the plan that started it ended before writing ``plan.json`` (or is being discarded), so its
+    snapshot is gone and no part was read in it.  Drop its slot and publication and delete its documents, so
+    the new plan starts a new stream.  A stream of another volume, or one being captured, is left alone."""
+    slot, _ = stream_names(task)
+    stream_id = stream_id_for(slot)
+    stream = read_stream(bucket_store(task), stream_id)
+    if stream is None or not task.full_load or stream.get("volume") != task.volume:
+        return False
+    dropped = drop_stream(task, conn, delete_from_bucket=True)
+    say(f"capture: discarded stream {stream_id} of an unfinished plan of this volume ({dropped['objects']} objects)")
+    return True
+
+
 # --------------------------------------------------------------------------------------- start stream
 
 
@@ -282,6 +322,7 @@ def _stream_doc(
         "relations": relations,
         "replica_identity_full": [{"schema": s, "table": t} for s, t in altered],
         "source": task.source.redacted(),
+        "volume": task.volume if task.full_load else None,  # the volume whose plan started it (see plan.py)
         "task_name": task.name,
         "created_at": utc_now(),
     }
@@ -326,6 +367,7 @@ def start_stream(
     stream_id = stream_id_for(slot)
     store = bucket_store(task)
     _refuse_existing_stream(store, stream_id)
+    _drop_unrecorded_slot(conn, slot)
     altered = create_publication(conn, publication, tables, allow_replica_identity_full=allow_replica_identity_full)
     holder, slot, consistent_point, snapshot = create_slot_with_snapshot(task.source.libpq_conninfo(), slot)
     try:
@@ -364,6 +406,8 @@ def start_stream_now(
     store = bucket_store(task)
     _refuse_existing_stream(store, stream_id)
     start = parse_lsn(start_position) if isinstance(start_position, str) else start_position
+    if start is None:  # a slot to adopt only comes with a start position
+        _drop_unrecorded_slot(conn, slot)
     altered = create_publication(conn, publication, tables, allow_replica_identity_full=allow_replica_identity_full)
     existing = conn.execute(
         "SELECT plugin::text, slot_type, database::text = current_database(), confirmed_flush_lsn::text, active_pid "
@@ -896,20 +940,28 @@ def capture(
     ``follow=False`` and no ``until_pos``, after one pass over what the source had flushed when the call
     started (no heartbeat then: the slot ends exactly at the last batch or skipped transaction).
 
-    With ``follow`` a dropped source connection is retried with back-off (state is always recovered from
-    the bucket); any other error ends the call.  Safe to kill at any moment and run again.
+    A lost source connection (a restart, a failover, a killed session) is retried with back-off for up to
+    ``settings.retry_timeout`` (state is always recovered from the bucket); which errors count is
+    :mod:`bulkmig.retry`'s table.  Any other error ends the call.  Safe to kill at any moment and run again.
+
+    A MySQL/MariaDB source is captured from its row binlog by ``bulkmig.engines.mysql.capture`` instead.
     """
+    if task.source.engine == "mysql":
+        from bulkmig.engines.mysql import capture as mysql
+
+        return mysql.capture(task, follow=follow, until_pos=until_pos, max_changes=max_changes, stop=stop)
     stop = stop or threading.Event()
     report = CaptureReport(stream_id=stream_id_for(stream_names(task)[0]))
     store = bucket_store(task)
     started = time.monotonic()
-    failures = 0
+    retry = Retry("capture", task.settings.retry_timeout, hint="it resumes where the bucket says", sleep=stop.wait)
+    failures, since = 0, 0.0
     try:
         while True:
             session = _Session(task, store, report, max_changes)
             try:
                 session.open()
-                failures = 0
+                failures, retry.established = 0, True
                 session.run(
                     follow=follow,
                     until_pos=until_pos,
@@ -919,20 +971,22 @@ def capture(
                 )
                 return report
             except (BulkmigError, psycopg.OperationalError) as exc:
-                lost = session.conn is not None and session.conn.broken
-                opened_before = report.reconnects > 0 or failures > 0
-                if not follow or not (lost or (isinstance(exc, ConnectError) and opened_before)):
+                reason = retry.should_retry(exc)
+                if reason is None and session.conn is not None and session.conn.broken:
+                    reason = Reason("lost", "connection lost")
+                if reason is None:
                     if isinstance(exc, psycopg.OperationalError):
                         raise ConnectError(
                             f"lost the connection to the source {task.source.redacted()} ({exc})",
                             "rerun bulkmig capture; it resumes where the bucket says",
                         ) from None
                     raise
-                delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                since = since if failures else time.monotonic()
+                step = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+                retry.wait(exc, reason, failures, since, "source", base=step)
                 failures += 1
                 report.reconnects += 1
-                say(f"capture: lost the source connection ({str(exc).splitlines()[0]}); reconnecting in {delay:g}s")
-                if stop.wait(delay):
+                if stop.is_set():
                     return report
             finally:
                 session.close()
@@ -946,6 +1000,10 @@ def capture(
 def stream_status(task: Task) -> dict[str, Any]:
     """The stream at a glance, for ``bulkmig status``: slot lag and retained WAL, the last batch, how far
     capture has stored, and warnings (slot gone or lost, retained WAL past the warning size)."""
+    if task.source.engine == "mysql":
+        from bulkmig.engines.mysql import capture as mysql
+
+        return mysql.stream_status(task)
     slot, publication = stream_names(task)
     stream_id = stream_id_for(slot)
     store = bucket_store(task)
@@ -1036,6 +1094,7 @@ __all__ = [
     "bucket_store",
     "capture",
     "default_stream_name",
+    "discard_stream_of_volume",
     "drop_stream",
     "read_progress",
     "read_stream",

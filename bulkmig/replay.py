@@ -80,6 +80,7 @@ from bulkmig.errors import (
     TargetError,
 )
 from bulkmig.log import human_bytes, human_duration, say
+from bulkmig.retry import Reason, Retry
 from bulkmig.store import NotFound, Store, open_store
 from bulkmig.task import Task
 
@@ -1029,7 +1030,12 @@ def _position(conn: psycopg.Connection, stream_id: str, *, lock: bool = False) -
 
 
 def source_position(task: Task) -> int | None:
-    """The source's current WAL position, or None when it cannot be read (not PostgreSQL, unreachable)."""
+    """The source's current WAL position, or None when it cannot be read (not PostgreSQL, unreachable).
+    A MySQL source's binlog position comes as the ordinal its change batches use (``engines/mysql/binlog``)."""
+    if task.source.engine == "mysql":
+        from bulkmig.engines.mysql.binlog import source_position as binlog_position
+
+        return binlog_position(task)
     if task.source.engine != "postgresql":
         return None
     try:
@@ -1236,7 +1242,7 @@ def _run(
         runner = _Runner(task, stream, conn, report)
         runner.lock()
         runner.start()
-        session["started"] = True
+        session["started"] = session["fresh"] = True
         last_source = last_listing = time.monotonic()
         while not stop.is_set():
             # progress.json first: every batch it vouches for is durable, so listed by the steps below.
@@ -1310,25 +1316,30 @@ def replay(
     # accept: the drift acceptance, consumed by the first batch applied (across reconnects); started: a
     # session got as far as holding the lock, so a later connection failure is a blip, not a wrong URL.
     session = {"accept": skip_drift_check, "started": False}
-    failures, batches_then = 0, 0
+    retry = Retry(
+        "replay", task.settings.retry_timeout, hint="each batch is applied whole, exactly once", sleep=stop.wait
+    )
+    failures, since = 0, 0.0
     while True:
         try:
             _run(task, stream, report, goal, follow, poll_interval, stop, session)
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
-            # follow mode outlives a network blip: every batch is atomic, so starting over is safe.
-            transient = isinstance(exc, ConnectError | psycopg.OperationalError) or (
-                isinstance(exc, StoreError) and not isinstance(exc, NotFound)
-            )
-            transient = transient or isinstance(exc.__cause__, psycopg.OperationalError)
-            if not follow or not transient or not session["started"] or stop.is_set():
+            # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which
+            # database errors are worth it is bulkmig.retry's table (every mode); follow mode also waits
+            # out the bucket.  "Cannot connect" counts only once a session got going (not a wrong URL).
+            retry.established = session["started"]
+            reason = retry.should_retry(exc)
+            bucket = isinstance(exc, StoreError) and not isinstance(exc, NotFound)
+            if reason is None and follow and session["started"] and bucket:
+                reason = Reason("lost", "bucket unreachable")
+            if reason is None or stop.is_set():
                 raise
-            if report.batches > batches_then:  # it worked for a while: start the back-off again
-                failures, batches_then = 0, report.batches
-            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+            if session.pop("fresh", False) or not failures:  # a session got going since: a new streak
+                failures, since = 0, time.monotonic()
+            retry.wait(exc, reason, failures, since, base=RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
             failures += 1
-            say(f"replay: {_first_line(exc)}; starting again in {delay:g}s")
-            if stop.wait(delay):
+            if stop.is_set():
                 break
     _update_lag(task, report)
     say(

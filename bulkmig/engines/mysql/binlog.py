@@ -1,0 +1,576 @@
+"""The MySQL/MariaDB binlog as change data capture reads it: the server settings and privileges it needs,
+binlog positions, the reader, and what a statement in the binlog means for captured tables.
+
+Positions.  A binlog position is a file and an offset (``binlog.000042:1234``); offsets are 32-bit in the
+binlog's event headers, so ``file number << 32 | offset`` orders every position of a server and is written
+like a PostgreSQL LSN (``2A/4D2``).  Change batches, ``progress.json`` and replay's applied position use that
+form (replay compares positions as numbers); the stream's documents also carry the ``file:offset`` text.
+
+The reader is python-mysql-replication (``pymysqlreplication``).  What it does that shapes the capture,
+from its source (1.0): with a binlog file and position it needs ``is_mariadb=False`` (with True it ignores
+them and starts at the first binlog) and ``resume_stream=True``; it names columns only from
+``binlog_row_metadata=FULL`` (else ``UNKNOWN_COL<n>``, or a lookup in information_schema at event time,
+which sees today's columns, not the event's), so capture keeps its own definition of every table and
+tells the decoder names, signedness and labels itself (:func:`.changes.prepare_binlog_columns`); it
+reconnects by itself on a lost connection, from the last event it read; it drops event types it does
+not know, so those are asked for and refused unless known to be harmless; it cannot read compressed
+binlog events (MySQL's transaction payloads, MariaDB's ``log_bin_compress``) and would skip their rows,
+so :func:`check_binlog_settings` refuses those settings.
+
+DDL.  :func:`classify` reads a query event's statement: transaction control, TRUNCATE, the one ALTER
+TABLE replay applies (``ADD COLUMN`` of a nullable column at the end), changes that touch no rows
+(indexes, comments, views, grants), and everything else, which stops capture when it names a captured
+table.  Statement-based DML (a session that set ``binlog_format=STATEMENT``) stops it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymysqlreplication import BinLogStreamReader
+
+from bulkmig.engines.postgres.pgoutput import format_lsn
+from bulkmig.errors import BulkmigError, ConfigError, PrivilegeError, SourceError
+from bulkmig.task import Task
+
+# Seconds between the server's heartbeats on an idle binlog connection (and the longest a batch waits).
+HEARTBEAT_SECONDS = 1.0
+
+ER_PARSE_ERROR = 1064
+ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
+
+# Event types python-mysql-replication does not decode that carry no row changes: anonymous GTID,
+# ignorable, transaction context, view change, heartbeat v2.  Any other unknown type stops capture.
+HARMLESS_EVENT_TYPES = frozenset({0x1C, 0x22, 0x24, 0x25, 0x29})
+
+logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # it warns on every connect otherwise
+
+
+# =========================================================================================== positions
+
+
+@dataclass(frozen=True)
+class BinlogPos:
+    """A binlog position: ``file`` (``binlog.000042``) and the byte ``pos`` in it."""
+
+    file: str
+    pos: int
+
+    @property
+    def basename(self) -> str:
+        return self.file.rsplit(".", 1)[0]
+
+    @property
+    def number(self) -> int:
+        suffix = self.file.rsplit(".", 1)[-1]
+        if not suffix.isdigit():
+            raise SourceError(f"binlog file name {self.file!r} has no number", "report this as a bulkmig bug")
+        return int(suffix)
+
+    @property
+    def ordinal(self) -> int:
+        """A number that orders every position of one server: file number << 32 | offset."""
+        return self.number << 32 | self.pos
+
+    @property
+    def lsn(self) -> str:
+        return format_lsn(self.ordinal)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}"
+
+    @classmethod
+    def parse(cls, text: str) -> BinlogPos:
+        """``binlog.000042:1234`` → BinlogPos."""
+        file, sep, pos = text.rpartition(":")
+        if not sep or not file or not pos.isdigit():
+            raise ConfigError(f"{text!r} is not a binlog position like binlog.000042:1234", "fix the position")
+        return cls(file, int(pos))
+
+    @classmethod
+    def from_ordinal(cls, basename: str, ordinal: int) -> BinlogPos:
+        return cls(f"{basename}.{ordinal >> 32:06d}", ordinal & 0xFFFFFFFF)
+
+
+# ====================================================================================== server facts
+
+
+def query_rows(conn: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, params)
+        return [tuple(v.decode() if isinstance(v, bytes | bytearray) else v for v in row) for row in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def server_variables(conn: Any, names: list[str]) -> dict[str, str]:
+    """Global variables by lower-case name; a variable the server does not have is simply absent."""
+    marks = ", ".join(["%s"] * len(names))
+    rows = query_rows(conn, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({marks})", names)
+    return {str(k).lower(): str(v) for k, v in rows}
+
+
+def binlog_status(conn: Any) -> BinlogPos | None:
+    """The position the server writes at now, or None with the binlog off.
+
+    ``SHOW BINARY LOG STATUS`` (MySQL 8.2+; 8.4 removed ``SHOW MASTER STATUS``), else ``SHOW MASTER
+    STATUS`` (MariaDB, older MySQL) when the first is a syntax error."""
+    try:
+        rows = query_rows(conn, "SHOW BINARY LOG STATUS")
+    except Exception as exc:
+        if error_code(exc) != ER_PARSE_ERROR:
+            raise
+        rows = query_rows(conn, "SHOW MASTER STATUS")
+    return BinlogPos(str(rows[0][0]), int(rows[0][1])) if rows and rows[0][0] else None
+
+
+def binary_logs(conn: Any) -> list[tuple[str, int]]:
+    """(file, size) of every binlog file the server still has, oldest first."""
+    return [(str(r[0]), int(r[1])) for r in query_rows(conn, "SHOW BINARY LOGS")]
+
+
+_GLOBAL_GRANT = re.compile(r"^GRANT\s+(.+?)\s+ON\s+\*\.\*\s+TO\s", re.I | re.S)
+
+
+def global_privileges(conn: Any) -> set[str]:
+    """The privileges ``SHOW GRANTS`` lists ON *.* for the current user, upper-case (``REPLICATION SLAVE``)."""
+    held: set[str] = set()
+    for (line,) in query_rows(conn, "SHOW GRANTS"):
+        m = _GLOBAL_GRANT.match(str(line))
+        if m:
+            held.update(p.strip().upper() for p in m.group(1).split(",") if p.strip())
+    return held
+
+
+# Each privilege capture needs, and the names that grant it (MariaDB 10.5 renamed REPLICATION CLIENT to
+# BINLOG MONITOR and keeps the old name as an alias; SHOW GRANTS prints the new one).
+NEEDED_PRIVILEGES: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("REPLICATION SLAVE", frozenset({"ALL PRIVILEGES", "ALL", "REPLICATION SLAVE", "REPLICATION REPLICA"}), "read"),
+    (
+        "REPLICATION CLIENT",
+        frozenset({"ALL PRIVILEGES", "ALL", "REPLICATION CLIENT", "BINLOG MONITOR"}),
+        "list",
+    ),
+)
+
+# Setting → (what it must be, the fix).  Checked by check_binlog_settings; absent variables are skipped
+# (a server without binlog_format logs rows only).
+_SETTING_FIXES = {
+    "binlog_format": ("ROW", "SET GLOBAL binlog_format = 'ROW'"),
+    "binlog_row_image": ("FULL", "SET GLOBAL binlog_row_image = 'FULL'"),
+    "binlog_row_value_options": ("", "SET GLOBAL binlog_row_value_options = ''"),
+    "binlog_transaction_compression": ("OFF", "SET GLOBAL binlog_transaction_compression = OFF"),
+    "log_bin_compress": ("OFF", "SET GLOBAL log_bin_compress = OFF"),
+}
+
+
+def check_binlog_settings(conn: Any, user: str | None = None) -> dict[str, Any]:
+    """Refuse a source that cannot feed change data capture, naming every server setting to change and
+    every privilege to grant; returns the facts capture records (server_id, server_uuid, binlog basename).
+
+    Needs: ``log_bin`` on, ``binlog_format=ROW``, ``binlog_row_image=FULL``, no partial JSON and no
+    compressed binlog events (python-mysql-replication cannot read them and would skip their rows), a
+    non-zero ``server_id``, and REPLICATION SLAVE + REPLICATION CLIENT (MariaDB: BINLOG MONITOR).
+    Uses no statement MySQL 8.4 removed.
+    """
+    names = ["log_bin", "log_bin_basename", "server_id", "server_uuid", "version", *_SETTING_FIXES]
+    found = server_variables(conn, names)
+    mariadb = "mariadb" in found.get("version", "").lower()
+    problems: list[str] = []
+    fixes: list[str] = []
+    if found.get("log_bin", "OFF").upper() not in ("ON", "1"):
+        problems.append("log_bin is OFF (the binary log is not written)")
+        fixes.append("start the server with log_bin (log-bin=binlog in [mysqld]; it cannot be turned on while running)")
+    for name, (wanted, fix) in _SETTING_FIXES.items():
+        value = found.get(name)
+        if value is not None and value.upper() != wanted:
+            problems.append(f"{name} is {value or 'empty'} (needs {wanted or 'empty'})")
+            fixes.append(fix)
+    if found.get("server_id", "1") == "0":
+        problems.append("server_id is 0 (the server refuses binlog readers)")
+        fixes.append("set server_id to a unique non-zero number")
+    settings_wrong = bool(problems)
+    held = global_privileges(conn)
+    missing = [name for name, grants, _ in NEEDED_PRIVILEGES if not held & grants]
+    if missing:
+        names_sql = ", ".join("BINLOG MONITOR" if m == "REPLICATION CLIENT" and mariadb else m for m in missing)
+        who = f"'{user}'@'<host>'" if user else "the migration user"
+        problems.append(f"the user lacks {' and '.join(missing)}")
+        fixes.append(f"as an admin run: GRANT {names_sql} ON *.* TO {who}")
+    if problems:
+        message = "the source cannot feed change data capture: " + "; ".join(problems)
+        hint = "; ".join(fixes)
+        if settings_wrong:
+            hint += (
+                " — and the same under [mysqld] in the server's option file so a restart keeps it; sessions "
+                "already connected keep their old binlog format, so reconnect the applications"
+            )
+            raise SourceError(message, hint)
+        raise PrivilegeError(message, hint)
+    return {
+        "server_id": int(found.get("server_id") or 0),
+        "server_uuid": found.get("server_uuid"),
+        "basename": os.path.basename(found.get("log_bin_basename") or "") or None,
+        "mariadb": mariadb,
+        "version": found.get("version"),
+    }
+
+
+def check_not_purged(conn: Any, start: BinlogPos, what: str) -> None:
+    """Refuse a start position whose binlog file the server no longer has (never skip past it)."""
+    logs = binary_logs(conn)
+    sizes = dict(logs)
+    if start.file in sizes:
+        if start.pos > sizes[start.file]:
+            raise SourceError(
+                f"{what} {start} lies past the end of {start.file} ({sizes[start.file]} bytes): the binlog was "
+                "reset or replaced",
+                "the changes since then cannot be read; a new full load is needed (bulkmig cleanup, then plan)",
+            )
+        return
+    oldest = logs[0][0] if logs else None
+    newer = oldest is not None and BinlogPos(oldest, 4).basename == start.basename
+    lost = f"everything from {start} up to the start of {oldest}" if newer else f"everything from {start}"
+    raise SourceError(
+        f"{what} {start} is in binlog file {start.file}, which the source has purged "
+        f"(oldest binlog now: {oldest or 'none'}): {lost} is lost to change data capture",
+        "a new full load is needed (bulkmig cleanup, then bulkmig plan); keep binlogs longer on the source "
+        "(binlog_expire_logs_seconds / expire_logs_days) while a migration runs",
+    )
+
+
+# ========================================================================================== connections
+
+
+def control_connection(task: Task) -> Any:
+    """A mysqlclient connection to the source (autocommit) for checks, positions and the stream's lock."""
+    from bulkmig.engines.mysql.connect import connect
+
+    conn = connect(task.source, database="")
+    conn.autocommit(True)
+    return conn
+
+
+def stream_connection_settings(task: Task) -> dict[str, Any]:
+    """PyMySQL keywords for python-mysql-replication's two connections (it always uses PyMySQL)."""
+    ep = task.source
+    params = dict(ep.params or {})
+    password = ep.password if ep.password is not None else os.environ.get("MYSQL_PWD")
+    settings: dict[str, Any] = {
+        "host": ep.host or "localhost",
+        "port": ep.port or 3306,
+        "user": ep.user or "",
+        "password": password or "",
+        "connect_timeout": int(params.get("connect_timeout", 10)),
+        "read_timeout": max(30, int(4 * HEARTBEAT_SECONDS)),
+    }
+    for key, arg in (("ssl_ca", "ssl_ca"), ("ssl_cert", "ssl_cert"), ("ssl_key", "ssl_key")):
+        value = params.get(key) or params.get(key.replace("_", "-"))
+        if value:
+            settings[arg] = value
+    mode = (params.get("ssl_mode") or params.get("ssl-mode") or params.get("sslmode") or "").upper()
+    if mode in ("VERIFY_CA", "VERIFY_IDENTITY"):
+        settings["ssl_verify_cert"] = True
+        settings["ssl_verify_identity"] = mode == "VERIFY_IDENTITY"
+    elif mode == "DISABLED":
+        settings["ssl_disabled"] = True
+    return settings
+
+
+def open_reader(task: Task, server_id: int, start: BinlogPos, schemas: list[str]) -> BinLogStreamReader:
+    """A blocking binlog reader from ``start`` (a transaction boundary) that hands over every event of the
+    given databases, heartbeats included, so the caller can follow the position through each one."""
+    return BinLogStreamReader(
+        connection_settings=stream_connection_settings(task),
+        server_id=server_id,
+        log_file=start.file,
+        log_pos=start.pos,
+        resume_stream=True,
+        blocking=True,
+        slave_heartbeat=HEARTBEAT_SECONDS,
+        only_schemas=schemas,
+        only_events=None,  # every event: the position is followed through each one (FDE, GTID lists, …)
+        filter_non_implemented_events=False,  # unknown event types are refused by the caller, not skipped
+        freeze_schema=True,  # a table map is read once per table id (ALTER TABLE gives the table a new one)
+        is_mariadb=False,  # True would ignore log_file/log_pos and start at the first binlog
+        enable_logging=False,
+    )
+
+
+def source_position(task: Task) -> int | None:
+    """Where the source writes its binlog now, as an ordinal (what ``replay --until-caught-up`` waits for);
+    None when it cannot be read."""
+    try:
+        conn = control_connection(task)
+    except BulkmigError:
+        return None
+    try:
+        now = binlog_status(conn)
+    except Exception as exc:
+        if error_code(exc) is None:
+            raise
+        return None
+    finally:
+        conn.close()
+    return now.ordinal if now is not None else None
+
+
+# ========================================================================================= DDL
+
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_QNAME = rf"({_IDENT})(?:\s*\.\s*({_IDENT}))?"
+# Strings and quoted names are kept; comments go, except MySQL's executable ones (/*!40000 … */), unwrapped.
+_COMMENTS = re.compile(
+    r"('(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`]|``)*`)|/\*M?!\d*(.*?)\*/|/\*.*?\*/|--[^\n]*\n?|#[^\n]*\n?",
+    re.S,
+)
+_TOKEN = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|\(|\)|,|[^\s(),`'\"]+", re.S)
+_OBJECT_KINDS = frozenset(
+    {
+        "TABLE",
+        "INDEX",
+        "VIEW",
+        "PROCEDURE",
+        "FUNCTION",
+        "TRIGGER",
+        "EVENT",
+        "DATABASE",
+        "SCHEMA",
+        "USER",
+        "ROLE",
+        "SERVER",
+        "SEQUENCE",
+        "PACKAGE",
+        "TABLESPACE",
+        "LOGFILE",
+        "SPATIAL",
+        "FULLTEXT",
+    }
+)
+_HARMLESS_OBJECTS = frozenset({"VIEW", "PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "USER", "ROLE", "SERVER"})
+_HARMLESS_VERBS = frozenset(
+    {"GRANT", "REVOKE", "FLUSH", "ANALYZE", "OPTIMIZE", "REPAIR", "CHECK", "SET", "INSTALL", "UNINSTALL"}
+)
+_DML_VERBS = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "CALL", "DO", "HANDLER"})
+# ALTER TABLE actions that change neither the columns nor the rows: nothing for replay to do.
+_NO_ROW_ACTIONS = re.compile(
+    r"^(?:ADD\s+(?:UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?(?:INDEX|KEY)\b|ADD\s+(?:CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY\b|"
+    r"DROP\s+(?:INDEX|KEY|FOREIGN\s+KEY|CONSTRAINT)\b|RENAME\s+(?:INDEX|KEY)\b|COMMENT\b|AUTO_INCREMENT\b|"
+    r"(?:DISABLE|ENABLE)\s+KEYS\b|ALGORITHM\b|LOCK\b|FORCE\b|ENGINE\b|ROW_FORMAT\b|KEY_BLOCK_SIZE\b|STATS_\w+\b|ALTER\s+(?:INDEX|KEY)\b)",
+    re.I,
+)
+_COLUMN_ATTRS = re.compile(
+    r"^(?:NULL|COMMENT\s+'(?:[^'\\]|\\.|'')*'|(?:CHARACTER\s+SET|CHARSET)\s+\w+|COLLATE\s+\w+|"
+    r"DEFAULT\s+NULL|DEFAULT\s+(-?\d+(?:\.\d+)?|'(?:[^'\\]|\\.|'')*'))$",
+    re.I | re.S,
+)
+
+
+def _unquote_ident(text: str) -> str:
+    return text[1:-1].replace("``", "`") if text.startswith("`") else text
+
+
+def mysql_string(literal: str) -> str:
+    body = literal[1:-1]
+    return re.sub(
+        r"''|\\(.)",
+        lambda m: "'" if m.group(0) == "''" else {"n": "\n", "t": "\t", "0": "\0"}.get(m.group(1), m.group(1)),
+        body,
+    )
+
+
+def _split_top(text: str) -> list[str]:
+    """Comma-separated clauses at nesting depth 0 (quotes and parentheses respected)."""
+    out, depth, start = [], 0, 0
+    for m in _TOKEN.finditer(text):
+        tok = m.group(0)
+        if tok == "(":
+            depth += 1
+        elif tok == ")":
+            depth -= 1
+        elif tok == "," and depth == 0:
+            out.append(text[start : m.start()].strip())
+            start = m.end()
+    out.append(text[start:].strip())
+    return [c for c in out if c]
+
+
+@dataclass
+class Statement:
+    """What a binlog query event means for capture."""
+
+    kind: str  # begin | commit | rollback | savepoint | xa | ignore | truncate | add_column | stop
+    tables: list[tuple[str, str]] = field(default_factory=list)  # (schema, table) named by it
+    text: str = ""
+    column: str | None = None  # add_column: the column and its definition
+    column_type: str | None = None
+    charset: str | None = None
+    default: str | None = None  # MySQL literal text ("5", "'abc'"), None = none / NULL
+    why: str = ""
+
+
+def classify(sql: str, default_schema: str) -> Statement:
+    """Read one query event's statement: transaction control, DDL (with the tables it names), or DML."""
+    text = _COMMENTS.sub(lambda m: m.group(1) or f" {m.group(2) or ''} ", sql).strip().rstrip(";").strip()
+    words = text.split(None, 3)
+    verb = words[0].upper() if words else ""
+    upper = text.upper()
+    if verb in ("BEGIN",) or upper.startswith("START TRANSACTION"):
+        return Statement("begin", text=text)
+    if verb == "COMMIT":
+        return Statement("commit", text=text)
+    if upper == "ROLLBACK" or upper.startswith("ROLLBACK WORK"):
+        return Statement("rollback", text=text)
+    if verb in ("SAVEPOINT", "RELEASE") or upper.startswith("ROLLBACK TO"):
+        return Statement("savepoint", text=text)
+    if verb == "XA":
+        return Statement("xa", text=text, why="XA transactions are not supported by capture")
+
+    def name(m: re.Match[str], first: int) -> tuple[str, str]:
+        a, b = m.group(first), m.group(first + 1)
+        return (_unquote_ident(a), _unquote_ident(b)) if b else (default_schema, _unquote_ident(a))
+
+    if verb == "TRUNCATE":
+        m = re.match(rf"TRUNCATE\s+(?:TABLE\s+)?{_QNAME}\s*$", text, re.I)
+        if m:
+            return Statement("truncate", [name(m, 1)], text)
+        return Statement("stop", text=text, why="a TRUNCATE capture cannot read")
+    if verb in _DML_VERBS:
+        return Statement("dml", text=text, why="a statement-based change (binlog_format is not ROW for that session)")
+    if verb in _HARMLESS_VERBS:
+        return Statement("ignore", text=text)
+    if verb == "RENAME":
+        if len(words) > 1 and words[1].upper() in ("USER",):
+            return Statement("ignore", text=text)
+        pairs = re.findall(rf"{_QNAME}\s+TO\s+{_QNAME}", text, re.I)
+        tables = [
+            (_unquote_ident(b), _unquote_ident(a)) if b else (default_schema, _unquote_ident(a))
+            for a, b, _c, _d in pairs
+        ]
+        return Statement("stop", tables, text, why="renaming a captured table")
+    if verb not in ("CREATE", "ALTER", "DROP"):
+        return Statement("stop", text=text, why="a statement capture does not know")
+    tokens = [t.upper() for t in text.split()[1:8]]
+    kind = next((t for t in tokens if t in _OBJECT_KINDS), "")
+    if kind in _HARMLESS_OBJECTS:
+        return Statement("ignore", text=text)
+    if kind in ("DATABASE", "SCHEMA"):
+        m = re.match(rf"\w+\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_IDENT})", text, re.I)
+        db = _unquote_ident(m.group(1)) if m else default_schema
+        if verb == "DROP":
+            return Statement("drop_schema", [(db, "*")], text, why="dropping a captured database")
+        return Statement("ignore", text=text)
+    if kind in ("INDEX", "SPATIAL", "FULLTEXT"):
+        m = re.search(rf"\bON\s+{_QNAME}", text, re.I)
+        return Statement("ignore", [name(m, 1)] if m else [], text)
+    if kind != "TABLE":
+        return Statement("ignore" if kind in ("SEQUENCE", "PACKAGE") else "stop", text=text, why="unknown DDL")
+    if verb == "DROP":
+        m = re.match(
+            r"DROP\s+(TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?(.*?)(?:\s+(?:RESTRICT|CASCADE))?$", text, re.I | re.S
+        )
+        if m and m.group(1):
+            return Statement("ignore", text=text)  # temporary tables are never captured
+        found = re.findall(_QNAME, m.group(2)) if m else []
+        tables = [
+            (_unquote_ident(a), _unquote_ident(b)) if b else (default_schema, _unquote_ident(a)) for a, b in found
+        ]
+        return Statement("stop", tables, text, why="dropping a captured table")
+    if verb == "CREATE":
+        m = re.match(
+            rf"CREATE\s+(?:OR\s+REPLACE\s+)?(TEMPORARY\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_QNAME}", text, re.I
+        )
+        if m and m.group(1):
+            return Statement("ignore", text=text)
+        replace = bool(re.match(r"CREATE\s+OR\s+REPLACE", text, re.I))
+        return Statement(
+            "create_table" if not replace else "stop", [name(m, 2)] if m else [], text, why="replacing a captured table"
+        )
+    m = re.match(rf"ALTER\s+(?:ONLINE\s+)?(?:IGNORE\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?{_QNAME}\s*(.*)$", text, re.I | re.S)
+    if not m:
+        return Statement("stop", text=text, why="an ALTER TABLE capture cannot read")
+    table = name(m, 1)
+    actions = _split_top(m.group(3))
+    if all(_NO_ROW_ACTIONS.match(a) for a in actions):
+        return Statement("ignore", [table], text)
+    if len(actions) == 1:
+        added = _add_column(actions[0])
+        if added is not None:
+            return Statement("add_column", [table], text, *added)
+    return Statement("stop", [table], text, why="a table change replay cannot apply safely")
+
+
+def _add_column(action: str) -> tuple[str, str, str | None, str | None] | None:
+    """(column, type, charset, default literal) for ``ADD [COLUMN] c <type> [NULL] [DEFAULT …]`` of a
+    nullable column at the end of the table; None for anything else (FIRST/AFTER, NOT NULL, …)."""
+    tokens = [t for t in _TOKEN.findall(action)]
+    if not tokens or tokens[0].upper() != "ADD":
+        return None
+    i = 1
+    if i < len(tokens) and tokens[i].upper() == "COLUMN":
+        i += 1
+    if tokens[i : i + 3] and [t.upper() for t in tokens[i : i + 3]] == ["IF", "NOT", "EXISTS"]:
+        i += 3
+    if i + 1 >= len(tokens) or tokens[i] == "(":
+        return None
+    column = _unquote_ident(tokens[i])
+    name, args, mods = tokens[i + 1], "", []
+    j = i + 2
+    if j < len(tokens) and tokens[j] == "(":
+        depth = 0
+        while j < len(tokens):
+            args += tokens[j]
+            depth += {"(": 1, ")": -1}.get(tokens[j], 0)
+            j += 1
+            if depth == 0:
+                break
+    while j < len(tokens) and tokens[j].upper() in ("UNSIGNED", "SIGNED", "ZEROFILL"):
+        mods.append(tokens[j].lower())
+        j += 1
+    column_type = " ".join([name.lower() + args, *mods])
+    rest = " ".join(tokens[j:])
+    charset, default = None, None
+    for attr in re.findall(
+        r"NULL|COMMENT\s+'(?:[^'\\]|\\.|'')*'|(?:CHARACTER\s+SET|CHARSET)\s+\w+|COLLATE\s+\w+|"
+        r"DEFAULT\s+(?:'(?:[^'\\]|\\.|'')*'|\S+)|\S+",
+        rest,
+        re.I | re.S,
+    ):
+        m = _COLUMN_ATTRS.match(attr)
+        if not m:
+            return None  # NOT NULL, FIRST, AFTER, AUTO_INCREMENT, GENERATED, keys, ON UPDATE …
+        upper = attr.upper()
+        if upper.startswith(("CHARACTER", "CHARSET")):
+            charset = attr.split()[-1]
+        elif upper.startswith("DEFAULT") and m.group(1):
+            default = m.group(1)
+    return column, column_type, charset, default
+
+
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "BinlogPos",
+    "Statement",
+    "binary_logs",
+    "binlog_status",
+    "check_binlog_settings",
+    "check_not_purged",
+    "classify",
+    "control_connection",
+    "error_code",
+    "global_privileges",
+    "mysql_string",
+    "open_reader",
+    "query_rows",
+    "source_position",
+]
