@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test soak demo bench clean
 
 install:
 	$(PYTHON) -m pip install -q -e '.[test]'
@@ -23,6 +23,11 @@ test: install
 	@rc=0; $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; counting that as a failure" >&2; exit 1; fi; \
 	exit $$rc
+
+# Minutes of full-load-and-cdc under pgbench with faults injected (tests/soak); `make test` skips it.
+SOAK_SECONDS ?= 300
+soak: install
+	BULKMIG_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) -m pytest -q -rA -s tests/soak $(PYTEST_ARGS)
 
 demo: install
 	$(PYTHON) -m bulkmig.demo $(ARGS)
