@@ -78,7 +78,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from bulkmig.extract import extract
 
-    extract(_task(args), workers=args.workers, agent=args.agent, progress=not args.quiet)
+    extract(
+        _task(args),
+        workers=args.workers,
+        agent=args.agent,
+        progress=not args.quiet,
+        redo=args.redo,
+        not_consistent=args.not_consistent,
+    )
     return EXIT_OK
 
 
@@ -260,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("extract", cmd_extract, "extract the planned parts onto the volume (resumes)")
     p.add_argument("--workers", type=int, help="parallel readers (default: settings.workers)")
     p.add_argument("--agent", metavar="I/N", help="take only this agent's share of the parts, e.g. 2/4")
+    p.add_argument(
+        "--redo",
+        nargs="+",
+        metavar="PART",
+        help="re-extract these parts (as `volume verify` names them, or schema.table[:N]) even if present",
+    )
+    p.add_argument(
+        "--not-consistent",
+        action="store_true",
+        help="read in a new snapshot when the plan's (or the other parts') snapshot is gone",
+    )
 
     vol = sub.add_parser("volume", help="seal, verify or import a volume").add_subparsers(
         dest="volume_command", metavar="ACTION", required=True

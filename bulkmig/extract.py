@@ -309,6 +309,83 @@ def _extract_foreign(
     )
 
 
+def resolve_parts(plan: Plan, specs: list[str]) -> list[tuple[Table, int]]:
+    """The plan's parts named by ``specs``: a part or sidecar key as `volume verify` prints it
+    (``data/public/film/part-00003.parquet``), ``schema.table:3``, or ``schema.table`` for all its parts."""
+    by_name = {(t.schema, t.name): t for t in plan.tables}
+    by_qualified = {t.qualified: t for t in plan.tables}
+    out: list[tuple[Table, int]] = []
+    for spec in specs:
+        parsed = layout.parse_data_key(spec.strip().lstrip("/"))
+        if parsed is not None:
+            table, index = by_name.get((parsed[0], parsed[1])), parsed[2]
+            wanted = [index] if table is not None else []
+        else:
+            name, _, number = spec.rpartition(":") if ":" in spec else (spec, "", "")
+            table = by_qualified.get(name)
+            wanted = [int(number)] if number.isdigit() else [p.index for p in table.partitions] if table else []
+        if table is None or not wanted or any(i >= len(table.partitions) for i in wanted):
+            raise ConfigError(
+                f"--redo {spec!r} names no part of this plan",
+                "give a part key as `bulkmig volume verify` prints it (data/<schema>/<table>/part-00003.parquet), "
+                "schema.table:3, or schema.table for all of its parts",
+            )
+        out.extend((table, i) for i in wanted if (table, i) not in out)
+    return out
+
+
+def _refuse_inconsistent_redo(plan: Plan, parts: list[tuple[Table, int]], snapshot_held: bool) -> None:
+    """``--redo`` without ``--not-consistent`` must read in the very snapshot the rest of the volume shows."""
+    if snapshot_held:
+        return
+    names = ", ".join(f"{t.qualified}:{i}" for t, i in parts[:5]) + (" …" if len(parts) > 5 else "")
+    cdc = plan.migration_type == "full-load-and-cdc"
+    raise SourceError(
+        f"cannot re-extract {names} in the snapshot the rest of the volume was read in: that snapshot is gone "
+        "(it lives only while the process that took it runs)",
+        "either add --not-consistent to read them now ("
+        + (
+            "change replay from the plan's position converges them: every applied change is idempotent"
+            if cdc
+            else "the volume then shows two moments of the source: fine for a quiet source"
+        )
+        + "), or start over with `bulkmig plan --restart`",
+    )
+
+
+def _snapshot_alive(task: Task, plan: Plan) -> bool:
+    """Whether the plan's exported snapshot can still be imported (its holder, `bulkmig plan`, still runs)."""
+    conn = connect(task.source, autocommit=True)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(str(plan.snapshot['name']))}")
+        return True
+    except psycopg.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _refuse_keyless_convergence(plan: Plan, parts: list[tuple[Table, int]]) -> None:
+    """Replay converges parts read after the stream's start only by idempotent upserts and deletes by key;
+    a table without a primary key would get the changes in between twice."""
+    keyless = sorted({t.qualified for t, _ in parts if not t.primary_key})
+    if plan.migration_type == "full-load-and-cdc" and keyless:
+        raise SourceError(
+            f"--not-consistent cannot be exact for {', '.join(keyless)}: without a primary key, replaying the "
+            "changes made since the stream's start onto rows read later would apply some of them twice",
+            "start over with `bulkmig plan --restart` (or add a primary key to those tables first)",
+        )
+
+
+def _clear_parts(store: Store, parts: list[tuple[Table, int]]) -> None:
+    """Remove the sidecars first (a part without one does not exist), then the parts themselves."""
+    for table, index in parts:
+        store.delete(layout.sidecar_key(table.schema, table.name, index))
+    for table, index in parts:
+        store.delete(layout.part_key(table.schema, table.name, index))
+
+
 def extract(
     task: Task,
     *,
@@ -316,17 +393,32 @@ def extract(
     agent: str | None = None,
     snapshot: str | None = None,
     progress: bool = True,
+    redo: list[str] | None = None,
+    not_consistent: bool = False,
 ) -> ExtractReport:
     """Extract every part of the plan not yet on the volume (this agent's share with ``--agent I/N``).
 
     ``snapshot`` is an already exported snapshot to read in (``migrate`` passes the plan's, held open);
     without one, extraction exports its own and holds it for its whole run.
+
+    ``redo`` re-extracts the named parts (damaged or altered ones `volume verify` named), whatever their
+    sidecars say.  That is exact only inside the snapshot the other parts were read in, which only a
+    full-load-and-cdc plan still running can offer; otherwise ``not_consistent`` must say that reading
+    them at a later moment is acceptable.
     """
     store = open_store(task.volume, task.volume_s3_options())
     plan = load_plan_for(task, store)
     encrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
+    if redo:
+        mine = resolve_parts(plan, redo)
+        held = plan.snapshot.get("exported_by") == "replication-slot" and _snapshot_alive(task, plan)
+        _refuse_inconsistent_redo(plan, mine, held or not_consistent)
+        if not held:
+            _refuse_keyless_convergence(plan, mine)
+        _clear_parts(store, mine)
+        say(f"extract: --redo: re-extracting {len(mine)} part(s); seal and import the volume again afterwards")
     sidecars = read_sidecars(store, plan.volume_id)
     todo = [(t, i) for t, i in mine if not part_is_done(store, sidecars.get(layout.sidecar_key(t.schema, t.name, i)))]
     # The snapshots every part already on the volume (any agent's) was read in.
@@ -349,10 +441,14 @@ def extract(
     if snapshot is None and plan.snapshot.get("exported_by") == "replication-slot":
         # Change replay starts at the slot's snapshot: the parts must come from that very snapshot.
         snapshot = plan.snapshot["name"]
+        if not_consistent and not _snapshot_alive(task, plan):
+            _refuse_keyless_convergence(plan, todo)
+            say(f"extract: --not-consistent: the plan's snapshot is gone; reading {len(todo)} parts in a new one")
+            snapshot = ""  # export a fresh snapshot below
     holder = connect(task.source, autocommit=True)
     try:
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        if snapshot is None:
+        if not snapshot:
             snapshot, lsn = holder.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
         else:
             lsn = plan.snapshot.get("lsn")
@@ -361,8 +457,9 @@ def extract(
             except psycopg.Error:
                 raise SourceError(
                     f"the plan's snapshot {snapshot} is gone (the process that held it has ended)",
-                    "for full-load-and-cdc, keep `bulkmig plan` running while extracting (it holds the snapshot),"
-                    " or re-plan a fresh volume with `bulkmig plan --force`",
+                    "for full-load-and-cdc, keep `bulkmig plan` running while extracting (it holds the snapshot);"
+                    " else `bulkmig extract --not-consistent` reads the remaining parts now (replay from the"
+                    " plan's position converges them), or `bulkmig plan --restart` starts over",
                 ) from None
         _check_columns(holder, plan)
         if todo and earlier - {snapshot}:
