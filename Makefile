@@ -11,6 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: install lint test soak demo bench clean
 
 install:
+	bash .ci/system-deps
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
