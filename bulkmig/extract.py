@@ -285,7 +285,7 @@ def _extract_foreign(
     WITH CONSISTENT SNAPSHOT per reader, the binlog position, UNLOCK — so every part of this run shows the
     source at one moment, at or after the plan's position.  Each sidecar records that position.  A full
     load is consistent as of it; with change capture, replay starts at the plan's (earlier) position and
-    converges over these parts because every applied change is idempotent (DESIGN §5).
+    skips, per table, the changes older than the position its parts were read at (``replay.volume_marks``).
     """
     snap = source.open_snapshot(task.source, n_workers, batch_rows=int(plan.settings["max_row_group_rows"]))
     try:
@@ -367,10 +367,13 @@ def _snapshot_alive(task: Task, plan: Plan) -> bool:
 
 
 def _refuse_keyless_convergence(plan: Plan, parts: list[tuple[Table, int]]) -> None:
-    """Replay converges parts read after the stream's start only by idempotent upserts and deletes by key;
-    a table without a primary key would get the changes in between twice."""
+    """From PostgreSQL, replay converges parts read after the stream's start only by idempotent upserts and
+    deletes by key: a table without a primary key would get the changes in between twice.  (A MySQL
+    stream skips, per table, the changes older than the snapshot its parts were read in — exact, and
+    replay itself refuses a key-less table whose parts were read at different moments.)"""
     keyless = sorted({t.qualified for t, _ in parts if not t.primary_key})
-    if plan.migration_type == "full-load-and-cdc" and keyless:
+    postgres = plan.source.get("engine", "postgresql") == "postgresql"
+    if plan.migration_type == "full-load-and-cdc" and postgres and keyless:
         raise SourceError(
             f"--not-consistent cannot be exact for {', '.join(keyless)}: without a primary key, replaying the "
             "changes made since the stream's start onto rows read later would apply some of them twice",

@@ -324,9 +324,10 @@ def plan_foreign(task: Task, store: Store, source: ModuleType) -> Plan:
 
     The catalog is read inside one consistent snapshot whose source position (MySQL: binlog file/position
     and GTID set) becomes ``plan.snapshot``: change capture starts there.  MySQL cannot hand a snapshot to
-    another process, so ``extract`` takes its own, later one; replaying changes from the plan's position
-    over those parts converges because every applied change is idempotent (DESIGN §5).  The conversion's
-    DDL and assessment report are written next to the plan, so ``load`` applies exactly what it says.
+    another process, so ``extract`` takes its own, later one, recorded in each sidecar; replay starts at the
+    plan's position and skips, per table, the changes its parts already hold (``replay.volume_marks``).
+    The conversion's DDL and assessment report are written next to the plan, so ``load`` applies exactly
+    what it says.
     """
     from bulkmig.convert import convert
 

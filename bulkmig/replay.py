@@ -46,19 +46,36 @@ drift of that one batch only; or starts again with a new full load.  Independent
 every column a batch sends must exist on the target, so data never lands in the wrong column.
 
 Names: every identifier is quoted; generated SQL qualifies user columns by our aliases, so columns
-named ``Op``, ``__op``, ``s`` or ``select`` are just columns.  Table and column names go through the
-task's table mappings (rename rules, removed columns) exactly as the full load did.
+named ``Op``, ``__op``, ``s`` or ``select`` are just columns.  A PostgreSQL stream carries source names:
+table and column names go through the task's table mappings (rename rules, removed columns, selection)
+exactly as the full load did.  A stream whose ``stream.json`` says ``"names": "target"`` (MySQL capture
+writes the names conversion gave the target tables, for the tables the plan selected) is applied as it
+is: mapping those names again would rename them twice.
+
+Changes the loaded rows already hold (MySQL sources).  A PostgreSQL plan's slot exports the snapshot every
+part is read in, so the stream starts exactly where the parts end.  MySQL cannot hand a snapshot to another
+process: capture starts at the plan's binlog position, while ``extract`` reads in its own, later snapshot,
+whose position each part's sidecar records.  Replaying the changes in between onto rows that already hold
+them converges only through idempotent upserts; a table without a key would get those inserts twice.  So
+for a MySQL stream replay reads the imported volume's sidecars and, per table, skips every change committed
+at or before the snapshot its parts were read in (:class:`TableMark`; which positions compare how is
+``engines/mysql/binlog.in_snapshot``), exactly.  Parts of one table read in different snapshots (extract
+resumed in a new run, or agents): a keyed table skips up to the lowest one (idempotent apply converges from
+there); a table without a key is refused.  A column added on the source before the snapshot is not in the
+parts (extract reads the planned columns): the changes after that ADD COLUMN are applied again (keyed) or
+refused (no key).  The applied position moves over skipped changes like over applied ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,6 +97,8 @@ from bulkmig.errors import (
     TargetError,
 )
 from bulkmig.log import human_bytes, human_duration, say
+from bulkmig.manifest import PartManifest
+from bulkmig.plan import Plan as VolumePlan
 from bulkmig.retry import Reason, Retry
 from bulkmig.store import NotFound, Store, open_store
 from bulkmig.task import Task
@@ -393,15 +412,28 @@ def _p(name: str) -> str:
 class ApplyStats:
     changes: int = 0  # change rows in the batch
     statements: int = 0
+    skipped: int = 0  # changes the rows loaded from the volume already hold (TableMark)
     missing: int = 0  # updates/deletes that found no row (delete-if-present is fine; updates are counted)
 
 
 class Applier:
     """Applies batches on one target connection; caches target catalogs between batches."""
 
-    def __init__(self, conn: psycopg.Connection, task: Task) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        task: Task,
+        *,
+        names_are_target: bool = False,
+        marks: Mapping[tuple[str, str], TableMark] | None = None,
+    ) -> None:
         self.conn = conn
         self.task = task
+        self.names_are_target = names_are_target  # the stream's names are the target's: no mapping applies
+        self.marks: dict[tuple[str, str], TableMark] = {}  # target table -> what its loaded rows already hold
+        self._marks_below: int | None = None
+        self.use_marks(marks or {})
+        self._ordinals: dict[str, int] = {}
         self._tables: dict[tuple[str, str], TargetTable] = {}
         self._tmp = 0
         self._temps: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
@@ -409,12 +441,25 @@ class Applier:
 
     # ------------------------------------------------------------------ names and catalogs
 
+    def use_marks(self, marks: Mapping[tuple[str, str], TableMark]) -> None:
+        """Skip the changes these tables' loaded rows already hold (see :class:`TableMark`)."""
+        self.marks = dict(marks)
+        self._marks_below = max((m.below for m in self.marks.values()), default=None)
+
     def forget(self) -> None:
         """Drop the cached catalogs (after a rollback or a schema change)."""
         self._tables.clear()
 
     def target_names(self, schema: str, table: str) -> tuple[str, str]:
+        if self.names_are_target:
+            return schema, table
         return self.task.mappings.target_table_name(schema, table)
+
+    def target_columns(self, schema: str, table: str, columns: Sequence[str]) -> dict[str, str]:
+        """Stream column -> target column, those the mappings remove left out (none for a target-name stream)."""
+        if self.names_are_target:
+            return {c: c for c in columns}
+        return self.task.mappings.target_columns(schema, table, columns)
 
     def target_table(self, schema: str, table: str) -> TargetTable:
         tname = self.target_names(schema, table)
@@ -431,6 +476,8 @@ class Applier:
 
     def selected(self, schema: str, table: str) -> bool:
         """Whether the table mappings move this table (a change of another one is skipped, said once)."""
+        if self.names_are_target:
+            return True  # capture wrote only the tables the plan selected, under their target names
         chosen = self._selected.get((schema, table))
         if chosen is None:
             chosen = self._selected[(schema, table)] = bool(self.task.mappings.select([(schema, table)]))
@@ -441,7 +488,7 @@ class Applier:
     def plan(self, changes: TableChanges) -> Plan:
         """Map the batch's columns onto the target table; refuse any column the target lacks."""
         table = self.target_table(changes.schema, changes.table)
-        mapped = self.task.mappings.target_columns(changes.schema, changes.table, changes.columns)
+        mapped = self.target_columns(changes.schema, changes.table, changes.columns)
         where = f"{table.schema}.{table.name}"
         missing = [f"{dst!r}" for dst in mapped.values() if dst not in table.types]
         if missing:
@@ -486,14 +533,19 @@ class Applier:
         """Apply ``batch`` inside the caller's transaction (drift first, then truncates, then rows)."""
         stats = ApplyStats(changes=batch.rows)
         self._temps = {}  # the previous transaction dropped them
+        self._ordinals = {}
         where = ""
         try:
             self.apply_drift(batch, accept_drift)
             plans = []
+            marked = self._marks_below is not None and _in_snapshot(_lsn(batch.first_pos), self._marks_below)
             for t in batch.tables:
                 if t.rows and self.selected(t.schema, t.table):
                     where = f" into {t.schema}.{t.table}"
-                    plans.append(self.plan(t))
+                    if marked:
+                        t = self.unseen(t, stats)
+                    if t.rows:
+                        plans.append(self.plan(t))
             truncated = [p for p in plans if any(r.op == "T" for r in p.changes.rows)]
             if truncated:
                 where = " (TRUNCATE)"
@@ -515,6 +567,43 @@ class Applier:
                 "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
             ) from exc
         return stats
+
+    def unseen(self, changes: TableChanges, stats: ApplyStats) -> TableChanges:
+        """The table's changes that its rows loaded from the volume do not hold yet (see :class:`TableMark`).
+
+        Changes after an ADD COLUMN the parts do not hold (the source added it before their snapshot) are
+        all kept for a keyed table: the parts lack that column's values and applying again is idempotent.
+        """
+        mark = self.marks.get(self.target_names(changes.schema, changes.table))
+        if mark is None:
+            return changes
+        from bulkmig.engines.mysql.binlog import in_snapshot  # only MySQL streams have marks
+
+        kept = [r for r in changes.rows if not in_snapshot(self._ordinal(r.pos), mark.below)]
+        if len(kept) == len(changes.rows):
+            return changes
+        mapped = self.target_columns(changes.schema, changes.table, changes.columns)
+        added = [c for c in mapped.values() if c not in mark.columns]
+        if added:
+            if self.plan(changes).key:
+                return changes
+            raise PlanError(
+                f"column(s) {', '.join(map(repr, added))} of {mark.table} were added on the source before the "
+                f"snapshot its rows were read in ({', '.join(mark.snapshots)}), so the loaded rows lack their "
+                "values, and the table has no key to apply the changes since again without doubling rows",
+                "re-plan now that the schema change is done (`bulkmig plan --restart`) and load again",
+            )
+        stats.skipped += len(changes.rows) - len(kept)
+        return replace(changes, rows=kept)
+
+    def _ordinal(self, pos: str) -> int:
+        found = self._ordinals.get(pos)
+        if found is None:
+            found = _lsn(pos)
+            if found is None:
+                raise IntegrityError(f"a change batch row has position {pos!r}", "expected an LSN like 2A/4D2")
+            self._ordinals[pos] = found
+        return found
 
     def run(self, statement: str, params: Sequence[Any] | None = None, *, stats: ApplyStats) -> int:
         stats.statements += 1
@@ -560,7 +649,7 @@ class Applier:
         refused for an expression (``now()``, ``nextval(…)``), whose value on the source rows replay
         cannot know.
         """
-        mapped = self.task.mappings.target_columns(schema, table, [column])
+        mapped = self.target_columns(schema, table, [column])
         if column not in mapped:
             return None  # the mappings do not move this column
         # The table's own type list in this batch is the most precise; the drift record is the fallback.
@@ -892,6 +981,137 @@ def _describe(change: dict[str, object]) -> str:
     return f"column {column!r} {kind.removeprefix('column ')}" if column else kind
 
 
+# ============================================================================================ snapshot marks
+
+
+@dataclass(frozen=True)
+class TableMark:
+    """What the rows of one table loaded from the volume already hold (MySQL sources; module docstring).
+
+    ``below`` is the binlog ordinal of the snapshot the table's parts were read in — the lowest, when they
+    were read in several — and ``engines/mysql/binlog.in_snapshot(pos, below)`` says whether a change is
+    already in them: replay skips those.
+    """
+
+    table: str  # the source table, schema.table, for messages
+    below: int
+    snapshots: tuple[str, ...]  # the distinct snapshot positions (binlog file:offset), lowest first
+    columns: frozenset[str]  # the target columns the parts hold values of (the plan's)
+    source_key: bool  # the source table has a primary key (the stream sends it as the key)
+
+    @property
+    def mixed(self) -> bool:
+        """The parts were read in more than one snapshot."""
+        return len(self.snapshots) > 1
+
+
+def snapshot_marks(
+    plan: VolumePlan, positions: Mapping[tuple[str, str, int], Mapping[str, Any] | None], basename: str | None = None
+) -> dict[tuple[str, str], TableMark]:
+    """Target (schema, table) -> :class:`TableMark`, from each part's sidecar ``source_position`` (by source
+    schema, table and part index) of a MySQL plan.  ``basename``: the stream's binlog base name, which
+    every position must share (ordinals of another binlog mean nothing)."""
+    from bulkmig.engines.mysql.binlog import snapshot_position
+
+    out: dict[tuple[str, str], TableMark] = {}
+    for table in plan.tables:
+        found = []
+        for part in table.partitions:
+            pos = snapshot_position(positions.get((table.schema, table.name, part.index)))
+            if pos is None or (basename and pos.basename != basename):
+                what = f"binlog position {pos}, not in the stream's {basename}.* files" if pos else "no binlog position"
+                raise IntegrityError(
+                    f"part {part.index} of {table.qualified} on volume {plan.volume_id} records {what}, so replay "
+                    "cannot tell which changes its rows already hold",
+                    "extract with the binlog on (log_bin) from the server the stream reads, or re-plan "
+                    "(`bulkmig plan --restart`)",
+                )
+            found.append(pos)
+        if not found:
+            continue
+        distinct = sorted(set(found), key=lambda p: p.ordinal)
+        out[table.target_qualified] = TableMark(
+            table=table.qualified,
+            below=distinct[0].ordinal,
+            snapshots=tuple(str(p) for p in distinct),
+            columns=frozenset(c.target for c in table.columns),
+            source_key=bool(table.primary_key),
+        )
+    return out
+
+
+def refuse_mixed_keyless(
+    marks: Mapping[tuple[str, str], TableMark], has_key: Callable[[tuple[str, str]], bool]
+) -> None:
+    """Refuse a table without a key whose parts were read in different snapshots: the changes between them
+    are in some of its loaded rows and not in others, and no key says which rows.  ``has_key(target)``:
+    whether the target table has a primary key after all (replay then applies by it, idempotently)."""
+    bad = [m for t, m in marks.items() if m.mixed and not m.source_key and not has_key(t)]
+    if bad:
+        m = bad[0]
+        others = f" (and {', '.join(b.table for b in bad[1:])})" if len(bad) > 1 else ""
+        raise PlanError(
+            f"table {m.table}{others} has no primary key and its parts were read in {len(m.snapshots)} different "
+            f"snapshots (binlog {', '.join(m.snapshots)}): replay cannot apply the changes between them exactly",
+            "re-extract the table in one extract run and load it again, or re-plan (`bulkmig plan --restart`)",
+        )
+
+
+def volume_marks(task: Task, stream: Stream) -> dict[tuple[str, str], TableMark]:
+    """The :class:`TableMark` of every table of the imported volume, for a MySQL stream; {} for any other
+    stream (a PostgreSQL plan's parts are all read in the slot's own snapshot), for ``migration_type: cdc``
+    and when the bucket holds no volume (nothing was loaded from one).  Sidecars are checked against the
+    sealed manifest: a wrong position would skip or repeat changes silently."""
+    doc = stream.document(STREAM_MANIFEST) or {}
+    if str(doc.get("engine") or task.source.engine) != "mysql" or task.migration_type == "cdc":
+        return {}
+    from bulkmig.load import find_volume
+
+    try:
+        volume, manifest, plan = find_volume(task)
+    except PlanError:
+        if any(i.key.endswith("/" + layout.VOLUME_MANIFEST) for i in stream.store.list("volumes/")):
+            raise
+        say(f"replay: {task.bucket} holds no imported volume: every change of stream {stream.stream_id} is applied")
+        return {}
+    positions: dict[tuple[str, str, int], Mapping[str, Any] | None] = {}
+    for table, index in plan.parts():
+        key = layout.sidecar_key(table.schema, table.name, index)
+        where = f"{volume.url}/{key}"
+        try:
+            data = volume.get_bytes(key)
+        except NotFound:
+            raise IntegrityError(f"{where} is missing from the imported volume", "re-import the volume") from None
+        entry = manifest.entry(key)
+        if entry is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise IntegrityError(f"{where} does not match the sealed manifest", "re-import the volume") from None
+        positions[(table.schema, table.name, index)] = PartManifest.from_bytes(data, where).source_position
+    marks = snapshot_marks(plan, positions, doc.get("basename"))
+    start = _lsn(doc.get("start_pos"))
+    early = [m for m in marks.values() if start is not None and m.below < start]
+    if early:
+        raise IntegrityError(
+            f"the parts of {early[0].table} were read at binlog {early[0].snapshots[0]}, before change stream "
+            f"{stream.stream_id} starts ({doc.get('start_binlog')}): the changes in between are in neither",
+            "the stream and the volume come from different plans; start over with a new plan and a new stream",
+        )
+    return marks
+
+
+def _in_snapshot(pos: int | None, below: int) -> bool:
+    from bulkmig.engines.mysql.binlog import in_snapshot  # only MySQL streams have marks
+
+    return pos is not None and in_snapshot(pos, below)
+
+
+def names_are_target(task: Task, stream: Stream) -> bool:
+    """Whether the stream carries target names (``stream.json``: ``"names": "target"``; MySQL capture)."""
+    doc = stream.document(STREAM_MANIFEST)
+    if doc is None:
+        return task.source.engine == "mysql"
+    return doc.get("names") == "target"
+
+
 # ============================================================================================ streams
 
 
@@ -994,6 +1214,7 @@ class ReplayReport:
     missing_rows: int = 0  # updates that found no row to change on the target
     exact_batches: int = 0  # batches replayed change by change after the bulk path hit a reorder conflict
     pending: int = 0  # batches in the bucket not applied when the run ended
+    snapshot_skipped: int = 0  # changes skipped because the rows loaded from the volume already hold them
 
     @property
     def changes_per_second(self) -> float:
@@ -1051,12 +1272,22 @@ def source_position(task: Task) -> int | None:
 class _Runner:
     """One replay run: the lock, the next batch to apply, gap detection, and the report."""
 
-    def __init__(self, task: Task, stream: Stream, conn: psycopg.Connection, report: ReplayReport) -> None:
+    def __init__(
+        self,
+        task: Task,
+        stream: Stream,
+        conn: psycopg.Connection,
+        report: ReplayReport,
+        *,
+        marks: Mapping[tuple[str, str], TableMark] | None = None,
+        target_names: bool = False,
+    ) -> None:
         self.task = task
         self.stream = stream
         self.conn = conn
         self.report = report
-        self.applier = Applier(conn, task)
+        self.marks = dict(marks or {})
+        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks)
         self.next_seq: int | None = None  # None: no position yet and no batch seen
         self.gap_since: float | None = None
         # The next batch is downloaded and decoded while this one is applied (the server's work
@@ -1094,7 +1325,28 @@ class _Runner:
         if pos is not None:
             self.next_seq = pos[0] + 1
             self.report.applied_seq, self.report.applied_pos, self.report.last_commit_ts = pos
+        self._use_marks(_lsn(pos[1]) if pos is not None else None)
         self.check_gap(self.stream.batches())
+
+    def _use_marks(self, applied: int | None) -> None:
+        """Forget the snapshot marks once the target is past all of them (every change still to come is
+        newer); else refuse what cannot be exact, and say what is skipped."""
+        if not self.marks:
+            return
+        if applied is not None and not any(_in_snapshot(applied, m.below) for m in self.marks.values()):
+            self.marks.clear()
+            self.applier.use_marks({})
+            return
+        refuse_mixed_keyless(self.marks, self._target_has_key)
+        seen = sorted({s for m in self.marks.values() for s in m.snapshots})
+        say(
+            f"replay: the loaded rows were read at binlog {', '.join(seen)}; the changes of each table committed "
+            "before its rows were read are skipped"
+        )
+
+    def _target_has_key(self, target: tuple[str, str]) -> bool:
+        table = read_target_table(self.conn, *target)
+        return table is not None and bool(table.primary_key)
 
     def check_gap(self, seqs: list[int]) -> bool:
         """True when the next batch is known to be missing while later ones exist; raises after the grace."""
@@ -1144,6 +1396,7 @@ class _Runner:
         r.seconds += elapsed
         r.missing_rows += stats.missing
         r.exact_batches += exact
+        r.snapshot_skipped += stats.skipped
         r.applied_seq, r.applied_pos = batch.seq, batch.last_pos
         commit_ts = _last_commit(batch)
         if commit_ts is not None:
@@ -1155,7 +1408,9 @@ class _Runner:
         say(
             f"replay: batch {batch.seq} applied: {batch.transactions:,} transactions, {batch.rows:,} changes "
             f"in {elapsed:.2f}s ({rate:,.0f} changes/s){' change by change' if exact else ''}; "
-            f"through {batch.last_pos}{lag}" + (f"; {stats.missing:,} updates found no row" if stats.missing else "")
+            f"through {batch.last_pos}{lag}"
+            + (f"; {stats.skipped:,} already in the loaded rows, skipped" if stats.skipped else "")
+            + (f"; {stats.missing:,} updates found no row" if stats.missing else "")
         )
         return True
 
@@ -1234,12 +1489,14 @@ def _run(
     poll_interval: float,
     stop: threading.Event,
     session: dict[str, bool],
+    marks: Mapping[tuple[str, str], TableMark],
+    target_names: bool,
 ) -> None:
     """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
     conn = _open_target(task)
     runner: _Runner | None = None
     try:
-        runner = _Runner(task, stream, conn, report)
+        runner = _Runner(task, stream, conn, report, marks=marks, target_names=target_names)
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
@@ -1303,6 +1560,8 @@ def replay(
     store = stream.store if stream else open_store(task.bucket, task.s3_options())
     stream = stream or find_stream(task, store)
     report = ReplayReport(stream.stream_id)
+    target_names = names_are_target(task, stream)
+    marks = volume_marks(task, stream)
     goal = until_pos
     if goal is None and until_caught_up:
         goal = source_position(task)
@@ -1322,7 +1581,7 @@ def replay(
     failures, since = 0, 0.0
     while True:
         try:
-            _run(task, stream, report, goal, follow, poll_interval, stop, session)
+            _run(task, stream, report, goal, follow, poll_interval, stop, session, marks, target_names)
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
             # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which
@@ -1348,6 +1607,11 @@ def replay(
         f"{report.applied_pos or 'nothing yet'}"
         + (f", {human_bytes(report.lag_bytes)} of WAL behind the source" if report.lag_bytes is not None else "")
         + (f"; {report.pending} batches pending" if report.pending else "")
+        + (
+            f"; {report.snapshot_skipped:,} changes skipped as already in the loaded rows"
+            if report.snapshot_skipped
+            else ""
+        )
     )
     return report
 
@@ -1412,8 +1676,13 @@ __all__ = [
     "ReplayReport",
     "Stream",
     "compact",
+    "TableMark",
     "find_stream",
     "keyless_steps",
+    "names_are_target",
+    "refuse_mixed_keyless",
     "replay",
     "replay_status",
+    "snapshot_marks",
+    "volume_marks",
 ]

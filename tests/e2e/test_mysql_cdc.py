@@ -180,3 +180,66 @@ def test_chinook_full_load_and_cdc_converges_under_folded_names(make_mysql_flow,
     tables = {t["table"]: t for t in report["tables"]}
     assert tables["Chinook.Invoice"]["target"] == "chinook.invoice"
     assert tables["Chinook.Invoice"]["source_rows"] > 412  # the workload's invoices arrived
+
+
+def test_renamed_tables_and_columns_receive_their_changes(  # noqa: ANN001
+    make_mysql_flow, mariadb, mysql_db, pg_target, target_db
+) -> None:
+    """DMS rules rename ``a`` to ``alpha``, prefix every table and a column, and select ``a`` and ``b`` only.
+    Capture writes the target names conversion decided; replay applies them as they are (mapping them
+    again would prefix twice, and a selection rule would be matched against target names)."""
+    mariadb.execute(
+        mysql_db,
+        "CREATE TABLE a (id int PRIMARY KEY, v varchar(20)); CREATE TABLE b (id int PRIMARY KEY, v varchar(20));"
+        "CREATE TABLE c (id int PRIMARY KEY); INSERT INTO a VALUES (1, 'one'), (2, 'two');"
+        "INSERT INTO b VALUES (1, 'b1')",
+    )
+
+    def rule(rid: str, **fields: Any) -> dict[str, Any]:
+        return {"rule-id": rid, "rule-name": f"r{rid}", **fields}
+
+    def locator(table: str, column: str | None = None) -> dict[str, str]:
+        return {"schema-name": mysql_db, "table-name": table, **({"column-name": column} if column else {})}
+
+    def transform(rid: str, action: str, target: str, where: dict[str, str], value: str) -> dict[str, Any]:
+        fields = {"rule-action": action, "rule-target": target, "object-locator": where, "value": value}
+        return rule(rid, **{"rule-type": "transformation", **fields})
+
+    def select(rid: str, table: str) -> dict[str, Any]:
+        return rule(rid, **{"rule-type": "selection", "rule-action": "include", "object-locator": locator(table)})
+
+    mappings = {
+        "rules": [
+            select("1", "a"),
+            select("2", "b"),
+            transform("3", "rename", "table", locator("a"), "alpha"),
+            transform("4", "add-prefix", "table", locator("%"), "t_"),
+            transform("5", "add-prefix", "column", locator("%", "v"), "c_"),
+        ]
+    }
+    flow = make_mysql_flow(migration_type="full-load-and-cdc", table_mappings=mappings)
+    for step in ("plan", "extract"):
+        run = flow.bulkmig(step)
+        assert run.code == 0, (step, run.text)
+    assert flow.run("volume", "seal", str(flow.volume)).code == 0
+    for step in ("volume import", "load"):
+        run = flow.bulkmig(step)
+        assert run.code == 0, (step, run.text)
+    schema = mysql_db.lower()
+    tables = pg_target.execute(
+        target_db, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,)
+    )
+    assert [t for (t,) in tables] == ["t_alpha", "t_b"]
+
+    mariadb.execute(
+        mysql_db,
+        "INSERT INTO a VALUES (3, 'three'); UPDATE a SET v = 'uno' WHERE id = 1; DELETE FROM a WHERE id = 2;"
+        "UPDATE b SET v = 'b-one' WHERE id = 1; INSERT INTO b VALUES (2, 'b2'); INSERT INTO c VALUES (1)",
+    )
+    for step in (("capture", "--once"), ("replay", "--until-caught-up")):
+        run = flow.bulkmig(*step)
+        assert run.code == 0, (step, run.text)
+    alpha = pg_target.execute(target_db, f'SELECT id, c_v FROM "{schema}".t_alpha ORDER BY id')
+    assert alpha == [(1, "uno"), (3, "three")]
+    beta = pg_target.execute(target_db, f'SELECT id, c_v FROM "{schema}".t_b ORDER BY id')
+    assert beta == [(1, "b-one"), (2, "b2")]

@@ -4,7 +4,10 @@ binlog positions, the reader, and what a statement in the binlog means for captu
 Positions.  A binlog position is a file and an offset (``binlog.000042:1234``); offsets are 32-bit in the
 binlog's event headers, so ``file number << 32 | offset`` orders every position of a server and is written
 like a PostgreSQL LSN (``2A/4D2``).  Change batches, ``progress.json`` and replay's applied position use that
-form (replay compares positions as numbers); the stream's documents also carry the ``file:offset`` text.
+form (replay compares positions as numbers); the stream's documents also carry the ``file:offset`` text.  As
+with PostgreSQL's commit LSN, a batch row's ``pos`` is where its transaction's commit event STARTS, a batch's
+``last_pos`` where its last one ENDS (a transaction boundary: where a restart resumes); a snapshot's position
+(FLUSH TABLES WITH READ LOCK) is a boundary too, which makes :func:`in_snapshot` exact.
 
 The reader is python-mysql-replication (``pymysqlreplication``).  What it does that shapes the capture,
 from its source (1.0): with a binlog file and position it needs ``is_mariadb=False`` (with True it ignores
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +98,32 @@ class BinlogPos:
     @classmethod
     def from_ordinal(cls, basename: str, ordinal: int) -> BinlogPos:
         return cls(f"{basename}.{ordinal >> 32:06d}", ordinal & 0xFFFFFFFF)
+
+
+def snapshot_position(source_position: Mapping[str, Any] | None) -> BinlogPos | None:
+    """The binlog position a part's rows were read at (its sidecar's ``source_position``: ``binlog_file``
+    and ``binlog_pos``, see ``source.Reader.source_position``), or None when extract recorded none.
+
+    It is read under FLUSH TABLES WITH READ LOCK, which holds every commit, so it is the END of the commit
+    event of the last transaction the snapshot holds, and nothing written after it is in the snapshot.
+    """
+    if not source_position or not source_position.get("binlog_file") or source_position.get("binlog_pos") is None:
+        return None
+    return BinlogPos(str(source_position["binlog_file"]), int(source_position["binlog_pos"]))
+
+
+def in_snapshot(pos: int, snapshot: int) -> bool:
+    """Whether a change whose batch ``pos`` is the ordinal ``pos`` is already in the rows of a snapshot read at
+    the ordinal ``snapshot`` (:func:`snapshot_position`): exactly when ``pos < snapshot``.
+
+    A batch row's ``pos`` is the START of its transaction's commit event (the XID event, the COMMIT query of
+    a non-transactional table, a TRUNCATE's own query event: ``capture._Session.commit``), while the
+    snapshot's position is the END of the last commit event in it.  The snapshot's position lies on a
+    transaction boundary (commits were held while it was read), so no event straddles it: a transaction
+    committed at or before it has its commit event start before it, and one committed after it starts at or
+    after it.  Ordinals order positions across files, so rotation between the two changes nothing.
+    """
+    return pos < snapshot
 
 
 # ====================================================================================== server facts
@@ -569,8 +599,10 @@ __all__ = [
     "control_connection",
     "error_code",
     "global_privileges",
+    "in_snapshot",
     "mysql_string",
     "open_reader",
     "query_rows",
+    "snapshot_position",
     "source_position",
 ]

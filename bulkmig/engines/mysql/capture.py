@@ -7,8 +7,9 @@ The stream lives in the bucket exactly like a PostgreSQL one::
     <bucket prefix>/cdc/mysql-<name>/progress.json        rewritten: captured_through, last batch, lag, tables
     <bucket prefix>/cdc/mysql-<name>/batch-000000000001/… change batches (``bulkmig.cdc.batch``)
 
-Batches hold TARGET schema/table/column names (``stream.json`` says ``"names": "target"``) and PostgreSQL
-text values (:mod:`.changes`); positions are binlog ordinals written like LSNs (:class:`.binlog.BinlogPos`).
+Batches hold TARGET schema/table/column names (``stream.json`` says ``"names": "target"``, so replay applies
+no table mapping to them) and PostgreSQL text values (:mod:`.changes`); positions are binlog ordinals written
+like LSNs (:class:`.binlog.BinlogPos`), a row's ``pos`` being the start of its transaction's commit event.
 
 Why the loop is shaped the way it is (DESIGN §5, §6):
 
@@ -365,6 +366,8 @@ class _Builder:
     ) -> None:
         self._unit(commit, end)
         self.last_commit = ts
+        # Every row carries where its transaction's commit event STARTS (like PostgreSQL's commit LSN); the
+        # batch's last_pos is where the last one ENDS.  Replay's snapshot check relies on it (binlog.in_snapshot).
         pos = commit.lsn
         for key, op, values, before in txn.rows:
             table = self.tables.get(key)
