@@ -229,7 +229,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _s3_options(args: argparse.Namespace):  # noqa: ANN202
     from bulkmig.store import S3Options
 
-    return S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region, sse=None, kms_key_id=None)
+    sse, key = getattr(args, "s3_sse", None), getattr(args, "s3_kms_key_id", None)
+    return S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region, sse=sse, kms_key_id=key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--s3-region", help="S3 region")
         if name == "verify":
             p.add_argument("--json", action="store_true", help="print the report as JSON")
+        else:  # seal writes volume.json: on a device's S3 adapter, encrypted like everything else there
+            p.add_argument("--s3-sse", choices=("AES256", "aws:kms"), help="server-side encryption of volume.json")
+            p.add_argument("--s3-kms-key-id", help="the KMS key for --s3-sse aws:kms")
     p = add("import", cmd_import, "copy the sealed volume into the bucket, checking every object", parent=vol)
     p.add_argument("--workers", type=int, help="parallel uploads")
 

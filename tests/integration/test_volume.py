@@ -362,6 +362,26 @@ def test_seal_and_verify_a_volume_on_s3(s3: S3Options, s3_server: MotoS3Server, 
     assert report.root_hash == manifest.root_hash
 
 
+def test_seal_cli_encrypts_volume_json_on_s3(s3: S3Options, s3_server: MotoS3Server, bucket: str) -> None:
+    """`volume seal --s3-sse aws:kms` on a device's S3 adapter: volume.json is stored encrypted like the parts."""
+    import subprocess
+    import sys
+
+    make_volume(open_store(f"s3://{bucket}/kms", s3))
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkmig.cli", "volume", "seal", f"s3://{bucket}/kms"]
+        + ["--s3-endpoint-url", s3_server.endpoint_url, "--s3-region", "us-east-1"]
+        + ["--s3-sse", "aws:kms", "--s3-kms-key-id", "alias/volume-key"],
+        env={**os.environ, **s3_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    head = s3_server.client().head_object(Bucket=bucket, Key=f"kms/{layout.VOLUME_MANIFEST}")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("alias/volume-key")
+
+
 # ------------------------------------------------------------------------------------- import
 
 
