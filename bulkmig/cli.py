@@ -24,6 +24,7 @@ DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
 
 stages (each resumable; `migrate` chains them on one machine):
+  check            pre-flight: every connection, privilege and server setting, one line each (read-only)
   convert          MySQL/SQLite catalog -> PostgreSQL DDL + assessment report (never touches the target)
   plan             source catalog + task -> plan.json, schema and partitions on the volume
   extract          source (one snapshot) -> Parquet parts + sidecar manifests on the volume
@@ -61,6 +62,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"convert: {n} object{'s' if n != 1 else ''} need action: see {out / 'assessment.md'} (Needs action)")
     print(f"convert: wrote pre-data.sql, post-data.sql, assessment.md, assessment.json to {out}")
     return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bulkmig.check import check
+
+    report = check(_task(args))
+    print(report.to_json() if args.json else report.render())
+    if not report.ok:
+        names = ", ".join(r.name for r in report.failed)
+        print(
+            f"error: {len(report.failed)} check{'s' if len(report.failed) != 1 else ''} failed ({names}) — "
+            "apply the fix each FAIL line names, then rerun bulkmig check",
+            file=sys.stderr,
+        )
+    return report.exit_code
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -255,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    p = add("check", cmd_check, "check connections, privileges and server settings; changes nothing")
+    p.add_argument("--json", action="store_true", help="print the checks as a JSON list")
     p = add("convert", cmd_convert, "write the PostgreSQL DDL and the assessment report for a MySQL/SQLite source")
     p.add_argument("--out", metavar="DIR", help="where to write the four files (default: ./convert-<task name>)")
     p = add("plan", cmd_plan, "write plan.json, the schema and the partitions onto the volume")
