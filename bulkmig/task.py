@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import yaml
 
-from bulkmig.engines.mysql.types import TypeSettings
+from bulkmig.engines.mysql.types import REPORT_ONLY_SETTINGS, TypeSettings
 from bulkmig.engines.sqlite.types import NUMERIC_DATES
 from bulkmig.engines.sqlite.types import TypeSettings as SqliteTypeSettings
 from bulkmig.errors import ConfigError
@@ -104,7 +104,7 @@ SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
 VALIDATION_SETTINGS_KEYS = ("enabled",)
 # settings.mysql: the type-mapping choices of schema conversion (bulkmig.engines.mysql.types.TypeSettings).
-MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis")
+MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis", "scan_values")
 # settings.sqlite: how SQLite values are read (bulkmig.engines.sqlite.types.TypeSettings).
 SQLITE_SETTINGS_KEYS = ("numeric_dates", "column_types")
 
@@ -572,12 +572,17 @@ class Task:
                 "slot_name": s.slot_name,
                 "publication_name": s.publication_name,
                 "schema": dataclasses.asdict(s.schema),
-                **({"mysql": dataclasses.asdict(s.mysql)} if self.source.engine == "mysql" else {}),
+                **({"mysql": _mysql_fingerprint(s.mysql)} if self.source.engine == "mysql" else {}),
                 **({"sqlite": dataclasses.asdict(s.sqlite)} if self.source.engine == "sqlite" else {}),
                 # Only when on, so turning it on changes the fingerprint and tasks without it keep theirs.
                 **({"encryption": True} if s.encryption.key_file else {}),
             },
         }
+
+
+def _mysql_fingerprint(settings: TypeSettings) -> dict[str, Any]:
+    """``settings.mysql`` without the report-only fields (``scan_values``): they never change the data moved."""
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in REPORT_ONLY_SETTINGS}
 
 
 # The task file's own words for the fingerprint's sections, so a message points at what to edit.
@@ -1012,6 +1017,7 @@ class _Builder:
                 values[key] = value
         values["tinyint1_as_boolean"] = self.bool_(raw, "tinyint1_as_boolean", d.tinyint1_as_boolean, prefix)
         values["postgis"] = self.bool_(raw, "postgis", d.postgis, prefix)
+        values["scan_values"] = self.bool_(raw, "scan_values", d.scan_values, prefix)
         return TypeSettings(**values)
 
     def sqlite(self, raw: Mapping[str, Any]) -> SqliteTypeSettings:

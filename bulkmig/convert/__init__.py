@@ -795,10 +795,13 @@ def reflect_source(task: Any) -> Catalog:
     if engine == "mysql":
         from bulkmig.engines.mysql import connect as my
         from bulkmig.engines.mysql.reflect import reflect
+        from bulkmig.engines.mysql.source import scan_catalog
 
         conn = my.connect(task.source)
         try:
-            return reflect(conn, task.source.database, task.settings.mysql)
+            catalog = reflect(conn, task.source.database, task.settings.mysql)
+            scan_catalog(conn, catalog, task)  # zero dates and refused values, counted per column
+            return catalog
         finally:
             conn.close()
     if engine == "postgresql":

@@ -72,10 +72,13 @@ def test_sakila_zero_date_is_a_converted_value_and_a_changed_value_is_named(
     assert "all equal; 1 value converted as the task's settings say" in run.err, run.err
     assert "converted in return_date: zero date loaded as NULL (zero_dates: null) at (7)" in run.err
 
-    # The assessment report announced it for the column.
+    # The assessment report announced it for the column, counted with its key by the plan's value scan.
+    counted = "1 zero date loads as NULL (zero_dates: null), first at key (7)"
     assessment = json.loads((flow.volume / "schema/assessment.json").read_text())
     notes = " ".join(column_notes(assessment, "rental", "return_date"))
-    assert "zero dates" in notes, notes
+    assert "zero dates" in notes and counted in notes, notes
+    markdown = (flow.volume / "schema/assessment.md").read_text()
+    assert any(line.startswith("| return_date |") and counted in line for line in markdown.splitlines()), markdown
 
     check = flow.bulkmig("validate", "--json")
     assert check.code == 0, check.text

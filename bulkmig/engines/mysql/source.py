@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from bulkmig.catalog import Catalog
 from bulkmig.engines.mysql import connect as my
-from bulkmig.engines.mysql import types
+from bulkmig.engines.mysql import scan, types
 from bulkmig.engines.mysql.reflect import quote_ident, reflect
 from bulkmig.engines.postgres.reader import arrow_schema
 from bulkmig.errors import ConfigError, SourceError
@@ -275,9 +275,25 @@ def open_catalog_snapshot(task: Any, *, objects: bool = True) -> CatalogSnapshot
 
 
 def open_catalog(task: Any) -> tuple[Catalog, dict[str, Any]]:
-    """The source catalog and the binlog position of the snapshot it was read in (the engine contract)."""
+    """The source catalog and the binlog position of the snapshot it was read in (the engine contract),
+    with the value scan's counts in the column notes (read in the same snapshot)."""
     with open_catalog_snapshot(task) as cs:
+        scan_catalog(cs.conn, cs.catalog, task)
         return cs.catalog, dict(cs.position)
+
+
+def scan_catalog(conn: Any, catalog: Catalog, task: Any) -> None:
+    """:func:`scan.scan_values` over what the task moves: the tables its mappings select, with their row
+    filters, without the columns they remove (every table whole when the task has no mappings)."""
+    mappings = getattr(task, "mappings", None)
+    scopes: dict[str, scan.Scope] | None = None
+    if mappings is not None:
+        scopes = {}
+        for sel in mappings.select([(catalog.schema, t.table.name) for t in catalog.tables]):
+            columns = [c.name for c in catalog.table(sel.table).columns]
+            removed = mappings.removed_columns(catalog.schema, sel.table, columns)
+            scopes[sel.table] = scan.Scope(sel.where_sql(quote_ident, literal), frozenset(removed))
+    scan.scan_values(conn, catalog, type_settings(task), scopes)
 
 
 def _warn_non_transactional(catalog: Catalog) -> None:

@@ -9,7 +9,8 @@ refused at load naming its row, and the column carries a note saying so; the ass
 
 Choices that are a matter of taste are settings (:class:`TypeSettings`), reported per column:
 ``tinyint1_as_boolean`` (pgloader's default, on), ``zero_dates`` (null | refuse), ``time_as``
-(time | interval), ``postgis`` (geometry instead of WKB bytea).
+(time | interval), ``postgis`` (geometry instead of WKB bytea).  ``scan_values`` (on) lets plan and
+convert count, per column, the values a rule changes or refuses (``engines/mysql/scan.py``).
 
 Lookup goes by the exact column type text MySQL prints (``information_schema.COLUMNS.COLUMN_TYPE``, e.g.
 ``tinyint(3) unsigned``, ``enum('G','PG')``, ``decimal(5,2)``), because the facts that decide the
@@ -163,9 +164,14 @@ SPATIAL_SHAPES: dict[str, str] = {
 
 _INTEGERS = ("tinyint", "smallint", "mediumint", "int", "bigint")
 _UNSIGNED_RULES = (*_INTEGERS, "decimal", "float", "double")
-_ZERO_DATE_TYPES = ("date", "datetime", "timestamp")
+ZERO_DATE_TYPES = ("date", "datetime", "timestamp")  # may hold zero dates
 _CASE_INSENSITIVE = re.compile(r"_ci$|_ai_ci$")
 _UTF8 = ("utf8mb4", "utf8mb3", "utf8", "ascii")
+
+
+# TypeSettings fields that change only what the assessment report says, never the data moved: the task
+# fingerprint leaves them out, so switching one does not orphan a volume.
+REPORT_ONLY_SETTINGS = ("scan_values",)
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,10 @@ class TypeSettings:
     zero_dates: str = "null"  # null: load '0000-00-00' (and zero month/day) as NULL, counted; refuse: stop
     time_as: str = "time"  # time | interval
     postgis: bool = False
+    # A full scan of each table with such columns (dates, tinyint(1) as boolean, ENUM) at plan/convert time,
+    # counting the zero dates and refused values per column; switch off for very large sources.  It changes
+    # only the report, never what is moved, so it stays out of the task fingerprint.
+    scan_values: bool = True
 
     def __post_init__(self) -> None:
         if self.zero_dates not in ("null", "refuse"):
@@ -325,7 +335,7 @@ def _refine(
             notes.append(
                 Note(CONVERTED, f"collation {collation} is case-insensitive; PostgreSQL compares case-sensitively")
             )
-    if name in _ZERO_DATE_TYPES:
+    if name in ZERO_DATE_TYPES:
         cond = "{col} IS NOT NULL AND (MONTH({col}) = 0 OR DAYOFMONTH({col}) = 0)"
         if settings.zero_dates == "refuse":
             notes.append(Note(CONVERTED, "a zero date ('0000-00-00' or a zero month/day) stops the load"))
