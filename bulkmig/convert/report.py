@@ -171,11 +171,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append("")
     tables = [o for o in objects if o["kind"] == "table"]
     for t in tables:
-        out.append(f"### `{t['name']}` → `{t['target'] or '(not created)'}` — {_MARK[t['status']]}")
+        cols = [o for o in objects if o["kind"] == "column" and o["table"] == t["name"]]
+        others = [o for o in objects if o["table"] == t["name"] and o["kind"] not in ("table", "column", "trigger")]
+        # The heading also counts what its columns and keys say: a table "converted" as a whole may hold a
+        # column that needs action, and a reader skimming headings must see that.
+        parts = Counter(o["status"] for o in cols + others)
+        inside = ", ".join(
+            f"{icon} {parts[st]} {words}"
+            for st, icon, words in ((CHANGED, "🟡", "with changes"), (ACTION, "❌", "need action"))
+            if parts[st]
+        )
+        out.append(
+            f"### `{t['name']}` → `{t['target'] or '(not created)'}` — {_MARK[t['status']]}"
+            + (f" (columns and keys: {inside})" if inside else "")
+        )
         out.append("")
         for msg in _messages(t):
             out.append(f"- {msg}")
-        cols = [o for o in objects if o["kind"] == "column" and o["table"] == t["name"]]
         if cols:
             out.append("")
             out.append("| column | source type | target | status | notes |")
@@ -186,7 +198,6 @@ def render_markdown(report: dict[str, Any]) -> str:
                     f"| {_cell(c['details'].get('column', c['name']))} | {_cell(c['details'].get('source_type'))} "
                     f"| {_cell(target)} | {_MARK[c['status']]} | {_cell('; '.join(_messages(c)))} |"
                 )
-        others = [o for o in objects if o["table"] == t["name"] and o["kind"] not in ("table", "column", "trigger")]
         if others:
             out.append("")
             out.append("| object | name | target | status | notes |")

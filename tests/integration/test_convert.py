@@ -212,6 +212,9 @@ def test_sakila_report(sakila: Catalog, mariadb: MariaDBServer) -> None:
     assert s["by_kind"]["foreign_key"] == {"converted": 22, "converted with changes": 0, "needs action": 0, "total": 22}
     md = conv.render_markdown()
     assert md.index("**16 objects need action**") < md.index("## Needs action") < md.index("## Tables")
+    # A table heading says what its columns and keys need, not only the table's own status.
+    assert "### `film` → `sakila.film` — ✅ converted (columns and keys: 🟡 " in md
+    assert "### `film_text` → `sakila.film_text` — ✅ converted (columns and keys: ❌ 1 need action)" in md
 
 
 # ----------------------------------------------------------------------------------------------- chinook
