@@ -6,7 +6,8 @@ sources (MySQL/MariaDB, SQLite) go through schema conversion and a source module
 use of such a module:
 
 - ``open_catalog(task) -> (Catalog, position)``: the catalog read inside one consistent snapshot, and
-  that snapshot's source position (for MySQL the binlog coordinates, see the brief's contract);
+  that snapshot's source position (MySQL: ``{"lsn": "<file>:<pos>", "binlog_file", "binlog_pos",
+  "gtid_set", "server_id", "exported_by"}``; it becomes ``plan.snapshot``);
 - ``partition_tables(task, tables) -> None`` (optional): fill each table's ``partitions``; without it
   every table is one part;
 - ``open_snapshot(endpoint, workers, *, batch_rows) -> snapshot`` with ``.readers`` (``workers`` readers,
