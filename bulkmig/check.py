@@ -170,16 +170,7 @@ def _encryption_key(task: Task) -> str:
 def _select(task: Task, names: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The (schema, table) pairs the task's mappings select among a foreign source's tables, refused as
     ``plan_foreign`` refuses them (a rule matching nothing, or nothing selected)."""
-    unmatched = task.mappings.selection_rules_matching_nothing(names)
-    if unmatched:
-        raise ConfigError(
-            f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
-            "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
-        )
-    chosen = [(sel.schema, sel.table) for sel in task.mappings.select(names)]
-    if not chosen:
-        raise ConfigError("the table mappings select no table", "check the selection rules")
-    return chosen
+    return [(sel.schema, sel.table) for sel in task.mappings.select_or_refuse(names)]
 
 
 def _tables_detail(c: _Checks, total: int) -> str:

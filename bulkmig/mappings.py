@@ -724,6 +724,21 @@ class Mappings:
         out.sort(key=lambda s: (-s.load_order, s.schema, s.table))
         return out
 
+    def select_or_refuse(self, tables: Iterable[tuple[str, str]]) -> list[Selection]:
+        """:meth:`select`, refusing what would silently move the wrong thing: a rule matching nothing in
+        the source (a typo, a case mismatch) or a selection of no table at all."""
+        tables = list(tables)
+        unmatched = self.selection_rules_matching_nothing(tables)
+        if unmatched:
+            raise ConfigError(
+                f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
+                "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
+            )
+        chosen = self.select(tables)
+        if not chosen:
+            raise ConfigError("the table mappings select no table", "check the selection rules")
+        return chosen
+
     def selection_rules_matching_nothing(
         self, tables: Iterable[tuple[str, str]], views: Iterable[tuple[str, str]] = ()
     ) -> list[str]:

@@ -134,13 +134,7 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
         names.append((src.table.schema, src.table.name))
         if src.root_name:
             names.append((src.table.schema, src.root_name))
-    unmatched = task.mappings.selection_rules_matching_nothing(sorted(set(names)))
-    if unmatched:
-        raise ConfigError(
-            f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
-            "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
-        )
-    chosen = {(s.schema, s.table): s for s in task.mappings.select(sorted(set(names)))}
+    chosen = {(s.schema, s.table): s for s in task.mappings.select_or_refuse(sorted(set(names)))}
     out = []
     for src in found:
         sel = chosen.get((src.table.schema, src.table.name))
@@ -151,8 +145,6 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
         src.table.filter = sel.where_sql(ident, _literal_any)
         _refuse_renames(task, src.table)
         out.append(src)
-    if not out:
-        raise ConfigError("the table mappings select no table", "check the selection rules")
     return out
 
 
@@ -346,14 +338,9 @@ def plan_foreign(task: Task, store: Store, source: ModuleType) -> Plan:
             "enable the binlog (log_bin, binlog_format=ROW, binlog_row_image=FULL) or use migration_type: full-load",
         )
     names = [(catalog.schema, t.table.name) for t in catalog.tables]
-    unmatched = task.mappings.selection_rules_matching_nothing(names)
-    if unmatched:
-        raise ConfigError(
-            f"selection rule {', '.join(repr(r) for r in unmatched)} matches no table in the source",
-            "fix the schema-name/table-name in the table mappings (wildcards: % and _)",
-        )
-    order = {(sel.schema, sel.table): n for n, sel in enumerate(task.mappings.select(names))}
-    by_name = {(sel.schema, sel.table): sel for sel in task.mappings.select(names)}
+    selected = task.mappings.select_or_refuse(names)
+    order = {(sel.schema, sel.table): n for n, sel in enumerate(selected)}
+    by_name = {(sel.schema, sel.table): sel for sel in selected}
     for ct in catalog.tables:
         sel = by_name.get((catalog.schema, ct.table.name))
         if sel is not None:

@@ -730,3 +730,15 @@ def test_canonical_ignores_names_order_and_spelling_but_not_meaning() -> None:
     changed = parse(sel("1", "s", "%"), sel("2", "s", "y%", "exclude"))
     assert a.canonical() != changed.canonical()
     json.dumps(a.canonical())  # JSON-serialisable, for the task fingerprint
+
+
+def test_select_or_refuse_names_a_rule_matching_nothing_and_an_empty_selection() -> None:
+    tables = [("public", "film"), ("public", "actor")]
+    typo = parse(sel("1", "public", "Film"))  # DMS matching is case-sensitive
+    with pytest.raises(ConfigError, match=r"selection rule '1' matches no table in the source"):
+        typo.select_or_refuse(tables)
+    nothing = parse(sel("1", "public", "%"), sel("2", "public", "%", action="exclude"))
+    with pytest.raises(ConfigError, match="the table mappings select no table"):
+        nothing.select_or_refuse(tables)
+    chosen = parse(sel("1", "public", "f%")).select_or_refuse(tables)
+    assert [(s.schema, s.table) for s in chosen] == [("public", "film")]
