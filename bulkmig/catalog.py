@@ -102,6 +102,11 @@ class Index:
     # catalog's dialect rather than a column name; empty means all are column names.
     expressions: list[bool] = field(default_factory=list)
     where: str | None = None  # a partial index's predicate, in the catalog's dialect (SQLite)
+    # The collation each key part compares with, as the source names it (SQLite: PRAGMA index_xinfo's
+    # "NOCASE", "RTRIM", an application's own); None = byte-wise (SQLite's BINARY), which PostgreSQL's
+    # equality is too.  Empty means each part compares with its column's collation (MySQL: always).
+    # A unique key over a case-insensitive collation refused 'abc' next to 'ABC': conversion keeps that.
+    collations: list[str | None] = field(default_factory=list)
 
     @property
     def fulltext(self) -> bool:

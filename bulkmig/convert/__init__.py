@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, Index
-from bulkmig.convert import ddl, expressions, names, report
+from bulkmig.convert import collations, ddl, expressions, names, report
 from bulkmig.convert.report import Item
 from bulkmig.engines.postgres.sql import ident, literal, qualified
 from bulkmig.model import Column, Table
@@ -143,6 +143,14 @@ class _Converter:
             )
         if self.dialect == "sqlite":
             self._unknown_column_types(schema_item)
+        # Keys foreign keys point at: a unique key over a case-insensitive collation keeps a plain unique
+        # constraint too when one does, since PostgreSQL's foreign keys need one (see _indexes).
+        self.referenced = {
+            (fk.ref_table, frozenset(fk.ref_columns))
+            for t in self.tables_in
+            for fk in t.foreign_keys
+            if fk.ref_schema == cat.schema
+        }
         outs = [self._table(t) for t in self.tables_in]
         self.by_source = {o.ct.table.name: o for o in outs}
         for o in outs:
@@ -212,6 +220,8 @@ class _Converter:
                 pk = (pk_name, [tn.columns[c] for c in pk_cols])
                 if pk_index is not None and any(pk_index.prefix_lengths):
                     pk_item.note(CHANGED, "MySQL keyed a prefix of a column: PostgreSQL keys the whole value")
+                if pk_index is not None:
+                    self._folded_primary_key(ct, tn, pk_index, pk_item)
                 if self.primary_keys == "after":
                     pk_item.note(CONVERTED, "created after the data (settings.schema.primary_keys: after)")
                     self.post["keys"].append(ddl.add_primary_key(schema, tn.name, *pk))
@@ -246,6 +256,69 @@ class _Converter:
             target_name=tn.name,
         )
         return _TableOut(ct, tn, model, item, col_items, constraint_ns)
+
+    def _folded_primary_key(self, ct: CatalogTable, tn: names.TableNames, pk: Index, item: Item) -> None:
+        """A primary key over a case-insensitive (or trailing-space-blind) collation: the key stays on the
+        columns — exact for the rows there are, since the source refused 'abc' next to 'ABC', so no two
+        differ only so — and a unique index on the folded values keeps refusing such rows from now on."""
+        folds = self._folds(ct, tn, pk)
+        if not any(folds):
+            return
+        cols = [tn.columns[c] for c in pk.columns]
+        keys = [f"({f.function}({ident(c)}))" if f else ident(c) for c, f in zip(cols, folds, strict=True)]
+        functions = sorted({f.function for f in folds if f})
+        name = self.names.schema_ns.claim(f"{tn.name}_{'_'.join(cols)}_{'_'.join(functions)}_key")
+        sql = ddl.create_index(tn.schema, tn.name, name, keys, unique=True)
+        self.post["indexes"].append(expressions.guarded("index", tn.schema, name, sql.rstrip(";")))
+        item.target_sql = sql
+        item.note(
+            CHANGED,
+            f"kept on ({', '.join(cols)}), exact for the rows there are (the source let no two differ only in what "
+            f"its collation ignores), plus {name}",
+        )
+        for c, f in zip(cols, folds, strict=True):
+            if f:
+                item.note(CHANGED, f.unique_note(c))
+
+    def _collations(self, ct: CatalogTable, idx: Index) -> list[str | None]:
+        """The collation of each key part: the index's own (SQLite), else its column's (MySQL, hand-built
+        catalogs); None for expressions without one."""
+        if idx.collations:
+            return list(idx.collations)
+        flags = idx.expressions or [False] * len(idx.columns)
+        by_name = {c.name: c.collation for c in ct.columns}
+        parts = zip(idx.columns, flags, strict=False)
+        return [None if is_expression else by_name.get(part) for part, is_expression in parts]
+
+    def _folds(self, ct: CatalogTable, tn: names.TableNames, idx: Index) -> list[collations.Fold | None]:
+        """Per key part, the fold that keeps a unique key over its collation (None: byte-wise already, or
+        not text on the target, where a collation changes nothing)."""
+        logical = {c.name: c.mapping.logical_type for c in ct.columns}
+        flags = idx.expressions or [False] * len(idx.columns)
+        out: list[collations.Fold | None] = []
+        for part, is_expression, coll in zip(idx.columns, flags, self._collations(ct, idx), strict=False):
+            text = is_expression or (logical.get(part) == "text" and part in tn.columns)
+            out.append(collations.fold(self.dialect, coll) if text else None)
+        return out
+
+    def _collation_notes(
+        self, ct: CatalogTable, tn: names.TableNames, idx: Index, item: Item, folds: list[collations.Fold | None]
+    ) -> None:
+        """What a plain index (not a unique one: those are folded) or an unknown collation changes."""
+        for part, f, coll in zip(idx.columns, folds, self._collations(ct, idx), strict=False):
+            shown = tn.columns.get(part, part)
+            if f is not None and not idx.unique and self.dialect == "sqlite":
+                item.note(
+                    CHANGED,
+                    f"{shown} compares with collation {f.collation} in SQLite: "
+                    + f.plain.replace("(col)", f"({shown})"),
+                )
+            elif collations.unknown(self.dialect, coll):
+                item.note(
+                    CHANGED,
+                    f"{shown} compares with collation {coll} (the application's own) in SQLite: PostgreSQL compares "
+                    "byte-wise" + (", so the key refuses exact duplicates only" if idx.unique else ""),
+                )
 
     def _unknown_column_types(self, item: Item) -> None:
         """``settings.sqlite.column_types`` keys naming no column: the override would silently not apply
@@ -405,22 +478,32 @@ class _Converter:
                 continue
             keys: list[str] = []
             expression = False
-            for col, prefix, desc in zip(cols, idx.prefix_lengths, idx.descending, strict=False):
-                key = ident(col)
+            folds = self._folds(ct, tn, idx)
+            self._collation_notes(ct, tn, idx, item, folds)
+            folded = [(col, f) for col, f in zip(cols, folds, strict=True) if f is not None and idx.unique]
+            for col, prefix, desc, f in zip(cols, idx.prefix_lengths, idx.descending, folds, strict=False):
+                inner = ident(col)
                 if prefix:
                     t = types[col]
                     if idx.unique or t in ("text", "bytea") or t.startswith(("jsonb", "text")):
                         func = "substring({} FROM 1 FOR {})" if t == "bytea" else "left({}, {})"
-                        key = "(" + func.format(ident(col), prefix) + ")"
+                        inner = func.format(ident(col), prefix)
                         expression = True
-                        item.note(CHANGED, f"prefix of {prefix} on {col}: indexes the expression {key}")
+                        item.note(CHANGED, f"prefix of {prefix} on {col}: indexes the expression ({inner})")
                     else:
                         item.note(CHANGED, f"prefix of {prefix} on {col}: PostgreSQL indexes the whole {t} value")
+                if f is not None and idx.unique:  # the folded value is what the source kept unique
+                    inner = f"{f.function}({inner})"
+                    expression = True
+                key = f"({inner})" if inner != ident(col) else inner
                 if desc:
                     key += " DESC"
                     expression = True
                 keys.append(key)
             name = self._index_name(tn.name, idx.name, item)
+            if folded:
+                self._folded_unique(o, idx, item, name, keys, cols, folded)
+                continue
             if idx.unique and not expression:
                 self.post["indexes"].append(ddl.add_unique(schema, tn.name, name, cols))
                 o.constraint_ns.taken.add(name)
@@ -432,6 +515,35 @@ class _Converter:
                 item.note(CONVERTED, f"unique constraint ({', '.join(cols)})")
             else:
                 item.note(CONVERTED, f"{'unique ' if idx.unique else ''}B-tree index ({', '.join(keys)})")
+
+    def _folded_unique(
+        self,
+        o: _TableOut,
+        idx: Index,
+        item: Item,
+        name: str,
+        keys: list[str],
+        cols: list[str],
+        folded: list[tuple[str, collations.Fold]],
+    ) -> None:
+        """A unique key over a case-insensitive collation: a unique index on the folded values, guarded (the
+        fold may be stricter than the collation: lower() folds all of Unicode, NOCASE only ASCII), plus the
+        plain unique constraint when a foreign key points at the columns (PostgreSQL needs one there)."""
+        tn = o.tn
+        sql = ddl.create_index(tn.schema, tn.name, name, keys, unique=True)
+        self.post["indexes"].append(expressions.guarded("index", tn.schema, name, sql.rstrip(";")))
+        item.target_sql = sql
+        for col, f in folded:
+            item.note(CHANGED, f.unique_note(col))
+        if (o.ct.table.name, frozenset(idx.columns)) in self.referenced:
+            plain = self.names.schema_ns.claim(f"{tn.name}_{'_'.join(cols)}_key")
+            o.constraint_ns.taken.add(plain)
+            self.post["indexes"].append(ddl.add_unique(tn.schema, tn.name, plain, cols))
+            item.note(
+                CONVERTED,
+                f"also unique constraint {plain} ({', '.join(cols)}) for the foreign keys that reference it "
+                "(exact for the rows there are)",
+            )
 
     def _translated_index(self, o: _TableOut, idx: Index, item: Item) -> None:
         """An index with expressions among its keys or a WHERE predicate (SQLite; MySQL 8 functional
@@ -448,7 +560,9 @@ class _Converter:
         keys: list[str] = []
         problems: list[str] = []
         changes: list[str] = []
-        for part, is_expression, desc in zip(idx.columns, flags, descending, strict=False):
+        folds = self._folds(ct, tn, idx)
+        folded: list[tuple[str, collations.Fold]] = []
+        for part, is_expression, desc, f in zip(idx.columns, flags, descending, folds, strict=False):
             if is_expression:
                 t = expressions.translate_expression(
                     part, self.dialect, find, what="index expression", immutable=True, booleans=booleans
@@ -457,13 +571,17 @@ class _Converter:
                     problems.append(t.problem or f"the index expression {part!r} does not translate")
                     continue
                 changes.extend(t.changes)
-                key = f"({t.sql})"
+                inner = t.sql
             elif part in tn.columns:
-                key = ident(tn.columns[part])
+                inner = ident(tn.columns[part])
             else:
                 problems.append(f"its column {part} is not migrated")
                 continue
-            keys.append(key + (" DESC" if desc else ""))
+            wrapped = is_expression
+            if f is not None and idx.unique:  # the folded value is what the source kept unique
+                folded.append((inner if is_expression else tn.columns[part], f))
+                inner, wrapped = f"{f.function}({inner})", True
+            keys.append((f"({inner})" if wrapped else inner) + (" DESC" if desc else ""))
         where: str | None = None
         if idx.where is not None:
             t = expressions.translate_expression(
@@ -490,6 +608,9 @@ class _Converter:
         item.target_sql = sql
         for change in changes:
             item.note(CHANGED, change)
+        self._collation_notes(ct, tn, idx, item, folds)
+        for part, f in folded:
+            item.note(CHANGED, f.unique_note(part))
         shown = f"({', '.join(keys)})" + (f" WHERE {where}" if where is not None else "")
         item.note(
             CONVERTED,

@@ -234,7 +234,7 @@ def test_broken_values_are_reported(broken: Path) -> None:
     stuff = next(c for c in item.columns if c.name == "stuff")
     assert stuff.mapping.target_type == "text"  # untyped, text and a blob: text, the blob reported
     assert "rowid 7: blob x'00ff' (2 bytes) is not text" in _notes(item, "stuff", ACTION)[0]
-    assert _notes(item, "label", ACTION) == [] and any("NOCASE" in n for n in _notes(item, "label", "converted"))
+    assert _notes(item, "label", ACTION) == [] and any("NOCASE" in n for n in _notes(item, "label", CHANGED))
     total = next(c for c in item.columns if c.name == "total")
     assert (total.generated, total.generation_expression) == ("VIRTUAL", "qty * price")
     assert next(c for c in item.columns if c.name == "seen").default == "CURRENT_TIMESTAMP"

@@ -35,7 +35,6 @@ from typing import Any
 from bulkmig.catalog import (
     ACTION,
     CHANGED,
-    CONVERTED,
     Catalog,
     CatalogColumn,
     CatalogTable,
@@ -54,10 +53,16 @@ SCHEMA = "main"
 # SQLite's own objects: never user data (sqlite_sequence, sqlite_stat1, …).
 INTERNAL_PREFIX = "sqlite_"
 COLUMN_TYPES_SETTING = "settings.sqlite.column_types"
+# SQLite's own collations besides BINARY (byte-wise, as PostgreSQL's equality): what changes on the target.
 _COLLATION_NOTES = {
-    "NOCASE": "collation NOCASE compares ASCII letters case-insensitively; PostgreSQL compares case-sensitively",
-    "RTRIM": "collation RTRIM ignores trailing spaces; PostgreSQL does not",
+    "NOCASE": "collation NOCASE: SQLite compares ASCII letters case-insensitively, PostgreSQL compares "
+    "case-sensitively, so comparisons become case-sensitive; use lower(col) in queries or a citext / "
+    "nondeterministic ICU collation (unique keys over it become unique indexes on lower(col))",
+    "RTRIM": "collation RTRIM: SQLite ignores trailing spaces when comparing, PostgreSQL does not, so 'a' and "
+    "'a ' become different values; compare rtrim(col) in queries (unique keys over it become unique indexes "
+    "on rtrim(col))",
 }
+BINARY = "BINARY"
 
 
 def quote_ident(name: str) -> str:
@@ -227,14 +232,16 @@ def _reflect_table(
     fks = _foreign_keys(conn, name, parsed, [c.name for c in cols], table_names)
     if scan and src.kind == "table":
         _check_foreign_keys(conn, name, fks, cols, ref)
+        _check_foreign_key_collations(conn, name, fks, cols, ref)
     for c in cols:
         if c.override:
             note = types.override_note(name, c.name, c.declared, settings)
             if note:
                 c.mapping.notes.insert(0, note)
         cdef = parsed.columns.get(c.name.lower())
-        if cdef and cdef.collation and cdef.collation.upper() in _COLLATION_NOTES:
-            c.mapping.notes.append(Note(CONVERTED, _COLLATION_NOTES[cdef.collation.upper()]))
+        note = collation_note(cdef.collation if cdef else None, c.mapping.logical_type)
+        if note is not None:
+            c.mapping.notes.append(note)
         c.mapping.notes.extend(c.notes)
     if src.kind == "virtual" and cols:
         cols[0].mapping.notes.append(
@@ -267,6 +274,29 @@ def _reflect_table(
         auto_increment=autoinc,
         comment="",
         partitioned=False,
+    )
+
+
+def collation(name: str | None) -> str | None:
+    """A collation as the catalog keeps it: None for BINARY (byte-wise, the default), SQLite's own in
+    upper case (SQLite matches collation names ignoring case), an application's own as it is spelled."""
+    if not name or name.upper() == BINARY:
+        return None
+    return name.upper() if name.upper() in _COLLATION_NOTES else name
+
+
+def collation_note(name: str | None, logical_type: str) -> Note | None:
+    """The report's note on a column declared with a collation other than BINARY.  Only text compares
+    by collation: on a number or a date the collation changes nothing the target keeps."""
+    coll = collation(name)
+    if coll is None or logical_type != "text":
+        return None
+    if coll in _COLLATION_NOTES:
+        return Note(CHANGED, _COLLATION_NOTES[coll])
+    return Note(
+        CHANGED,
+        f"collation {coll} is the application's own (registered at run time): PostgreSQL compares the values "
+        "byte-wise; check what it did and compare accordingly in queries",
     )
 
 
@@ -457,7 +487,14 @@ def _indexes(
     if rowid_alias:  # the rowid is the key: no index of its own, but the target needs one
         out.append(
             Index(
-                (pk_def.name if pk_def else None) or "PRIMARY", list(primary_key), True, True, "BTREE", [None], [False]
+                (pk_def.name if pk_def else None) or "PRIMARY",
+                list(primary_key),
+                True,
+                True,
+                "BTREE",
+                [None],
+                [False],
+                collations=[None],  # an integer: no collation applies
             )
         )
     for _seq, name, unique, origin, partial in sorted(index_rows, key=lambda r: (r[3] != "pk", r[1])):
@@ -466,7 +503,7 @@ def _indexes(
         sql = (sql_rows[0][0] if sql_rows else None) or ""
         idef = sqltext.parse_create_index(sql) if sql else sqltext.IndexDef([], None)
         columns, expressions = [], []
-        for seqno, cid, cname, _desc, _coll, _key in parts:
+        for seqno, cid, cname, _desc, _coll, _key in parts:  # _coll: the part's own COLLATE, else its column's
             if cid == -2:
                 columns.append(idef.parts[seqno] if seqno < len(idef.parts) else "?")
                 expressions.append(True)
@@ -497,6 +534,7 @@ def _indexes(
                 descending=[bool(p[3]) for p in parts],
                 expressions=expressions if any(expressions) else [],
                 where=idef.where if partial else None,
+                collations=[collation(p[4]) for p in parts],
             )
         )
     return out
@@ -580,6 +618,54 @@ def _check_foreign_keys(
                     ACTION,
                     f"{len(rowids)} row(s) break foreign key {fk.name} ({', '.join(fk.columns)} → {fk.ref_table}), "
                     f"e.g. {where}: PostgreSQL will refuse the constraint; fix or delete those rows",
+                )
+            )
+
+
+def _check_foreign_key_collations(
+    conn: sqlite3.Connection, table: str, fks: list[ForeignKey], cols: list[_Col], ref: RowRef
+) -> None:
+    """Rows whose foreign key finds its parent only through the parent key's collation: SQLite compares
+    with it (child 'ABC' matches parent 'abc' under NOCASE), PostgreSQL compares exactly and would refuse
+    the constraint after the load.  Rows with no parent at all are :func:`_check_foreign_keys`' business."""
+    by_name = {c.name: c for c in cols}
+    for fk in fks:
+        target = by_name.get(fk.columns[0])
+        sql = _rows(conn, "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?", (fk.ref_table,))
+        if target is None or not sql or not sql[0][0] or "?" in fk.ref_columns:
+            continue
+        parent = sqltext.parse_create_table(sql[0][0])
+        colls = [collation(d.collation) if (d := parent.columns.get(c.lower())) else None for c in fk.ref_columns]
+        if not any(colls):
+            continue
+        pairs = list(zip(fk.ref_columns, fk.columns, strict=True))
+        # Found under the parent's collation (its key index answers), but not byte-wise: NOT IN over an
+        # explicit BINARY left side, which SQLite answers from one transient index (a correlated
+        # NOT EXISTS could not use the parent's NOCASE index and would scan the parent once per row).
+        loose = " AND ".join(f"p.{quote_ident(pc)} = c.{quote_ident(cc)}" for pc, cc in pairs)  # the parent's
+        present = " AND ".join(f"c.{quote_ident(cc)} IS NOT NULL" for cc in fk.columns)
+        keys = ", ".join(f"c.{quote_ident(cc)} COLLATE BINARY" for cc in fk.columns)
+        parent_keys = ", ".join(f"p.{quote_ident(pc)}" for pc in fk.ref_columns)
+        parent_present = " AND ".join(f"p.{quote_ident(pc)} IS NOT NULL" for pc in fk.ref_columns)
+        parent_sql = f"main.{quote_ident(fk.ref_table)} AS p"
+        r = ref.sql or "NULL"
+        try:
+            count, first = _rows(
+                conn,
+                f"SELECT count(*), min(r) FROM (SELECT {r} AS r FROM main.{quote_ident(table)} AS c WHERE {present} "
+                f"AND EXISTS (SELECT 1 FROM {parent_sql} WHERE {loose}) "
+                f"AND ({keys}) NOT IN (SELECT {parent_keys} FROM {parent_sql} WHERE {parent_present}))",
+            )[0]
+        except sqlite3.DatabaseError:  # row values (several columns) need SQLite 3.15
+            continue
+        if count:
+            used = ", ".join(f"{pc} {c}" for pc, c in zip(fk.ref_columns, colls, strict=True) if c)
+            target.notes.append(
+                Note(
+                    ACTION,
+                    f"{count} row(s) find their parent in {fk.ref_table} only through its collation ({used}), "
+                    f"e.g. {ref.describe(first)}: PostgreSQL compares exactly and will refuse foreign key "
+                    f"{fk.name}; spell those values as their parent rows do",
                 )
             )
 
