@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg.copy import QueuedLibpqWriter
 
+from bench.data import WIDE
 from bulkmig.engines.postgres import reflect
 from bulkmig.engines.postgres.binary import encode_batch, encode_batch_view, header, plan_columns, trailer
 from bulkmig.engines.postgres.connect import connect
@@ -115,26 +116,6 @@ SELECT g, (g % 65536 - 32768)::int2, (g * 7919)::int, g::bigint * 1000003 * (1 -
        (enum_range(NULL::mood))[2 + g % 3]
 FROM generate_series(12, 3011) AS g;
 """
-
-# A table like issue 3's `wide` (bench/data.py), for the speed comparison.
-WIDE_DDL = """CREATE TABLE wide (
-  id bigint NOT NULL, qty integer NOT NULL, amount numeric(12,2), score double precision, note text,
-  code varchar(20), created_at timestamptz, day date, active boolean, attrs jsonb, ref uuid, digest bytea,
-  maybe bigint)"""
-WIDE_FILL = """SELECT setseed(0.42); INSERT INTO wide SELECT g,
-       (random() * 100000)::int,
-       round((random() * 1000000)::numeric, 2),
-       random() * 1000,
-       'note ' || md5(g::text) || ' ' || (g % 1000),
-       'C-' || lpad((random() * 10000000)::int::text, 8, '0'),
-       timestamptz '2020-01-01 00:00:00+00' + random() * interval '1500 days',
-       date '2000-01-01' + (random() * 9000)::int,
-       random() < 0.5,
-       jsonb_build_object('k', (random() * 100)::int, 'tag', 't' || (g % 7), 'ok', random() < 0.5),
-       md5('uuid' || g)::uuid,
-       sha256(int8send(g)),
-       CASE WHEN random() < 0.2 THEN NULL ELSE (random() * 1e12)::bigint END
-FROM generate_series(1::bigint, {rows}) AS g"""
 
 
 def endpoint(server: Any, db: str, role: str) -> Endpoint:
@@ -287,8 +268,9 @@ def test_binary_copy_speed_against_csv(pg_source, pg_target, source_db, target_d
     """Encode + COPY of a `wide`-like table, binary against CSV, in one run.  Figures are printed, not asserted."""
     rows = int(os.environ.get("BULKMIG_BINARY_BENCH_ROWS", "100000"))
     repeats = int(os.environ.get("BULKMIG_BINARY_BENCH_REPEATS", "1"))
-    pg_source.execute(source_db, WIDE_DDL + ";" + WIDE_FILL.format(rows=rows))
-    pg_target.execute(target_db, WIDE_DDL)
+    # Issue 3's `wide` table, generated as the benchmark generates it.
+    pg_source.execute(source_db, WIDE.create_sql(with_key=False) + ";" + WIDE.insert_sql(rows))
+    pg_target.execute(target_db, WIDE.create_sql(with_key=False))
     src = endpoint(pg_source, source_db, "source")
     table = reflected(connect(src, autocommit=True), "wide")
     parquet = extract(src, table, tmp_path / "wide.parquet")
