@@ -104,6 +104,20 @@ def target_db(pg_target: PostgresServer, request: pytest.FixtureRequest) -> Iter
     pg_target.drop_database(name)
 
 
+def missing_part(reason: str) -> None:
+    """A real part a test needs is not there (root, a mount, a dataset): skip on a developer's machine, but
+    fail in CI, where the setup provides it and a silent skip would hide the test on every run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def unavailable() -> Callable[[str], None]:
+    """:func:`missing_part`, for tests to call."""
+    return missing_part
+
+
 @pytest.fixture(scope="session")
 def datasets() -> Path:
     """The shared sample datasets folder (with load.sh).

@@ -144,21 +144,23 @@ def converge(flow: Any, workload: Workload) -> dict[str, Any]:
     finally:
         workload.stop.set()
         workload.thread.join(timeout=30)
+    assert not workload.thread.is_alive(), "the workload did not stop"
     assert not workload.errors, workload.errors
     assert workload.transactions > 100
     try:
         caught_up = flow.bulkmig("replay", "--until-caught-up")
-        assert caught_up.code == 0, caught_up.text
         check = flow.bulkmig("validate", "--json")
-        assert check.code == 0, check.text
-        report = json.loads(check.out)
-        assert report["equal"] is True, check.out
     finally:
         if capture is not None:
             capture.terminate()
-            out, err = capture.communicate(timeout=60)
-            assert capture.returncode == 0, err
-            assert "capture: batch" in err
+            _, capture_err = capture.communicate(timeout=60)
+    assert caught_up.code == 0, caught_up.text
+    assert check.code == 0, check.text
+    report = json.loads(check.out)
+    assert report["equal"] is True, check.out
+    if capture is not None:
+        assert capture.returncode == 0, capture_err
+        assert "capture: batch" in capture_err
     return report
 
 

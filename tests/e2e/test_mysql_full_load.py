@@ -17,7 +17,6 @@ from typing import Any
 
 import jsonschema
 import pyarrow.parquet as pq
-import pytest
 
 from bulkmig.devservers import MariaDBServer, PostgresServer, load_dataset
 from bulkmig.engines.mysql import connect as my
@@ -142,7 +141,9 @@ def test_sakila_mysql_to_postgresql(make_mysql_flow, mariadb, pg_target, target_
     # Big tables were split by their integer keys; each sidecar records where its rows come from.
     payment = next(t for t in plan["tables"] if t["name"] == "payment")
     assert payment["split"] == {"method": "key-range", "column": "payment_id"} and len(payment["partitions"]) > 1
-    for sidecar in sorted(flow.volume.glob("data/sakila/payment/part-*.json")):
+    sidecars = sorted(flow.volume.glob("data/sakila/payment/part-*.json"))
+    assert len(sidecars) == len(payment["partitions"])
+    for sidecar in sidecars:
         pos = json.loads(sidecar.read_text())["source_position"]
         assert pos["exported_by"] == "flush-tables-read-lock" and pos["binlog_file"] == snap["binlog_file"]
         jsonschema.validate(json.loads(sidecar.read_text()), json.loads((schemas / "part.schema.json").read_text()))
@@ -188,16 +189,23 @@ def test_chinook_mysql_folds_names_and_keeps_every_value(
     assert len(track["partitions"]) > 1
 
 
-@pytest.mark.parametrize("migration_type", ["full-load-and-cdc"])
-def test_cdc_needs_the_binlog(make_mysql_flow, mariadb, mysql_db, migration_type) -> None:  # noqa: ANN001
-    """With the binlog on (the fixture's server) the plan records its position; the check itself is
-    covered where binlog settings are read (capture)."""
+def test_cdc_plan_refuses_a_statement_binlog(make_mysql_flow, mariadb, mysql_db) -> None:  # noqa: ANN001
+    """full-load-and-cdc needs row events: with binlog_format=STATEMENT plan refuses, naming the setting,
+    and writes no plan; with ROW (the fixture's server) it records the binlog position."""
     mariadb.execute(mysql_db, "CREATE TABLE t (id int PRIMARY KEY)")
-    flow = make_mysql_flow(migration_type=migration_type)
+    flow = make_mysql_flow(migration_type="full-load-and-cdc")
+    saved = mariadb.execute(None, "SELECT @@GLOBAL.binlog_format")[0][0]
+    mariadb.execute(None, "SET GLOBAL binlog_format = 'STATEMENT'")
+    try:
+        refused = flow.bulkmig("plan")
+    finally:
+        mariadb.execute(None, "SET GLOBAL binlog_format = %s", (saved,))
+    assert refused.code != 0 and "binlog_format" in refused.err and "ROW" in refused.err, refused.text
+    assert not (flow.volume / "plan.json").exists()
     run = flow.bulkmig("plan")
     assert run.code == 0, run.text
     plan = json.loads((flow.volume / "plan.json").read_text())
-    assert plan["migration_type"] == migration_type and plan["snapshot"]["binlog_file"]
+    assert plan["migration_type"] == "full-load-and-cdc" and plan["snapshot"]["binlog_file"]
 
 
 def test_extract_reads_one_moment_while_a_writer_commits(make_mysql_flow, mariadb, mysql_db) -> None:  # noqa: ANN001
@@ -235,6 +243,7 @@ def test_extract_reads_one_moment_while_a_writer_commits(make_mysql_flow, mariad
     writer.start()
     try:
         while commits[0] < 50:
+            assert writer.is_alive(), "the writer died before extract started"
             time.sleep(0.01)
         before = commits[0]
         run = flow.bulkmig("extract")

@@ -55,10 +55,10 @@ def _run(*argv: str) -> None:
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Callable[[str, int], SmallFs]]:
+def small_fs(tmp_path: Path, unavailable: Callable[[str], None]) -> Iterator[Callable[[str, int], SmallFs]]:
     """``small_fs(name, size)``: a fresh tmpfs under ``tmp_path``; unmounted afterwards."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        unavailable("mounting a small tmpfs needs root (CI runs as root)")
     mounted: list[SmallFs] = []
 
     def make(name: str, size: int) -> SmallFs:
@@ -66,7 +66,7 @@ def small_fs(tmp_path: Path) -> Iterator[Callable[[str, int], SmallFs]]:
         try:
             fs.mount(size)
         except OSError as exc:
-            pytest.skip(f"cannot mount a tmpfs here: {exc}")
+            unavailable(f"cannot mount a tmpfs here: {exc}")
         mounted.append(fs)
         return fs
 

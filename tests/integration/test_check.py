@@ -12,8 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bulkmig.devservers import PostgresServer
 from bulkmig.errors import EXIT_CONNECT, EXIT_FAILED
 
@@ -152,15 +150,14 @@ def test_sqlite_file_that_does_not_exist(make_flow, tmp_path: Path) -> None:  # 
     assert not missing.exists() and not missing.parent.exists()
 
 
-def _mount(*argv: str) -> None:
-    done = subprocess.run(["mount", *argv], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+def test_volume_too_small_then_read_only(make_flow, pg_source, source_db, tmp_path: Path, unavailable) -> None:  # noqa: ANN001
+    def _mount(*argv: str) -> None:
+        done = subprocess.run(["mount", *argv], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            unavailable(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
-
-def test_volume_too_small_then_read_only(make_flow, pg_source, source_db, tmp_path: Path) -> None:  # noqa: ANN001
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+        unavailable("mounting a small tmpfs needs root (CI runs as root)")
     pg_source.execute(
         source_db,
         "CREATE TABLE big (id int PRIMARY KEY, v text); INSERT INTO big SELECT g, repeat('x', 200) "
