@@ -8,16 +8,23 @@ notes on it.  Nothing here talks to a database.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.model import Table
+from bulkmig.model import Column, Table
 
 # Assessment categories, the same words the report uses (issue 5): worst one wins for a column.
 CONVERTED = "converted"
 CHANGED = "converted with changes"
 ACTION = "needs action"
 _SEVERITY = {CONVERTED: 0, CHANGED: 1, ACTION: 2}
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The most severe of ``statuses`` (CONVERTED when there are none).  One ranking for columns and
+    for the report's objects, so a column and the item that reports it can never disagree."""
+    return max(statuses, key=_SEVERITY.__getitem__, default=CONVERTED)
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class ColumnMapping:
     @property
     def status(self) -> str:
         """The worst note decides: one refused value class makes the column "needs action"."""
-        return max((n.status for n in self.notes), key=_SEVERITY.__getitem__, default=CONVERTED)
+        return worst(n.status for n in self.notes)
 
 
 @dataclass
@@ -83,6 +90,21 @@ class CatalogColumn:
     comment: str
     is_json: bool  # MariaDB JSON (LONGTEXT + json_valid check) or MySQL JSON
     mapping: ColumnMapping
+
+    def to_model(self) -> Column:
+        """The engine-neutral column the plan carries.  One builder for every engine, so MySQL, SQLite
+        and conversion cannot drift apart on how a catalog column reads (``read_as`` included)."""
+        m = self.mapping
+        return Column(
+            name=self.name,
+            source_type=self.column_type,
+            logical_type=m.logical_type,
+            arrow_type=m.arrow_type,
+            transfer=m.transfer,
+            nullable=self.nullable,
+            generated=self.generated is not None,
+            read_as=m.read_as,
+        )
 
 
 @dataclass

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkmig import crypto
-from bulkmig.errors import EXIT_FAILED, EXIT_OK, BulkmigError, ConfigError, PrivilegeError, SourceError, StoreError
+from bulkmig.errors import EXIT_FAILED, EXIT_OK, BulkmigError, ConfigError, PrivilegeError, StoreError
 from bulkmig.log import human_bytes
 from bulkmig.task import Task
 
@@ -189,7 +189,7 @@ def _no_cdc(task: Task) -> None:
 def _postgres_source(c: _Checks) -> None:
     from bulkmig.engines.postgres import privileges, reflect
     from bulkmig.engines.postgres.connect import connect, require_version
-    from bulkmig.engines.postgres.slot import check_wal_level, find_tables_without_identity
+    from bulkmig.engines.postgres.slot import check_wal_level, find_tables_without_identity, refuse_missing_identity
     from bulkmig.engines.postgres.sql import qualified
     from bulkmig.plan import _selected
 
@@ -230,15 +230,10 @@ def _postgres_source(c: _Checks) -> None:
         missing = find_tables_without_identity(c.source_conn, c.tables)
         if not missing:
             return f"all {len(c.tables)} selected tables have a primary key or replica identity"
+        if not task.settings.allow_replica_identity_full:
+            refuse_missing_identity(missing)
         listed = ", ".join(qualified(s, t) for s, t in missing)
-        if task.settings.allow_replica_identity_full:
-            return f"plan will set REPLICA IDENTITY FULL on {len(missing)} table(s), as the task allows: {listed}"
-        raise SourceError(
-            f"{len(missing)} table(s) have no primary key and no replica identity: {listed}; once published, "
-            "UPDATE and DELETE on them would fail on the source",
-            "add a primary key or REPLICA IDENTITY USING INDEX <unique index>, or let bulkmig set REPLICA "
-            "IDENTITY FULL on them with `settings: {allow_replica_identity_full: true}` in the task",
-        )
+        return f"plan will set REPLICA IDENTITY FULL on {len(missing)} table(s), as the task allows: {listed}"
 
     c.run("source.connect", connected)
     c.run("source.tables", tables, "source.connect")

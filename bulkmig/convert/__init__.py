@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import json
 import os
 import re
@@ -195,7 +196,7 @@ class _Converter:
             defs.append(col_def)
             if cc.on_update_current_timestamp and col_def.type.startswith(("timestamp", "date", "time")):
                 on_update.append(target)
-            m = copy.copy(by_model[cc.name]) if cc.name in by_model else _model_column(cc)
+            m = copy.copy(by_model[cc.name]) if cc.name in by_model else cc.to_model()
             m.target_name = target if target != cc.name else None
             m.target_type = col_def.type
             m.read_as = cc.mapping.read_as
@@ -337,7 +338,7 @@ class _Converter:
     def _name_note(self, item: Item, source: str, target: str) -> None:
         if target == source:
             return
-        if self.identifiers == "lower" and target == source.lower():
+        if target == names.fold(source, self.identifiers):  # differs from source: folding made it
             item.note(CONVERTED, f"named {target} (folded to lower case)")
         else:
             item.note(CONVERTED, f"named {target} (table mappings)")
@@ -619,7 +620,7 @@ class _Converter:
         )
 
     def _index_name(self, table: str, index: str, item: Item) -> str:
-        wanted = index.lower() if self.identifiers == "lower" else index
+        wanted = names.fold(index, self.identifiers)
         ns = self.names.schema_ns
         name = ns.claim(wanted) if names.truncate(wanted) not in ns.taken else ns.claim(f"{table}_{wanted}")
         item.target = name
@@ -650,7 +651,7 @@ class _Converter:
                 item.note(ACTION, f"{t.problem}; not created")
                 item.suggestion = "write the check in PostgreSQL SQL and add it with ALTER TABLE … ADD CONSTRAINT"
                 continue
-            name = o.constraint_ns.claim(chk.name.lower() if self.identifiers == "lower" else chk.name)
+            name = o.constraint_ns.claim(names.fold(chk.name, self.identifiers))
             item.target = name
             item.target_sql = t.sql
             self.post["checks"].append(ddl.add_check(tn.schema, tn.name, name, t.sql))
@@ -695,7 +696,7 @@ class _Converter:
                 item.note(ACTION, "; ".join(rules))
                 item.suggestion = "add the foreign key on the target with the closest PostgreSQL rule"
                 continue
-            name = o.constraint_ns.claim(fk.name.lower() if self.identifiers == "lower" else fk.name)
+            name = o.constraint_ns.claim(names.fold(fk.name, self.identifiers))
             item.target = name
             self.post["fks"].append(
                 ddl.add_foreign_key(
@@ -720,7 +721,7 @@ class _Converter:
 
     def _views(self) -> None:
         cat, nm = self.catalog, self.names
-        fold = (lambda s: s.lower()) if self.identifiers == "lower" else (lambda s: s)
+        fold = functools.partial(names.fold, mode=self.identifiers)
         tables = {src: (tn.name, dict(tn.columns)) for src, tn in nm.tables.items()}
         keys = {t.table.name: list(t.table.primary_key) for t in self.tables_in}
         pending = {v.name: v for v in self.views_in}
@@ -841,19 +842,6 @@ class _Converter:
         return doc
 
 
-def _model_column(cc: CatalogColumn) -> Column:
-    m = cc.mapping
-    return Column(
-        name=cc.name,
-        source_type=cc.column_type,
-        logical_type=m.logical_type,
-        arrow_type=m.arrow_type,
-        transfer=m.transfer,
-        nullable=cc.nullable,
-        generated=cc.generated is not None,
-    )
-
-
 def _column_finder(columns: dict[str, str]) -> Callable[[str], str | None]:
     """Source column → target column for expressions, ignoring case as MySQL and SQLite do."""
 
@@ -888,11 +876,11 @@ def _index_source_sql(table: str, idx: Index) -> str:
     flags = idx.expressions or [False] * len(idx.columns)
     descending = idx.descending or [False] * len(idx.columns)
     parts = [
-        (part if is_expression else '"' + part.replace('"', '""') + '"') + (" DESC" if desc else "")
+        (part if is_expression else ident(part)) + (" DESC" if desc else "")
         for part, is_expression, desc in zip(idx.columns, flags, descending, strict=False)
     ]
-    quoted = ['"' + n.replace('"', '""') + '"' for n in (idx.name, table)]
-    sql = f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX {quoted[0]} ON {quoted[1]} ({', '.join(parts)})"
+    # SQLite double-quotes identifiers and doubles embedded quotes exactly as PostgreSQL does.
+    sql = f"CREATE {'UNIQUE ' if idx.unique else ''}INDEX {ident(idx.name)} ON {ident(table)} ({', '.join(parts)})"
     return sql + (f" WHERE {idx.where}" if idx.where is not None else "")
 
 

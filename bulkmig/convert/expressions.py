@@ -23,7 +23,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from bulkmig.engines.postgres.schema import BULKMIG_SCHEMA
-from bulkmig.engines.postgres.sql import ident, literal
+from bulkmig.engines.postgres.sql import literal, qualified
 
 # Defaults that mean "now": MySQL/MariaDB spellings, with or without fractional digits, and SQLite's.
 _NOW = re.compile(
@@ -557,7 +557,7 @@ def create_view_sql(schema: str, name: str, body: str, *, check_option: str | No
     check = ""
     if check_option and check_option.upper() in ("CASCADED", "LOCAL"):
         check = f"\n  WITH {check_option.upper()} CHECK OPTION"
-    return f"CREATE VIEW {ident(schema)}.{ident(name)}{opts} AS\n{body}{check}"
+    return f"CREATE VIEW {qualified(schema, name)}{opts} AS\n{body}{check}"
 
 
 SKIPPED_TABLE = "skipped_objects"
@@ -577,7 +577,7 @@ def guarded(kind: str, schema: str, name: str, statement: str) -> str:
     while tag in statement:
         n += 1
         tag = f"$bulkmig_stmt{n}$"
-    table = f"{ident(BULKMIG_SCHEMA)}.{ident(SKIPPED_TABLE)}"
+    table = qualified(BULKMIG_SCHEMA, SKIPPED_TABLE)
     values = f"{literal(kind)}, {literal(schema)}, {literal(name)}"
     return (
         f"CREATE TABLE IF NOT EXISTS {table} (kind text NOT NULL, schema_name text NOT NULL, name text NOT NULL, "

@@ -32,6 +32,12 @@ SQLITE_MAIN = "main"
 SQLITE_TARGET_SCHEMA = "public"
 
 
+def fold(name: str, mode: str) -> str:
+    """One name folded as ``settings.identifiers`` says (``lower``; anything else keeps it): the single
+    spelling of the rule, so tables, keys, constraints and views cannot fold differently."""
+    return name.lower() if mode == "lower" else name
+
+
 def fold_all(names: Iterable[str], mode: str) -> tuple[dict[str, str], list[list[str]]]:
     """Each name's folded form, and the groups of names that collide when folded (those keep theirs).
 
@@ -124,8 +130,7 @@ class Names:
 def target_schema(dialect: str, schema: str, mode: str, mappings: Mappings) -> str:
     """The schema a source database (MySQL) or a SQLite file's ``main`` lands in, before table rules."""
     base = SQLITE_TARGET_SCHEMA if dialect == "sqlite" and schema == SQLITE_MAIN else schema
-    if mode == "lower":
-        base = base.lower()
+    base = fold(base, mode)
     rules = [r for r in mappings.transformations if r.target == "schema" and r.matches(schema)]
     return _apply_rules(base, rules)
 

@@ -12,12 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Note
+from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Note, worst
 
 REPORT_FORMAT = "bulkmig-assessment"
 REPORT_VERSION = 1
 STATUSES = (CONVERTED, CHANGED, ACTION)
-_RANK = {CONVERTED: 0, CHANGED: 1, ACTION: 2}  # the worst note decides an object's status
 # Object kinds, in the order the summary lists them.
 KINDS = (
     "schema",
@@ -51,7 +50,7 @@ class Item:
 
     @property
     def status(self) -> str:
-        return max((n.status for n in self.notes), key=_RANK.__getitem__, default=CONVERTED)
+        return worst(n.status for n in self.notes)  # the worst note decides an object's status
 
     def note(self, status: str, message: str) -> None:
         self.notes.append(Note(status, message))

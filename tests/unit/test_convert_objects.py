@@ -27,7 +27,6 @@ from bulkmig.catalog import (
 )
 from bulkmig.convert import convert, summary_lines, write_outputs
 from bulkmig.engines.mysql import types
-from bulkmig.engines.mysql.reflect import _model_column
 from bulkmig.errors import ConfigError
 from bulkmig.model import Table
 from bulkmig.task import Task
@@ -101,7 +100,7 @@ def tbl(
     schema: str = "Shop",
     comment: str = "",
 ) -> CatalogTable:
-    model = Table(schema=schema, name=name, columns=[_model_column(c) for c in columns], primary_key=list(pk))
+    model = Table(schema=schema, name=name, columns=[c.to_model() for c in columns], primary_key=list(pk))
     all_indexes = ([idx("PRIMARY", *pk)] if pk else []) + (indexes or [])
     return CatalogTable(
         model, columns, all_indexes, fks or [], checks or [], "InnoDB", None, auto_increment, comment, False

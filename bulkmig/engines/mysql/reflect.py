@@ -27,10 +27,7 @@ from bulkmig.catalog import (
     SchemaObject,
 )
 from bulkmig.engines.mysql import types
-from bulkmig.model import Column, Table
-
-# Databases that are never user data.
-SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
+from bulkmig.model import Table
 
 
 class Connection(Protocol):
@@ -175,7 +172,7 @@ def reflect(
         table = Table(
             schema=schema,
             name=name,
-            columns=[_model_column(c) for c in cols],
+            columns=[c.to_model() for c in cols],
             primary_key=list(pk),
             estimated_rows=int(rows or 0),
             estimated_bytes=int(data or 0),
@@ -200,18 +197,6 @@ def reflect(
         catalog.triggers = _triggers(conn, schema)
         catalog.routines = _routines(conn, schema)
     return catalog
-
-
-def _model_column(c: CatalogColumn) -> Column:
-    return Column(
-        name=c.name,
-        source_type=c.column_type,
-        logical_type=c.mapping.logical_type,
-        arrow_type=c.mapping.arrow_type,
-        transfer=c.mapping.transfer,
-        nullable=c.nullable,
-        generated=c.generated is not None,
-    )
 
 
 def _default(raw: str | None, extra: str, mariadb: bool, data_type: str) -> str | None:

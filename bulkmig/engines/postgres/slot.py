@@ -25,7 +25,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from typing import NamedTuple, TypedDict
+from typing import NamedTuple, NoReturn, TypedDict
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -106,6 +106,19 @@ def _resolve_tables(conn: psycopg.Connection, tables: Sequence[tuple[str, str]])
             f"only tables can be published, not: {', '.join(wrong)}", "leave views and foreign tables out of CDC"
         )
     return [(s, t, int(oid), k) for s, t, oid, k in rows]
+
+
+def refuse_missing_identity(missing: Sequence[tuple[str, str]]) -> NoReturn:
+    """Refuse the tables :func:`find_tables_without_identity` found.  One wording for ``plan`` (which
+    refuses here before publishing anything) and ``bulkmig check`` (which refuses without publishing),
+    so the check predicts plan's refusal word for word."""
+    listed = ", ".join(qualified(s, t) for s, t in missing)
+    raise SourceError(
+        f"{len(missing)} table(s) have no primary key and no replica identity: {listed}; once published, "
+        "UPDATE and DELETE on them would fail on the source",
+        "add a primary key or REPLICA IDENTITY USING INDEX <unique index>, or let bulkmig set REPLICA "
+        "IDENTITY FULL on them with `settings: {allow_replica_identity_full: true}` in the task",
+    )
 
 
 def find_tables_without_identity(conn: psycopg.Connection, tables: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -193,13 +206,7 @@ def create_publication(
     if {"update", "delete"} & set(actions):
         altered = find_tables_without_identity(conn, tables)
         if altered and not allow_replica_identity_full:
-            listed = ", ".join(qualified(s, t) for s, t in altered)
-            raise SourceError(
-                f"{len(altered)} table(s) have no primary key and no replica identity: {listed}; once published, "
-                "UPDATE and DELETE on them would fail on the source",
-                "add a primary key or REPLICA IDENTITY USING INDEX <unique index>, or let bulkmig set REPLICA "
-                "IDENTITY FULL on them with `settings: {allow_replica_identity_full: true}` in the task",
-            )
+            refuse_missing_identity(altered)
     existing = _existing_publication(conn, name)
     if existing is not None:
         want = {(s, t) for s, t in tables}

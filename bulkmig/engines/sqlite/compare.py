@@ -20,6 +20,7 @@ import sqlite3
 from typing import Any
 
 from bulkmig.compare import Canon, Converted, RowNormaliser, canonical
+from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.engines.sqlite import values
 from bulkmig.engines.sqlite.connect import connect as sqlite_connect
 from bulkmig.model import Column, Table
@@ -31,10 +32,6 @@ NUMERIC_DATE_WHY = "a number read as a date by SQLite's date functions (numeric_
 def connect(endpoint: Any) -> sqlite3.Connection:
     """The database file, read-only (validation never writes, nor creates, a source)."""
     return sqlite_connect(endpoint)
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _dated(column: Column) -> bool:
@@ -50,7 +47,7 @@ def select_sql(table: Table, columns: list[Column], ordered: bool) -> str:
             exprs += [c.read_as.format(col=col), col]  # type: ignore[union-attr]
         else:
             exprs.append(c.read_as.format(col=col) if c.read_as else col)
-    sql = f"SELECT {', '.join(exprs)} FROM {ident(table.schema)}.{ident(table.name)}"
+    sql = f"SELECT {', '.join(exprs)} FROM {qualified(table.schema, table.name)}"
     if table.filter:
         sql += f" WHERE {table.filter}"
     if ordered and table.primary_key:

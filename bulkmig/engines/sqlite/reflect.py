@@ -45,9 +45,10 @@ from bulkmig.catalog import (
     Note,
     SchemaObject,
 )
+from bulkmig.engines.postgres.sql import ident
 from bulkmig.engines.sqlite import sqltext, types, values
 from bulkmig.errors import SourceError
-from bulkmig.model import Column, Table
+from bulkmig.model import Table
 
 SCHEMA = "main"
 # SQLite's own objects: never user data (sqlite_sequence, sqlite_stat1, …).
@@ -65,9 +66,9 @@ _COLLATION_NOTES = {
 BINARY = "BINARY"
 
 
-def quote_ident(name: str) -> str:
-    """A double-quoted SQLite identifier; embedded quotes are doubled."""
-    return '"' + name.replace('"', '""') + '"'
+# SQLite quotes identifiers as PostgreSQL does (double quotes, embedded ones doubled): one function for
+# both, kept under the engine-local name its many callers (here and in ``source``) use.
+quote_ident = ident
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -231,7 +232,7 @@ def _reflect_table(
     rows = _scan(conn, name, cols, ref, alias, src, settings) if scan else _count(conn, name)
     fks = _foreign_keys(conn, name, parsed, [c.name for c in cols], table_names)
     if scan and src.kind == "table":
-        _check_foreign_keys(conn, name, fks, cols, ref)
+        _check_foreign_keys(conn, name, fks, cols)
         _check_foreign_key_collations(conn, name, fks, cols, ref)
     for c in cols:
         if c.override:
@@ -259,7 +260,7 @@ def _reflect_table(
     table = Table(
         schema=SCHEMA,
         name=name,
-        columns=[_model_column(cc) for cc in catalog_cols],
+        columns=[cc.to_model() for cc in catalog_cols],
         primary_key=primary_key,
         estimated_rows=rows,
     )
@@ -322,19 +323,6 @@ def _catalog_column(
         comment="",
         is_json=c.mapping.logical_type == "json",
         mapping=c.mapping,
-    )
-
-
-def _model_column(c: CatalogColumn) -> Column:
-    return Column(
-        name=c.name,
-        source_type=c.column_type,
-        logical_type=c.mapping.logical_type,
-        arrow_type=c.mapping.arrow_type,
-        transfer=c.mapping.transfer,
-        nullable=c.nullable,
-        generated=c.generated is not None,
-        read_as=c.mapping.read_as,
     )
 
 
@@ -589,9 +577,7 @@ def _foreign_keys(
     return list(reversed(out))
 
 
-def _check_foreign_keys(
-    conn: sqlite3.Connection, table: str, fks: list[ForeignKey], cols: list[_Col], ref: RowRef
-) -> None:
+def _check_foreign_keys(conn: sqlite3.Connection, table: str, fks: list[ForeignKey], cols: list[_Col]) -> None:
     """Rows that break a foreign key (SQLite enforces them only with PRAGMA foreign_keys=ON, off by default):
     PostgreSQL would refuse to create the constraint after the load."""
     try:
