@@ -10,6 +10,7 @@ every worker imports it (``SET TRANSACTION SNAPSHOT``), so all parts show the so
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
@@ -25,12 +26,12 @@ import psycopg
 from bulkmig import layout
 from bulkmig.crypto import Key, key_for_plan
 from bulkmig.engines import foreign_source
-from bulkmig.engines.postgres.connect import connect
+from bulkmig.engines.postgres.connect import connect, snapshot_importable
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
 from bulkmig.log import Progress, human_bytes, say
-from bulkmig.manifest import PartManifest, sha256_file
+from bulkmig.manifest import PartManifest
 from bulkmig.model import Table
 from bulkmig.parquet import write_parquet
 from bulkmig.plan import Plan, load_plan_for
@@ -129,8 +130,7 @@ def extract_part(
                 # Rare: a date beyond Arrow's range.  Read this part again with that column as text.
                 say(f"extract: {table.qualified}.{far.column} holds dates beyond Arrow's range; part {index} as text")
                 as_text = as_text | {far.column}
-        digest, size = sha256_file(Path(tmp))
-        store.put_file(key, Path(tmp), move=True)
+        digest, size = store.put_file(key, Path(tmp), move=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -353,19 +353,6 @@ def _refuse_inconsistent_redo(plan: Plan, parts: list[tuple[Table, int]], snapsh
     )
 
 
-def _snapshot_alive(task: Task, plan: Plan) -> bool:
-    """Whether the plan's exported snapshot can still be imported (its holder, `bulkmig plan`, still runs)."""
-    conn = connect(task.source, autocommit=True)
-    try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(str(plan.snapshot['name']))}")
-        return True
-    except psycopg.Error:
-        return False
-    finally:
-        conn.close()
-
-
 def _refuse_keyless_convergence(plan: Plan, parts: list[tuple[Table, int]]) -> None:
     """From PostgreSQL, replay converges parts read after the stream's start only by idempotent upserts and
     deletes by key: a table without a primary key would get the changes in between twice.  (A MySQL
@@ -414,9 +401,12 @@ def extract(
     encrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
+    slot_snapshot = plan.snapshot.get("exported_by") == "replication-slot"
+    # Probing the plan's snapshot costs a connection: --redo and --not-consistent both ask, so ask once per run.
+    snapshot_alive = functools.cache(lambda: snapshot_importable(task.source, str(plan.snapshot["name"])))
     if redo:
         mine = resolve_parts(plan, redo)
-        held = plan.snapshot.get("exported_by") == "replication-slot" and _snapshot_alive(task, plan)
+        held = slot_snapshot and snapshot_alive()
         _refuse_inconsistent_redo(plan, mine, held or not_consistent)
         if not held:
             _refuse_keyless_convergence(plan, mine)
@@ -441,10 +431,10 @@ def extract(
         _extract_foreign(task, store, plan, foreign, todo, earlier, n_workers, progress, report, encrypt_with)
         return report
 
-    if snapshot is None and plan.snapshot.get("exported_by") == "replication-slot":
+    if snapshot is None and slot_snapshot:
         # Change replay starts at the slot's snapshot: the parts must come from that very snapshot.
         snapshot = plan.snapshot["name"]
-        if not_consistent and not _snapshot_alive(task, plan):
+        if not_consistent and not snapshot_alive():
             _refuse_keyless_convergence(plan, todo)
             say(f"extract: --not-consistent: the plan's snapshot is gone; reading {len(todo)} parts in a new one")
             snapshot = ""  # export a fresh snapshot below

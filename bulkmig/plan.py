@@ -23,11 +23,11 @@ import psycopg
 from bulkmig import crypto, layout
 from bulkmig.engines import foreign_source
 from bulkmig.engines.postgres import privileges, reflect, schema
-from bulkmig.engines.postgres.connect import connect, require_version
+from bulkmig.engines.postgres.connect import connect, require_version, snapshot_importable
 from bulkmig.engines.postgres.sql import ident, literal
 from bulkmig.errors import ConfigError, PlanError, SourceError
 from bulkmig.log import say
-from bulkmig.manifest import check_format, sha256_file
+from bulkmig.manifest import check_format
 from bulkmig.model import Partition, Table
 from bulkmig.retry import first_line
 from bulkmig.store import Store, open_store
@@ -195,7 +195,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             _refuse_lost_snapshot(task, store, existing)
             say(f"plan: {store.url} already holds this task's plan (volume {existing.volume_id}); reusing it")
             return existing, None
-        load_plan_for(task, store)  # raises the "another migration" error
+        # The plan just read is this task's only if the fingerprints match, so it is refused as it stands.
+        raise plan_mismatch(task, store, existing)
     if existing is not None and force:
         say(f"plan: --restart: discarding volume {existing.volume_id} on {store.url}")
         for info in list(store.list("")):
@@ -205,26 +206,26 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     encryption_key = crypto.task_key(task.settings.encryption.key_file)
     foreign = foreign_source(task.source.engine)
     if foreign is not None:
-        return plan_foreign(task, store, foreign), None
+        return plan_foreign(task, store, foreign, encryption_key), None
 
     # Autocommit, with explicit BEGIN: the snapshot transaction must be the one we open, nothing implicit.
     conn = connect(task.source, autocommit=True)
     require_version(conn, task.source)
     stream = None
+    checked: set[tuple[str, str]] = set()  # tables whose SELECT privilege is already verified
     if task.migration_type == "full-load-and-cdc":
         # Publication, then the slot with its exported snapshot (DESIGN §6): the volume will be exactly the
         # source at the slot's start, and replay starts there.  The tables are chosen before, outside it.
         from bulkmig.capture import discard_stream_of_volume, start_stream
 
-        if existing is None or force:
-            discard_stream_of_volume(task, conn)  # started by a plan of this volume that did not finish
-        chosen = _selected(task, reflect.list_tables(conn))
-        privileges.require_select(conn, [(s.table.schema, s.table.name) for s in chosen])
+        # Here the volume holds no plan (or --restart discarded it): a stream of this volume is left over
+        # from a plan that did not finish.
+        discard_stream_of_volume(task, conn)
+        streamed = [(s.table.schema, s.table.name) for s in _selected(task, reflect.list_tables(conn))]
+        privileges.require_select(conn, streamed)
+        checked.update(streamed)
         stream = start_stream(
-            task,
-            conn,
-            [(s.table.schema, s.table.name) for s in chosen],
-            allow_replica_identity_full=task.settings.allow_replica_identity_full,
+            task, conn, streamed, allow_replica_identity_full=task.settings.allow_replica_identity_full
         )
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(f"SET TRANSACTION SNAPSHOT {literal(stream.snapshot_name or '')}")
@@ -237,7 +238,11 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     ).fetchone()
     found = reflect.list_tables(conn)
     chosen = _selected(task, found)
-    privileges.require_select(conn, [(s.table.schema, s.table.name) for s in chosen])
+    selected = [(s.table.schema, s.table.name) for s in chosen]
+    if not set(selected) <= checked:
+        # Always without a stream; with one, only when a selected table appeared between the stream's own
+        # selection and its snapshot (the rest were checked moments ago, before the slot was created).
+        privileges.require_select(conn, selected)
     for src in chosen:
         src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes, task.settings.workers)
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
@@ -258,8 +263,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             ("pre-data", files.pre_data, layout.PRE_DATA),
             ("post-data", files.post_data, layout.POST_DATA),
         ):
-            digest, size = sha256_file(path)
-            store.put_file(key, path)
+            digest, size = store.put_file(key, path)
             schema_files[name] = {"key": key, "sha256": digest, "bytes": size}
 
     plan = Plan(
@@ -311,8 +315,11 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     return plan, None
 
 
-def plan_foreign(task: Task, store: Store, source: ModuleType) -> Plan:
+def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: crypto.Key | None) -> Plan:
     """Plan a foreign source (MySQL/MariaDB, SQLite): catalog, selection, schema conversion, partitions.
+
+    ``encryption_key`` is the task's key as ``make_plan`` already read it (before touching the source), so
+    the key file is read once and the plan records the very key that was checked.
 
     The catalog is read inside one consistent snapshot whose source position (MySQL: binlog file/position
     and GTID set) becomes ``plan.snapshot``: change capture starts there.  MySQL cannot hand a snapshot to
@@ -396,7 +403,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType) -> Plan:
             "max_part_bytes": task.settings.max_part_bytes,
             "max_row_group_rows": task.settings.max_row_group_rows,
             "compression": task.settings.compression,
-            **crypto.plan_settings(crypto.task_key(task.settings.encryption.key_file)),
+            **crypto.plan_settings(encryption_key),
         },
         skipped_objects=[],
         task_inputs=task.fingerprint_inputs(),
@@ -425,15 +432,8 @@ def _refuse_lost_snapshot(task: Task, store: Store, plan: Plan) -> None:
     missing = plan.total_parts - plan.extracted(store)
     if not missing:
         return
-    conn = connect(task.source, autocommit=True)
-    try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(name)}")
+    if snapshot_importable(task.source, name):
         return  # another `bulkmig plan` still holds it
-    except psycopg.Error:
-        pass
-    finally:
-        conn.close()
     raise PlanError(
         f"snapshot {name} of volume {plan.volume_id} ended with the `bulkmig plan` that held it, and {missing} of "
         f"{plan.total_parts} parts were not extracted in it: the volume cannot be completed at the stream's start",

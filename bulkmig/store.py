@@ -158,12 +158,15 @@ class Store(ABC):
     url: str  # for display: a local path or s3://bucket/prefix, never credentials
 
     @abstractmethod
-    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> None:
-        """Store a local file under ``key``, atomically.
+    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> tuple[str, int]:
+        """Store a local file under ``key``, atomically; returns the (hex sha256, size) of what was stored.
 
         ``sha256``: the digest the file must have (e.g. from a manifest); a file that differs raises
         :class:`ChecksumMismatch` and nothing is stored.  ``move``: the caller's file may be consumed
         (a local store then renames instead of copying when on the same filesystem).
+
+        The digest comes from the pass the store makes over the bytes anyway (copy loop, upload
+        hashes), so a caller recording a part's sha256 in its manifest needs no hashing pass of its own.
         """
 
     @abstractmethod
@@ -350,13 +353,15 @@ class LocalStore(Store):
             self._os_error(exc, "publish", key)
         _fsync_dir(final.parent)
 
-    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> None:
+    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> tuple[str, int]:
         path = Path(path)
         size = path.stat().st_size
         final = self._path(key)
         if move and sha256 is None and self._same_device(path, final.parent):
             # The extractor writes parts next to the volume so publishing them is a rename, not a copy.
+            # A rename reads no bytes, so this is the one hashing pass the caller's manifest needs.
             try:
+                hashed = sha256_file(path)
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
                 self._makedirs(final.parent)
@@ -364,13 +369,17 @@ class LocalStore(Store):
             except OSError as exc:
                 self._os_error(exc, "publish", key, size)
             _fsync_dir(final.parent)
-            return
+            return hashed
+
+        digest = hashlib.sha256()
+        copied = 0
 
         def fill(fd: int) -> None:
-            digest = hashlib.sha256()
+            nonlocal copied
             with open(path, "rb") as src:
                 while chunk := src.read(CHUNK):
                     digest.update(chunk)
+                    copied += len(chunk)
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
@@ -384,6 +393,7 @@ class LocalStore(Store):
         if move:
             with contextlib.suppress(OSError):
                 path.unlink()
+        return digest.hexdigest(), copied
 
     @staticmethod
     def _same_device(path: Path, directory: Path) -> bool:
@@ -682,7 +692,7 @@ class S3Store(Store):
 
     # -------------------------------------------------------------- writes
 
-    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> None:
+    def put_file(self, key: str, path: Path, *, sha256: str | None = None, move: bool = False) -> tuple[str, int]:
         from s3transfer.utils import ChunksizeAdjuster
 
         path = Path(path)
@@ -708,6 +718,7 @@ class S3Store(Store):
         if move:
             with contextlib.suppress(OSError):
                 path.unlink()
+        return digest, size
 
     def _check_upload(self, key: str, size: int, digest: str, composite: str | None, nparts: int | None) -> None:
         """Compare what S3 now holds with what we hashed locally; delete it and raise if it differs."""

@@ -127,9 +127,10 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put_file(self, key: str, path: Path, **kw: Any) -> None:
-        self.inner.put_file(key, path, **kw)
+    def put_file(self, key: str, path: Path, **kw: Any) -> tuple[str, int]:
+        stored = self.inner.put_file(key, path, **kw)
         self.puts.append(key)
+        return stored
 
     def put_bytes(self, key: str, data: bytes, if_absent: bool = False) -> None:
         self.inner.put_bytes(key, data, if_absent)

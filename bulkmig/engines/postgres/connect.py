@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-from bulkmig.engines.postgres.sql import CANONICAL_SETTINGS, options_string
+from bulkmig.engines.postgres.sql import CANONICAL_SETTINGS, literal, options_string
 from bulkmig.errors import ConnectError, SourceError
 
 APPLICATION_NAME = "bulkmig"
@@ -102,6 +102,24 @@ def adbc_connect(endpoint: Any) -> Any:
         return adbc.connect(adbc_uri(endpoint))
     except Exception as exc:  # ADBC raises its own hierarchy; classify by text like psycopg's
         raise connection_error(endpoint, exc) from None
+
+
+def snapshot_importable(endpoint: Any, name: str) -> bool:
+    """Whether the exported snapshot ``name`` can still be imported, i.e. the process that exported it
+    (a running `bulkmig plan` holding a slot's snapshot) still keeps its transaction open.
+
+    Importing it is the only reliable test: PostgreSQL offers no catalog view of exported snapshots.
+    A source that cannot be reached raises :class:`ConnectError` rather than answering False.
+    """
+    conn = connect(endpoint, autocommit=True)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(f"SET TRANSACTION SNAPSHOT {literal(name)}")
+        return True
+    except psycopg.Error:
+        return False
+    finally:
+        conn.close()
 
 
 def server_version_num(conn: psycopg.Connection) -> int:
