@@ -45,7 +45,15 @@ def files_under(root: Path) -> list[str]:
 
 def test_put_get_stat_list_delete(vol: LocalStore, tmp_path: Path) -> None:
     src = write(tmp_path / "src.bin", b"x" * 5000)
-    vol.put_file(KEY, src)
+    # put_file returns the digest and size of what it published (callers do not hash the file again).
+    assert vol.put_file(KEY, src) == (hashlib.sha256(b"x" * 5000).hexdigest(), 5000)
+    moved = write(tmp_path / "moved.bin", b"y" * 300)
+    assert vol.put_file("data/public/film/part-00007.parquet", moved, move=True) == (
+        hashlib.sha256(b"y" * 300).hexdigest(),
+        300,
+    )
+    assert not moved.exists()
+    vol.delete("data/public/film/part-00007.parquet")
     vol.put_bytes("plan.json", b"{}\n")
     vol.put_bytes("data/public/actor/part-00001.json", b"{}")
     assert vol.get_bytes(KEY) == b"x" * 5000
