@@ -98,6 +98,7 @@ from bulkmig.errors import (
 )
 from bulkmig.log import human_bytes, human_duration, say
 from bulkmig.manifest import PartManifest
+from bulkmig.model import Table
 from bulkmig.plan import Plan as VolumePlan
 from bulkmig.retry import Reason, Retry
 from bulkmig.store import NotFound, Store, open_store
@@ -117,6 +118,8 @@ CREATE TABLE IF NOT EXISTS bulkmig.replay_position (
 # after a restart (the other four columns are what the exactly-once guarantee needs).
 
 STREAM_MANIFEST = "stream.json"
+# Sidecars read at once when replay takes the snapshot positions of an imported volume's parts.
+SIDECAR_READERS = 8
 PROGRESS = "progress.json"
 # A gap (batch N missing while a later one exists) may be a writer that publishes out of order; wait
 # this long for it before stopping.  Tests shorten it.
@@ -1057,12 +1060,16 @@ def refuse_mixed_keyless(
         )
 
 
-def volume_marks(task: Task, stream: Stream) -> dict[tuple[str, str], TableMark]:
+def volume_marks(task: Task, stream: Stream, stream_doc: Mapping[str, Any] | None) -> dict[tuple[str, str], TableMark]:
     """The :class:`TableMark` of every table of the imported volume, for a MySQL stream; {} for any other
     stream (a PostgreSQL plan's parts are all read in the slot's own snapshot), for ``migration_type: cdc``
     and when the bucket holds no volume (nothing was loaded from one).  Sidecars are checked against the
-    sealed manifest: a wrong position would skip or repeat changes silently."""
-    doc = stream.document(STREAM_MANIFEST) or {}
+    sealed manifest: a wrong position would skip or repeat changes silently.  ``stream_doc``: the stream's
+    ``stream.json`` (None: absent), read once by :func:`replay`.  The sidecars are read a few at a time:
+    one small GET per part adds up to minutes of latency on a large volume."""
+    from bulkmig.volume.verify import run_parallel
+
+    doc = stream_doc or {}
     if str(doc.get("engine") or task.source.engine) != "mysql" or task.migration_type == "cdc":
         return {}
     from bulkmig.load import find_volume
@@ -1074,8 +1081,9 @@ def volume_marks(task: Task, stream: Stream) -> dict[tuple[str, str], TableMark]
             raise
         say(f"replay: {task.bucket} holds no imported volume: every change of stream {stream.stream_id} is applied")
         return {}
-    positions: dict[tuple[str, str, int], Mapping[str, Any] | None] = {}
-    for table, index in plan.parts():
+
+    def position(part: tuple[Table, int]) -> Mapping[str, Any] | None:
+        table, index = part
         key = layout.sidecar_key(table.schema, table.name, index)
         where = f"{volume.url}/{key}"
         try:
@@ -1085,7 +1093,11 @@ def volume_marks(task: Task, stream: Stream) -> dict[tuple[str, str], TableMark]
         entry = manifest.entry(key)
         if entry is None or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise IntegrityError(f"{where} does not match the sealed manifest", "re-import the volume") from None
-        positions[(table.schema, table.name, index)] = PartManifest.from_bytes(data, where).source_position
+        return PartManifest.from_bytes(data, where).source_position
+
+    parts = plan.parts()
+    found = run_parallel(position, parts, SIDECAR_READERS)  # in order; the first failing part raises
+    positions = {(table.schema, table.name, index): p for (table, index), p in zip(parts, found, strict=True)}
     marks = snapshot_marks(plan, positions, doc.get("basename"))
     start = _lsn(doc.get("start_pos"))
     early = [m for m in marks.values() if start is not None and m.below < start]
@@ -1104,9 +1116,9 @@ def _in_snapshot(pos: int | None, below: int) -> bool:
     return pos is not None and in_snapshot(pos, below)
 
 
-def names_are_target(task: Task, stream: Stream) -> bool:
-    """Whether the stream carries target names (``stream.json``: ``"names": "target"``; MySQL capture)."""
-    doc = stream.document(STREAM_MANIFEST)
+def names_are_target(task: Task, doc: Mapping[str, Any] | None) -> bool:
+    """Whether the stream carries target names (``stream.json`` ``doc``: ``"names": "target"``; MySQL
+    capture).  Without the document the source engine decides: only MySQL capture writes target names."""
     if doc is None:
         return task.source.engine == "mysql"
     return doc.get("names") == "target"
@@ -1281,9 +1293,12 @@ class _Runner:
         *,
         marks: Mapping[tuple[str, str], TableMark] | None = None,
         target_names: bool = False,
+        stream_doc: Mapping[str, Any] | None = None,
     ) -> None:
         self.task = task
         self.stream = stream
+        # stream.json is written once, before any batch: read once per replay() rather than per session.
+        self.stream_doc = dict(stream_doc or {})
         self.conn = conn
         self.report = report
         self.marks = dict(marks or {})
@@ -1354,8 +1369,7 @@ class _Runner:
             if not seqs:
                 return False
             first = seqs[0]
-            doc = self.stream.document(STREAM_MANIFEST) or {}
-            expected = doc.get("first_seq")
+            expected = self.stream_doc.get("first_seq")
             allowed = (expected,) if isinstance(expected, int) else (0, 1)
             if first not in allowed:
                 raise IntegrityError(
@@ -1491,12 +1505,13 @@ def _run(
     session: dict[str, bool],
     marks: Mapping[tuple[str, str], TableMark],
     target_names: bool,
+    stream_doc: Mapping[str, Any] | None,
 ) -> None:
     """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
     conn = _open_target(task)
     runner: _Runner | None = None
     try:
-        runner = _Runner(task, stream, conn, report, marks=marks, target_names=target_names)
+        runner = _Runner(task, stream, conn, report, marks=marks, target_names=target_names, stream_doc=stream_doc)
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
@@ -1560,8 +1575,9 @@ def replay(
     store = stream.store if stream else open_store(task.bucket, task.s3_options())
     stream = stream or find_stream(task, store)
     report = ReplayReport(stream.stream_id)
-    target_names = names_are_target(task, stream)
-    marks = volume_marks(task, stream)
+    stream_doc = stream.document(STREAM_MANIFEST)  # written once, before any batch: one read serves the run
+    target_names = names_are_target(task, stream_doc)
+    marks = volume_marks(task, stream, stream_doc)
     goal = until_pos
     if goal is None and until_caught_up:
         goal = source_position(task)
@@ -1581,7 +1597,7 @@ def replay(
     failures, since = 0, 0.0
     while True:
         try:
-            _run(task, stream, report, goal, follow, poll_interval, stop, session, marks, target_names)
+            _run(task, stream, report, goal, follow, poll_interval, stop, session, marks, target_names, stream_doc)
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
             # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which

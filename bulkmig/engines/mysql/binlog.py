@@ -451,6 +451,12 @@ class Statement:
 
 def classify(sql: str, default_schema: str) -> Statement:
     """Read one query event's statement: transaction control, DDL (with the tables it names), or DML."""
+    # Nearly every query event of a row binlog is a bare BEGIN (or COMMIT, non-transactional tables):
+    # answer those before the comment-stripping regex, with what the general path gives them.
+    if sql == "BEGIN":
+        return Statement("begin", text=sql)
+    if sql == "COMMIT":
+        return Statement("commit", text=sql)
     text = _COMMENTS.sub(lambda m: m.group(1) or f" {m.group(2) or ''} ", sql).strip().rstrip(";").strip()
     words = text.split(None, 3)
     verb = words[0].upper() if words else ""
@@ -543,7 +549,7 @@ def classify(sql: str, default_schema: str) -> Statement:
 def _add_column(action: str) -> tuple[str, str, str | None, str | None] | None:
     """(column, type, charset, default literal) for ``ADD [COLUMN] c <type> [NULL] [DEFAULT …]`` of a
     nullable column at the end of the table; None for anything else (FIRST/AFTER, NOT NULL, …)."""
-    tokens = [t for t in _TOKEN.findall(action)]
+    tokens = _TOKEN.findall(action)
     if not tokens or tokens[0].upper() != "ADD":
         return None
     i = 1

@@ -50,6 +50,21 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 from bulkmig import layout
+from bulkmig.capture import (
+    PROGRESS_DOC,
+    PROGRESS_FORMAT,
+    PROGRESS_VERSION,
+    RECONNECT_DELAYS,
+    STREAM_DOC,
+    STREAM_FORMAT,
+    STREAM_VERSION,
+    CaptureReport,
+    bucket_store,
+    read_progress,
+    read_stream,
+    stream_names,
+    stream_prefix,
+)
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.binlog import (
@@ -67,9 +82,11 @@ from bulkmig.engines.mysql.binlog import (
     mysql_string,
     open_reader,
     query_rows,
+    snapshot_position,
 )
 from bulkmig.engines.mysql.changes import ColumnSpec, TableConverter, drift, prepare_binlog_columns
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
+from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import ConfigError, SourceError, StoreError
 from bulkmig.log import human_bytes, say
 from bulkmig.manifest import dump_document, utc_now
@@ -81,34 +98,10 @@ STREAM_PREFIX = "mysql-"
 FLUSH_SECONDS = 1.0
 # progress.json is rewritten at most this often while the stream is idle.
 PROGRESS_SECONDS = 2.0
-# Rules whose literal default is already the PostgreSQL text (numbers, strings, dates).
-_LITERAL_DEFAULT_RULES = frozenset(
-    {
-        "tinyint",
-        "tinyint unsigned",
-        "smallint",
-        "smallint unsigned",
-        "mediumint",
-        "mediumint unsigned",
-        "int",
-        "int unsigned",
-        "bigint",
-        "bigint unsigned",
-        "decimal",
-        "decimal unsigned",
-        "float",
-        "double",
-        "char",
-        "varchar",
-        "tinytext",
-        "text",
-        "mediumtext",
-        "longtext",
-        "date",
-        "datetime",
-        "year",
-    }
-)
+# Rules whose literal default is already the PostgreSQL text (numbers, strings, dates): derived from
+# types.RULES by logical type, so a rule added there (say another unsigned spelling) is covered here too.
+_LITERAL_DEFAULT_LOGICAL = frozenset({"integer", "decimal", "float", "text", "date", "timestamp"})
+_LITERAL_DEFAULT_RULES = frozenset(r.source for r in types.RULES if r.logical in _LITERAL_DEFAULT_LOGICAL)
 
 
 def _lock_name(stream_id: str) -> str:
@@ -124,8 +117,6 @@ def _reader_server_id(stream_id: str) -> int:
 
 
 def stream_id_for(task: Task) -> str:
-    from bulkmig.capture import stream_names
-
     return STREAM_PREFIX + stream_names(task)[0]
 
 
@@ -204,13 +195,21 @@ def _settings_doc(settings: types.TypeSettings) -> dict[str, Any]:
     return {k: getattr(settings, k) for k in types.TypeSettings.__dataclass_fields__}
 
 
-def start_stream(task: Task, tables: list[Any], position: dict[str, Any], conn: Any | None = None) -> dict[str, Any]:
+def start_stream(
+    task: Task,
+    tables: list[Any],
+    position: dict[str, Any],
+    conn: Any | None = None,
+    *,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write ``stream.json`` for a stream that starts at ``position`` (``plan.snapshot`` of a MySQL plan:
     ``binlog_file``, ``binlog_pos``, ``gtid_set``) and captures ``tables`` (the plan's tables).
 
     Call it from plan, inside the snapshot, or let the first ``capture`` call it from plan.json.  Checks the
-    binlog settings; refuses a bucket that already holds this stream.  Returns the document."""
-    from bulkmig.capture import STREAM_DOC, STREAM_FORMAT, STREAM_VERSION, bucket_store, read_stream, stream_prefix
+    binlog settings unless the caller already did on ``conn`` and passes what the check returned as
+    ``facts`` (the check reads server variables and grants: once per start is enough); refuses a bucket
+    that already holds this stream.  Returns the document."""
     from bulkmig.engines.mysql.source import type_settings
 
     stream_id = stream_id_for(task)
@@ -222,16 +221,17 @@ def start_stream(task: Task, tables: list[Any], position: dict[str, Any], conn: 
             f"started at {existing.get('start_binlog')} on {existing.get('created_at')})",
             "remove it (bulkmig cleanup) or set settings.slot_name to a new name",
         )
-    if not position.get("binlog_file") or position.get("binlog_pos") is None:
+    start = snapshot_position(position)
+    if start is None:
         raise SourceError(
             "the plan recorded no binlog position (the binlog was off when it was made)",
             "turn on log_bin with binlog_format=ROW on the source, then plan again",
         )
-    start = BinlogPos(str(position["binlog_file"]), int(position["binlog_pos"]))
     own = conn is None
     conn = conn or control_connection(task)
     try:
-        facts = check_binlog_settings(conn, task.source.user)
+        if facts is None:
+            facts = check_binlog_settings(conn, task.source.user)
         check_not_purged(conn, start, "the stream's start position")
         defs = table_defs(conn, tables)
     finally:
@@ -298,21 +298,20 @@ def start_stream_now(task: Task, start_position: str | None = None) -> dict[str,
     conversion = convert(reflect_source(task), task)
     conn = control_connection(task)
     try:
-        check_binlog_settings(conn, task.source.user)
+        # Checked before reading the position so a binlog that is off is reported with its fix.
+        facts = check_binlog_settings(conn, task.source.user)
         now = binlog_status(conn)
         start = BinlogPos.parse(start_position) if start_position else now
         if start is None:
             raise SourceError("the source writes no binlog", "start the server with log_bin and binlog_format=ROW")
         position = {"binlog_file": start.file, "binlog_pos": start.pos, "gtid_set": None}
-        return start_stream(task, conversion.tables, position, conn)
+        return start_stream(task, conversion.tables, position, conn, facts=facts)
     finally:
         conn.close()
 
 
 def ensure_stream(task: Task, store: Store) -> dict[str, Any]:
     """The stream's ``stream.json``, started first when the bucket has none."""
-    from bulkmig.capture import read_stream
-
     doc = read_stream(store, stream_id_for(task))
     if doc is not None:
         if doc.get("engine") != "mysql":
@@ -415,7 +414,7 @@ def _pg_default(default: str | None, rule: str | None) -> str | None:
     if rule not in _LITERAL_DEFAULT_RULES:
         raise ValueError(default)
     if default.startswith("'"):
-        return "'" + mysql_string(default).replace("'", "''") + "'"
+        return literal(mysql_string(default))
     return default
 
 
@@ -424,7 +423,6 @@ class _Session:
     to stop.  ``captured`` only ever sits on a transaction boundary: everything before it is durable."""
 
     def __init__(self, task: Task, store: Store, report: Any, max_changes: int) -> None:
-        from bulkmig.capture import stream_prefix
         from bulkmig.engines.mysql.source import type_settings
 
         self.task = task
@@ -458,8 +456,6 @@ class _Session:
     # ---------------------------------------------------------------------------- recovery
 
     def open(self) -> None:
-        from bulkmig.capture import read_progress
-
         self.stream = ensure_stream(self.task, self.store)
         self.basename = self.stream["basename"]
         self.ctl = control_connection(self.task)
@@ -805,8 +801,6 @@ class _Session:
             return None
 
     def write_progress(self) -> None:
-        from bulkmig.capture import PROGRESS_DOC, PROGRESS_FORMAT, PROGRESS_VERSION
-
         lag = self.lag_bytes()
         here = BinlogPos.from_ordinal(self.basename, self.captured)
         doc = {
@@ -894,7 +888,6 @@ def capture(
     call started.  A lost source connection is retried for ``settings.retry_timeout`` (state always comes
     back from the bucket).  Safe to kill at any moment and run again.
     """
-    from bulkmig.capture import RECONNECT_DELAYS, CaptureReport, bucket_store
     from bulkmig.retry import Retry
 
     stop = stop or threading.Event()
@@ -939,8 +932,6 @@ def capture(
 
 def stream_status(task: Task) -> dict[str, Any]:
     """The stream at a glance for ``bulkmig status``: last batch, captured position, lag behind the source."""
-    from bulkmig.capture import bucket_store, read_progress, read_stream, stream_prefix
-
     stream_id = stream_id_for(task)
     store = bucket_store(task)
     stream = read_stream(store, stream_id)
@@ -986,8 +977,6 @@ def stream_status(task: Task) -> dict[str, Any]:
 def drop_stream(task: Task, *, delete_from_bucket: bool = False) -> dict[str, Any]:
     """``bulkmig cleanup``: a binlog reader leaves nothing on the source; with ``delete_from_bucket`` the
     stream's documents and batches go.  Refuses while a capture of this stream runs (its lock is held)."""
-    from bulkmig.capture import bucket_store, stream_prefix
-
     stream_id = stream_id_for(task)
     conn = control_connection(task)
     try:

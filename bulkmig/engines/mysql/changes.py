@@ -453,9 +453,7 @@ class TableConverter:
     """A table's columns in binlog order: decoded row dict → PostgreSQL text values, by position."""
 
     def __init__(self, schema: str, table: str, specs: list[ColumnSpec], settings: types.TypeSettings) -> None:
-        self.schema = schema
-        self.table = table
-        self.specs = specs
+        # schema and table only name the columns in refusals: capture keys converters by them already.
         self.cols = [Col(f"{schema}.{table}", s, settings) for s in specs]
 
     def row(self, values: dict[str, Any], none_sources: dict[str, str]) -> list[str | None]:
