@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.resources
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,17 @@ PART_VERSION = 1
 VOLUME_FORMAT = "bulkmig-volume"
 VOLUME_VERSION = 1
 
-# Next to the package in the checkout; bulkmig runs as an editable install, which keeps it there.
-SCHEMAS_DIR = Path(__file__).parents[1] / "manifests"
+
+def _schemas_dir() -> Traversable:
+    """The JSON Schemas: inside an installed package as ``bulkmig.manifests`` (setup.py maps the top-level
+    ``manifests/`` folder there); when running from a checkout that was not installed, that folder itself."""
+    try:
+        return importlib.resources.files("bulkmig.manifests")
+    except ModuleNotFoundError:
+        return Path(__file__).parents[1] / "manifests"
+
+
+SCHEMAS_DIR = _schemas_dir()
 
 
 def utc_now() -> str:
@@ -97,7 +108,7 @@ def _validator(schema_name: str) -> Any:
     except FileNotFoundError:
         raise IntegrityError(
             f"JSON Schema {schema_name!r} not found in {SCHEMAS_DIR}",
-            "install bulkmig from its checkout (pip install -e .) so manifests/ is next to the package",
+            "reinstall bulkmig (pip install bulkmig, or pip install -e . in a checkout): its schemas are missing",
         ) from None
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

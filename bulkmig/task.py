@@ -295,11 +295,18 @@ class Endpoint:
                         user = value
                     else:
                         database = value
+            # The values come from libpq's own URL parser (multi-host lists, percent-encoding, IPv6,
+            # sockets): what bulkmig connects to is exactly what psql would connect to.
+            host, port_text, user, database = _libpq_url_parts(rest, where)
         port: int | None = None
         if port_text:
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                raise ConfigError(f"{where}: port {port_text!r} is not a number from 1 to 65535", "fix the port")
-            port = int(port_text)
+            for one in port_text.split(","):
+                if not one.isdigit() or not 0 < int(one) < 65536:
+                    raise ConfigError(f"{where}: port {one!r} is not a number from 1 to 65535", "fix the port")
+            if "," in port_text:  # one port per host of a multi-host URL: libpq takes the list as it is
+                params["port"] = port_text
+            else:
+                port = int(port_text)
         return cls(role, engine, scheme, host or None, port, user or None, database or None, params)
 
     @classmethod
@@ -395,6 +402,22 @@ class Endpoint:
             if var:
                 env[var] = value
         return env
+
+
+def _libpq_url_parts(rest: str, where: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """host, port, user and dbname of ``postgresql://<rest>`` as libpq parses them (``h1,h2`` and
+    ``5432,5433`` for a multi-host URL).  ``rest`` holds no password: ``Endpoint.parse`` refused it first."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        # bulkmig has always taken unencoded spaces (`my db`); libpq wants them as %20.
+        parts = conninfo_to_dict(f"postgresql://{rest.replace(' ', '%20')}")
+    except ProgrammingError as exc:
+        reason = str(exc).strip()
+        hint = "see libpq's connection URI format"
+        raise ConfigError(f"{where}: libpq cannot parse this URL ({reason})", hint) from None
+    return tuple(parts.get(k) for k in ("host", "port", "user", "dbname"))  # type: ignore[return-value]
 
 
 def _split_hostport(hostport: str) -> tuple[str | None, str | None]:

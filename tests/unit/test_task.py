@@ -213,12 +213,46 @@ def test_url_parts_and_params() -> None:
     assert no_db.host == "h" and no_db.database is None and no_db.params == {"sslmode": "disable"}
 
 
+def test_multi_host_url_and_libpq_params_survive() -> None:
+    """libpq's own parser reads the URL: a multi-host list, options and sslmode reach the conninfo intact."""
+    ep = Endpoint.parse(
+        "postgresql://u@h1:5432,h2:5433/db?sslmode=require&target_session_attrs=read-write"
+        "&options=-c%20search_path%3Dapp",
+        "source",
+    ).with_password("pw")
+    assert (ep.host, ep.port, ep.user, ep.database) == ("h1,h2", None, "u", "db")
+    assert ep.params == {
+        "sslmode": "require",
+        "target_session_attrs": "read-write",
+        "options": "-c search_path=app",
+        "port": "5432,5433",
+    }
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert conninfo_to_dict(ep.libpq_conninfo()) == {
+        "host": "h1,h2",
+        "port": "5432,5433",
+        "user": "u",
+        "dbname": "db",
+        "password": "pw",
+        "sslmode": "require",
+        "target_session_attrs": "read-write",
+        "options": "-c search_path=app",
+    }
+    env = ep.libpq_env()
+    assert (env["PGHOST"], env["PGPORT"], env["PGOPTIONS"]) == ("h1,h2", "5432,5433", "-c search_path=app")
+    # the redacted form is a URL libpq reads back to the same endpoint
+    again = Endpoint.parse(ep.redacted(), "source")
+    assert (again.host, again.port, again.params) == (ep.host, ep.port, ep.params)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
         ("oracle://u@h/db", "unsupported scheme 'oracle'"),
         ("not a url", "expected a database URL"),
         ("postgresql://u@h:99999/db", "port '99999' is not a number"),
+        ("postgresql://u@h1:5432,h2:x/db", "port 'x' is not a number"),
         ("postgresql://u@h/db?sslmod=require", "unknown libpq parameter 'sslmod' (did you mean 'sslmode'?)"),
         ("postgresql://u@h/db?host=other", "host is given twice"),
     ],
