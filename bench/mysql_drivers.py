@@ -175,7 +175,10 @@ def reader_read(my: MariaDBServer) -> int:
 def connectorx_read(my: MariaDBServer) -> int:
     from urllib.parse import quote
 
-    import connectorx as cx
+    try:
+        import connectorx as cx
+    except ModuleNotFoundError:
+        raise SystemExit("bench.mysql_drivers: connectorx is missing; pip install -e '.[bench]'") from None
 
     url = f"mysql://{my.user}:{quote(my.password, safe='')}@{my.host}:{my.port}/{DB}"
     result = cx.read_sql(url, QUERY, return_type="arrow")

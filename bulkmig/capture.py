@@ -70,7 +70,7 @@ from bulkmig.engines.postgres.slot import (
 )
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
-from bulkmig.log import human_bytes, say
+from bulkmig.log import human_bytes, say, tick
 from bulkmig.manifest import check_format, dump_document, load_document, utc_now
 from bulkmig.retry import Reason, Retry
 from bulkmig.store import AlreadyExists, NotFound, Store, open_store
@@ -825,6 +825,7 @@ class _Session:
             r.transactions += batch.transactions
             r.changes += batch.rows
             r.schema_changes += len(batch.schema_changes)
+            tick("capture", parts=1, rows=batch.rows, note=f"captured through {batch.last_pos}")
         moved = ack > self.captured
         if moved or self.stale or builder.known != self.known:
             self.known = builder.known

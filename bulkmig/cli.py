@@ -18,7 +18,7 @@ from typing import Any
 
 from bulkmig import __version__
 from bulkmig.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
-from bulkmig.log import Progress, set_quiet
+from bulkmig.log import Progress, close_bar, open_bar, set_quiet
 
 DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
@@ -110,7 +110,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
     from bulkmig.volume.seal import seal
 
     store = open_store(args.volume, _s3_options(args))
-    bar = Progress("seal", 0) if not args.quiet else None
+    bar = Progress("seal", 0, unit="objects", rows=None) if not args.quiet else None
     manifest = seal(store, bar.callback() if bar else None)
     if bar:
         bar.finish()
@@ -123,7 +123,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from bulkmig.volume.verify import verify
 
     store = open_store(args.volume, _s3_options(args))
-    bar = Progress("verify", 0) if not args.quiet else None
+    bar = Progress("verify", 0, unit="objects", rows=None) if not args.quiet else None
     report = verify(store, bar.callback() if bar else None)
     if bar:
         bar.finish()
@@ -148,7 +148,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from bulkmig.validate import validate
 
-    report = validate(_task(args), workers=args.workers, raise_on_difference=False)
+    report = validate(_task(args), workers=args.workers, raise_on_difference=False, progress=not args.quiet)
     if args.json:
         print(report.to_json())
     if not report.equal:
@@ -186,11 +186,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
         from bulkmig.plan import start_cdc_stream
 
         start_cdc_stream(task)
+    if not args.quiet:
+        open_bar(Progress("capture", 0, unit="batches", rows="changes"))
     try:
         report = capture(task, follow=not args.once, until_pos=until, stop=stop)
     except KeyboardInterrupt:
         stop.set()
         raise
+    finally:
+        close_bar("capture")
     print(json.dumps(report.to_dict(), default=str) if args.json else _capture_line(report))
     return EXIT_OK
 
@@ -206,13 +210,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from bulkmig.replay import replay
 
     stop = _stop_on_signals()
-    report = replay(
-        _task(args),
-        follow=args.follow,
-        until_caught_up=args.until_caught_up,
-        stop=stop,
-        skip_drift_check=args.skip_drift_check,
-    )
+    if not args.quiet:
+        open_bar(Progress("replay", 0, unit="batches", rows="changes"))
+    try:
+        report = replay(
+            _task(args),
+            follow=args.follow,
+            until_caught_up=args.until_caught_up,
+            stop=stop,
+            skip_drift_check=args.skip_drift_check,
+        )
+    finally:
+        close_bar("replay")
     print(
         f"replay: {report.batches} batches, {report.changes} changes ({report.changes_per_second:,.0f}/s); "
         f"applied through {report.applied_pos} (batch {report.applied_seq}); {report.pending} batches pending"

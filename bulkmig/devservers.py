@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import re
@@ -573,6 +574,11 @@ class MotoS3Server(_Throwaway):
         """Start ``python -m moto.server`` and return once it answers HTTP."""
         if self._proc is not None:
             return self
+        if importlib.util.find_spec("moto") is None:
+            raise DevServerError(
+                "moto (the S3 server the demo and the tests run on loopback) is not installed",
+                "pip install 'bulkmig[demo]' (or '.[test]' in a checkout)",
+            )
         self._tmp = Path(tempfile.mkdtemp(prefix="bulkmig-moto-"))
         attempts = 1 if self._fixed_port else 4
         try:
@@ -586,7 +592,7 @@ class MotoS3Server(_Throwaway):
                     continue
                 raise DevServerError(
                     f"moto S3 server did not start on port {self.port}\n--- tail of its log ---\n{log}",
-                    "check that moto[server] (flask, werkzeug) is installed: pip install -e '.[test]'",
+                    "check that moto[server] (flask, werkzeug) is installed: pip install 'bulkmig[demo]'",
                 )
         except BaseException:
             self.stop()

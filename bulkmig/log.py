@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TextIO
+
+from tqdm import tqdm
 
 _lock = threading.Lock()
 _quiet = False
@@ -69,28 +72,53 @@ class Clock:
 
 
 class Progress:
-    """Parts, rows, bytes, rate and ETA of one stage.  Thread-safe; call :meth:`advance` per unit."""
+    """Parts, rows, bytes, rate and ETA of one stage.  Thread-safe; call :meth:`advance` per unit.
 
-    def __init__(self, stage: str, total_parts: int, total_bytes: int = 0, interval: float = 5.0) -> None:
+    On a terminal it is a tqdm bar (bytes with rate and ETA when the total size is known, else units),
+    with the parts and rows counts and the row rate beside it.  Elsewhere (CI, a log, ``-q`` aside) it
+    prints :meth:`line` once every ``interval`` seconds, so a log shows how fast things went.
+    ``unit`` names what the stage counts (``parts``; ``objects`` for seal/verify/import, which move files
+    and have no rows; ``batches`` for capture and replay, whose rows are changes).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        total_parts: int,
+        total_bytes: int = 0,
+        interval: float = 5.0,
+        *,
+        unit: str = "parts",
+        rows: str | None = "rows",
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+    ) -> None:
         self.stage = stage
         self.total_parts = total_parts
         self.total_bytes = total_bytes
+        self.unit = unit
+        self.rows_word = rows  # None: this stage moves no rows, so none are shown (and no rate of 0)
         self.parts = 0
         self.rows = 0
         self.bytes = 0
+        self.note = ""  # e.g. capture's lag, shown after the counts
         self.started = time.monotonic()
         self._last = 0.0
         self._finished = False
-        self._tty = sys.stderr.isatty()
+        self._stream = stream if stream is not None else sys.stderr
+        self._tty = self._stream.isatty() if tty is None else tty
         self._interval = 0.2 if self._tty else interval
+        self._bar: tqdm | None = None
 
-    def advance(self, parts: int = 0, rows: int = 0, nbytes: int = 0) -> None:
+    def advance(self, parts: int = 0, rows: int = 0, nbytes: int = 0, note: str | None = None) -> None:
         with _lock:
             self.parts += parts
             self.rows += rows
             self.bytes += nbytes
+            if note is not None:
+                self.note = note
             now = time.monotonic()
-            if self.parts >= self.total_parts:
+            if self.total_parts and self.parts >= self.total_parts:
                 self._finished = True
                 self._draw(final=True)
             elif now - self._last >= self._interval:
@@ -107,34 +135,68 @@ class Progress:
 
         return report
 
+    def _fraction(self) -> float | None:
+        if self.total_bytes and self.bytes:
+            return min(self.bytes / self.total_bytes, 1.0)
+        if self.total_parts:
+            return self.parts / self.total_parts
+        return None  # open-ended (capture, replay): no ETA
+
+    def counts(self) -> str:
+        """``3/10 parts  120,000 rows  40,000 rows/s``: what the bar itself does not show."""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        text = f"{self.parts:,}/{self.total_parts:,} {self.unit}" if self.total_parts else f"{self.parts:,} {self.unit}"
+        if self.rows_word and (self.rows or self.parts):
+            text += f"  {self.rows:,} {self.rows_word}  {self.rows / elapsed:,.0f} {self.rows_word}/s"
+        return text + (f"  {self.note}" if self.note else "")
+
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate_rows = self.rows / elapsed
-        rate_bytes = self.bytes / elapsed
-        if self.total_bytes and self.bytes:
-            fraction = min(self.bytes / self.total_bytes, 1.0)
-        elif self.total_parts:
-            fraction = self.parts / self.total_parts
-        else:
-            fraction = 1.0
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0
+        fraction = self._fraction()
+        shown = 1.0 if fraction is None else fraction
         width = 24
-        filled = int(width * fraction)
+        filled = int(width * shown)
         bar = "#" * filled + "-" * (width - filled)
-        return (
-            f"{self.stage} [{bar}] {self.parts}/{self.total_parts} parts  {self.rows:,} rows  "
-            f"{human_bytes(self.bytes)}  {rate_rows:,.0f} rows/s  {human_bytes(rate_bytes)}/s  "
-            f"{'ETA ' + human_duration(eta) if fraction < 1 else 'elapsed ' + human_duration(elapsed)}"
-        )
+        size = f"  {human_bytes(self.bytes)}  {human_bytes(self.bytes / elapsed)}/s" if self.bytes else ""
+        if fraction is not None and fraction < 1:
+            when = "ETA " + human_duration(elapsed * (1 - fraction) / fraction if fraction > 0 else 0)
+        else:
+            when = "elapsed " + human_duration(elapsed)
+        return f"{self.stage} [{bar}] {self.counts()}{size}  {when}"
 
     def _draw(self, final: bool) -> None:
         if _quiet:
             return
-        if self._tty:
-            sys.stderr.write("\r" + self.line() + ("\n" if final else ""))
-        else:
-            sys.stderr.write(self.line() + "\n")
-        sys.stderr.flush()
+        if not self._tty:
+            self._stream.write(self.line() + "\n")
+            self._stream.flush()
+            return
+        if self._bar is None:
+            by_bytes = bool(self.total_bytes)
+            self._bar = tqdm(
+                total=self.total_bytes if by_bytes else (self.total_parts or None),
+                desc=self.stage,
+                unit="B" if by_bytes else self.unit.rstrip("s"),
+                unit_scale=by_bytes,
+                unit_divisor=1000,
+                file=self._stream,
+                dynamic_ncols=True,
+                mininterval=0,
+                smoothing=0,  # the average since the stage began, like the rows/s beside it
+                leave=True,
+            )
+            # The stage began before its first draw: rates and ETA count from then.
+            self._bar.start_t = self._bar.last_print_t = self._bar._time() - (time.monotonic() - self.started)
+        bar = self._bar
+        if self.total_bytes and bar.total != self.total_bytes:
+            bar.total = self.total_bytes
+        done = self.bytes if self.total_bytes else self.parts
+        bar.update(done - bar.n)
+        bar.set_postfix_str(self.counts(), refresh=False)
+        bar.refresh()
+        if final:
+            bar.close()
+            self._bar = None
 
     def finish(self) -> None:
         """Draw the last state once (a stage that failed part-way ends its bar here)."""
@@ -142,3 +204,27 @@ class Progress:
             if not self._finished:
                 self._finished = True
                 self._draw(final=True)
+
+
+# Open-ended stages (capture, replay) deep inside their loops advance the bar the command opened, by
+# stage name, so the loops need no progress parameter threaded through every call.
+_active: dict[str, Progress] = {}
+
+
+def open_bar(progress: Progress) -> Progress:
+    """Make ``progress`` the bar that :func:`tick` advances for its stage."""
+    _active[progress.stage] = progress
+    return progress
+
+
+def close_bar(stage: str) -> None:
+    bar = _active.pop(stage, None)
+    if bar is not None:
+        bar.finish()
+
+
+def tick(stage: str, parts: int = 0, rows: int = 0, nbytes: int = 0, note: str | None = None) -> None:
+    """Advance the bar opened for ``stage``, if any (library calls without a command open none)."""
+    bar = _active.get(stage)
+    if bar is not None:
+        bar.advance(parts=parts, rows=rows, nbytes=nbytes, note=note)

@@ -26,7 +26,7 @@ def import_task(task: Task, *, workers: int | None = None, progress: bool = True
     plan = load_plan_for(task, volume)
     dest_url = layout.join(task.bucket, "volumes", plan.volume_id)
     bucket = open_store(dest_url, task.s3_options())
-    bar = Progress("import", 0) if progress else None
+    bar = Progress("import", 0, unit="objects", rows=None) if progress else None
     report = import_volume(volume, bucket, bar.callback() if bar else None, workers=workers or task.settings.workers)
     if bar:
         bar.finish()
@@ -75,7 +75,7 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
                 raise
             clock.lap("replay+cutover")
         else:
-            result = validate(task, workers=workers)
+            result = validate(task, workers=workers, progress=progress)
             clock.lap("validate")
     finally:
         if background is not None:

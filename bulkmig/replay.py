@@ -96,7 +96,7 @@ from bulkmig.errors import (
     StoreError,
     TargetError,
 )
-from bulkmig.log import human_bytes, human_duration, say
+from bulkmig.log import human_bytes, human_duration, say, tick
 from bulkmig.manifest import PartManifest
 from bulkmig.model import Table
 from bulkmig.plan import Plan as VolumePlan
@@ -1412,6 +1412,7 @@ class _Runner:
         r.exact_batches += exact
         r.snapshot_skipped += stats.skipped
         r.applied_seq, r.applied_pos = batch.seq, batch.last_pos
+        tick("replay", parts=1, rows=batch.rows, note=f"applied through {batch.last_pos}")
         commit_ts = _last_commit(batch)
         if commit_ts is not None:
             r.last_commit_ts = commit_ts

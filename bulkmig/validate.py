@@ -25,7 +25,7 @@ from bulkmig.compare import compare_foreign
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.errors import NotEqual, PlanError
-from bulkmig.log import say
+from bulkmig.log import Progress, say
 from bulkmig.model import Table
 from bulkmig.plan import Plan, read_plan
 from bulkmig.store import open_store
@@ -216,11 +216,23 @@ def plan_for_validation(task: Task) -> Plan:
     return plan
 
 
-def validate(task: Task, *, workers: int | None = None, raise_on_difference: bool = True) -> ValidationReport:
+def validate(
+    task: Task, *, workers: int | None = None, raise_on_difference: bool = True, progress: bool = True
+) -> ValidationReport:
     plan = plan_for_validation(task)
     n = max(1, workers or task.settings.workers)
+    bar = Progress("validate", len(plan.tables), unit="tables") if progress and plan.tables else None
+
+    def one(table: Table) -> TableResult:
+        result = compare_table(task, table)
+        if bar:
+            bar.advance(parts=1, rows=result.source_rows)
+        return result
+
     with ThreadPoolExecutor(max_workers=n) as pool:
-        results = list(pool.map(lambda t: compare_table(task, t), plan.tables))
+        results = list(pool.map(one, plan.tables))
+    if bar:
+        bar.finish()
     report = ValidationReport(results)
     say(report.render())
     if raise_on_difference and not report.equal:

@@ -88,7 +88,7 @@ from bulkmig.engines.mysql.changes import ColumnSpec, TableConverter, drift, pre
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import ConfigError, SourceError, StoreError
-from bulkmig.log import human_bytes, say
+from bulkmig.log import human_bytes, say, tick
 from bulkmig.manifest import dump_document, utc_now
 from bulkmig.store import AlreadyExists, Store
 from bulkmig.task import Task
@@ -756,6 +756,7 @@ class _Session:
             r.transactions += batch.transactions
             r.changes += batch.rows
             r.schema_changes += len(batch.schema_changes)
+            tick("capture", parts=1, rows=batch.rows, note=f"captured through {batch.last_pos}")
             if b.last_commit is not None:
                 self.lag_seconds = max(0.0, (datetime.now(UTC) - b.last_commit).total_seconds())
             self.stale = True
