@@ -1,22 +1,28 @@
 # Developer and CI entry points.  `make test` is what .ci/run runs; everything starts its own throwaway
 # servers (bulkmig/devservers.py), so nothing needs to be running beforehand.
+#
+# Everything runs in the project's own virtualenv (.venv, made by `make install` when missing), never in
+# whatever the machine's python3 happens to have: what works here works after a clean `pip install`.
 
-PYTHON ?= python3
+VENV ?= .venv
+BOOTSTRAP_PYTHON ?= python3
+PYTHON ?= $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 # Quiet pip when CI runs it as root; older pips ignore variables they do not know.
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lint test soak demo bench clean
+.PHONY: install lint test soak demo bench clean distclean
 
 install:
 	bash .ci/system-deps
+	@test -x $(PYTHON) || $(BOOTSTRAP_PYTHON) -m venv $(VENV)
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
-	$(PYTHON) -m ruff check bulkmig tests bench
-	$(PYTHON) -m ruff format --check bulkmig tests bench
+	$(PYTHON) -m ruff check bulkmig tests bench setup.py
+	$(PYTHON) -m ruff format --check bulkmig tests bench setup.py
 
 # pytest exits 5 when it collected nothing: a broken conftest or a wrong path must not pass as green.
 test: install
@@ -34,9 +40,12 @@ demo: install
 	$(PYTHON) -m bulkmig.demo $(ARGS)
 
 bench: install
-	@test -f bench/__main__.py || { echo "make bench: bench/ (python -m bench) is not written yet" >&2; exit 1; }
+	$(PYTHON) -m pip install -q -e '.[bench]'
 	$(PYTHON) -m bench $(ARGS)
 
 clean:
-	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo
+	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo  # .venv stays: make distclean
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -71,7 +71,7 @@ from bulkmig.engines.postgres.slot import (
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
 from bulkmig.log import human_bytes, say, tick
-from bulkmig.manifest import check_format, dump_document, load_document, utc_now
+from bulkmig.manifest import check_format, dump_document, load_document, utc_now, validate_document
 from bulkmig.retry import Reason, Retry
 from bulkmig.store import AlreadyExists, NotFound, Store, open_store
 from bulkmig.task import Task
@@ -202,6 +202,8 @@ def _read_doc(store: Store, stream_id: str, name: str, fmt: str, version: int) -
         return None
     doc = load_document(data, f"{store.url}/{key}")
     check_format(doc, fmt, version, f"{store.url}/{key}")
+    if name == STREAM_DOC:
+        validate_document(doc, "stream", f"{store.url}/{key}")
     return doc
 
 
@@ -330,6 +332,7 @@ def _stream_doc(
 
 def _put_stream_doc(store: Store, doc: dict[str, Any]) -> None:
     key = _key(stream_prefix(doc["stream_id"]), STREAM_DOC)
+    validate_document(doc, "stream", key)
     try:
         store.put_bytes(key, dump_document(doc), if_absent=True)
     except AlreadyExists:

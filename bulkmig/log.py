@@ -159,7 +159,7 @@ class Progress:
         bar = "#" * filled + "-" * (width - filled)
         size = f"  {human_bytes(self.bytes)}  {human_bytes(self.bytes / elapsed)}/s" if self.bytes else ""
         if fraction is not None and fraction < 1:
-            when = "ETA " + human_duration(elapsed * (1 - fraction) / fraction if fraction > 0 else 0)
+            when = "ETA " + (human_duration(elapsed * (1 - fraction) / fraction) if fraction > 0 else "?")
         else:
             when = "elapsed " + human_duration(elapsed)
         return f"{self.stage} [{bar}] {self.counts()}{size}  {when}"

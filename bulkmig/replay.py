@@ -97,7 +97,7 @@ from bulkmig.errors import (
     TargetError,
 )
 from bulkmig.log import human_bytes, human_duration, say, tick
-from bulkmig.manifest import PartManifest
+from bulkmig.manifest import PartManifest, validate_document
 from bulkmig.model import Table
 from bulkmig.plan import Plan as VolumePlan
 from bulkmig.retry import Reason, Retry
@@ -1160,7 +1160,11 @@ class Stream:
             doc = json.loads(self.store.get_bytes(layout.join(self.prefix, name)))
         except NotFound:
             return None
-        return doc if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return None
+        if name == STREAM_MANIFEST:
+            validate_document(doc, "stream", f"{self.store.url}/{layout.join(self.prefix, name)}")
+        return doc
 
     def captured_through(self) -> int | None:
         """``progress.json``'s ``captured_through``: every change committed up to it is in a batch."""

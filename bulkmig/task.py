@@ -545,7 +545,17 @@ class Task:
         ``base_dir`` anchors relative paths (volume, table_mappings, password files, sqlite files);
         ``env`` defaults to ``os.environ`` and is where ``BULKMIG_<ROLE>_PASSWORD`` is looked up.
         """
-        return _Builder(doc, Path(base_dir), path, os.environ if env is None else env).build()
+        task = _Builder(doc, Path(base_dir), path, os.environ if env is None else env).build()
+        # The builder named every problem with its fix; the schema (what editors and the docs show) must
+        # agree with it, so a task it accepted and the schema refuses is reported, not let through.
+        from bulkmig.errors import IntegrityError
+        from bulkmig.manifest import validate_document
+
+        try:
+            validate_document(doc, "task", str(path) if path else "the task")
+        except IntegrityError as exc:
+            raise ConfigError(str(exc).split(" — ")[0], "see manifests/task.schema.json") from None
+        return task
 
     @property
     def full_load(self) -> bool:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from bulkmig import layout
 from bulkmig.errors import IntegrityError
-from bulkmig.manifest import check_format
+from bulkmig.manifest import check_format, validate_document
 from bulkmig.store import AlreadyExists, Store
 
 BATCH_FORMAT = "bulkmig-batch"
@@ -203,6 +203,7 @@ def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, obj
         "schema_changes": batch.schema_changes,
         "created_at": batch.created_at or datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    validate_document(doc, "batch", f"batch.json of batch {batch.seq}")
     body = (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
     store.put_bytes(layout.join(prefix, BATCH_MANIFEST), body, if_absent=True)
     return doc
@@ -212,6 +213,7 @@ def read_manifest(store: Store, stream_prefix: str, seq: int) -> dict[str, objec
     key = layout.join(batch_prefix(stream_prefix, seq), BATCH_MANIFEST)
     doc = json.loads(store.get_bytes(key))
     check_format(doc, BATCH_FORMAT, BATCH_VERSION, f"{store.url}/{key}")
+    validate_document(doc, "batch", f"{store.url}/{key}")
     return doc
 
 

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from bulkmig.devservers import load_dataset
+from bulkmig.manifest import validate_document
 
 CATALOG_QUERIES = {
     "relations": """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -73,6 +74,10 @@ def test_pagila_round_trip(make_flow, pg_source, pg_target, source_db, target_db
     jsonschema.validate(
         json.loads((flow.volume / "volume.json").read_text()), json.loads((schemas / "volume.schema.json").read_text())
     )
+    validate_document(report, "validate")  # validate --json
+    verify = flow.run("volume", "verify", "--json", str(flow.volume))
+    assert verify.code == 0, verify.text
+    validate_document(json.loads(verify.out), "verify")
     sidecars = sorted(flow.volume.glob("data/public/rental/part-*.json"))
     assert len(sidecars) > 1
     for sidecar in sidecars:

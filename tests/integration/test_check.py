@@ -14,6 +14,7 @@ from typing import Any
 
 from bulkmig.devservers import PostgresServer
 from bulkmig.errors import EXIT_CONNECT, EXIT_FAILED
+from bulkmig.manifest import validate_document
 
 SMALL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g;"
 
@@ -69,6 +70,7 @@ def test_all_ok_for_a_postgres_full_load_and_cdc_task(make_flow, pg_source, sour
     as_json = json.loads(flow.bulkmig("check", "--json").out)
     assert [r["status"] for r in as_json].count("ok") == 11
     assert {"name", "status", "detail", "fix", "exit_code"} <= set(as_json[0])
+    validate_document(as_json, "check")
 
 
 def test_three_failures_in_one_run_each_with_its_fix(make_flow, s3_server) -> None:  # noqa: ANN001

@@ -89,7 +89,7 @@ from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import literal
 from bulkmig.errors import ConfigError, SourceError, StoreError
 from bulkmig.log import human_bytes, say, tick
-from bulkmig.manifest import dump_document, utc_now
+from bulkmig.manifest import dump_document, utc_now, validate_document
 from bulkmig.store import AlreadyExists, Store
 from bulkmig.task import Task
 
@@ -263,6 +263,7 @@ def start_stream(
         "created_at": utc_now(),
     }
     key = layout.join(stream_prefix(stream_id), STREAM_DOC)
+    validate_document(doc, "stream", key)
     try:
         store.put_bytes(key, dump_document(doc), if_absent=True)
     except AlreadyExists:
