@@ -9,7 +9,7 @@ never skipped: a migration that quietly ignores a masking rule or an added colum
 that stops at once.  Rules that only tune DMS itself (``table-settings``: parallel-load, LOB modes;
 ``post-processing`` S3 tags) change no data, so they are accepted and reported in ``warnings``.
 
-Semantics chosen where the DMS documentation is silent or contradictory (see DESIGN.md):
+Semantics chosen where the DMS documentation is silent or contradictory (see docs/design.md):
 
 - Matching is case-sensitive, as in DMS.  ``explicit`` names exactly one object, without wildcards.
 - Exclude wins over include (and over explicit): bulkmig never moves data the mappings exclude.
