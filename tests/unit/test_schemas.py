@@ -22,7 +22,8 @@ def _schema(name: str) -> dict:
 def test_task_schema_knows_exactly_the_keys_the_task_reader_takes() -> None:
     schema = _schema("task")
     assert set(schema["properties"]) == set(task_module.TOP_KEYS)
-    assert set(schema["required"]) == set(task_module.REQUIRED_KEYS)
+    assert set(schema["required"]) == set(task_module.REQUIRED_KEYS) - {"volume"}  # a cdc-only task has none
+    assert schema["allOf"][0]["then"]["required"] == ["volume"]
     settings = schema["properties"]["settings"]["properties"]
     assert set(settings) == set(task_module.SETTINGS_KEYS)
     nested = {
@@ -42,6 +43,10 @@ def test_example_task_matches_and_a_wrong_one_does_not() -> None:
     validate_document(doc, "task")
     with pytest.raises(IntegrityError, match="settings"):
         validate_document({**doc, "settings": {"wokers": 2}}, "task")
+    no_volume = {k: v for k, v in doc.items() if k != "volume"}
+    validate_document({**no_volume, "migration_type": "cdc"}, "task")
+    with pytest.raises(IntegrityError, match="'volume' is a required property"):
+        validate_document({**no_volume, "migration_type": "full-load"}, "task")
 
 
 def _batch() -> dict:
