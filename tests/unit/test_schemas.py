@@ -24,7 +24,7 @@ def test_task_schema_knows_exactly_the_keys_the_task_reader_takes() -> None:
     assert set(schema["properties"]) == set(task_module.TOP_KEYS)
     assert set(schema["required"]) == set(task_module.REQUIRED_KEYS) - {"volume"}  # a cdc-only task has none
     assert schema["allOf"][0]["then"]["required"] == ["volume"]
-    settings = schema["properties"]["settings"]["properties"]
+    settings = schema["properties"]["settings"]["anyOf"][1]["properties"]
     assert set(settings) == set(task_module.SETTINGS_KEYS)
     nested = {
         "schema": task_module.SCHEMA_SETTINGS_KEYS,
@@ -34,8 +34,8 @@ def test_task_schema_knows_exactly_the_keys_the_task_reader_takes() -> None:
         "sqlite": task_module.SQLITE_SETTINGS_KEYS,
     }
     for key, keys in nested.items():
-        assert set(settings[key]["properties"]) == set(keys), key
-    assert set(schema["properties"]["s3"]["properties"]) == set(task_module.S3_KEYS)
+        assert set(settings[key]["anyOf"][1]["properties"]) == set(keys), key
+    assert set(schema["properties"]["s3"]["anyOf"][1]["properties"]) == set(task_module.S3_KEYS)
 
 
 def test_example_task_matches_and_a_wrong_one_does_not() -> None:
@@ -45,6 +45,7 @@ def test_example_task_matches_and_a_wrong_one_does_not() -> None:
         validate_document({**doc, "settings": {"wokers": 2}}, "task")
     no_volume = {k: v for k, v in doc.items() if k != "volume"}
     validate_document({**no_volume, "migration_type": "cdc"}, "task")
+    validate_document({**doc, "table_mappings": None, "settings": {"workers": None}}, "task")  # empty = default
     with pytest.raises(IntegrityError, match="'volume' is a required property"):
         validate_document({**no_volume, "migration_type": "full-load"}, "task")
 
