@@ -205,6 +205,10 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     # The key (when parts are encrypted) is read first: a missing key file is refused before the source is touched.
     encryption_key = crypto.task_key(task.settings.encryption.key_file)
     foreign = foreign_source(task.source.engine)
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        engine.check_source()
     if foreign is not None:
         return plan_foreign(task, store, foreign, encryption_key), None
 
@@ -353,6 +357,10 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         if sel is not None:
             ct.table.filter = sel.where_sql(source.quote_ident, source.literal)
     conversion = convert(catalog, task)
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:  # a non-PostgreSQL target writes its own DDL
+        conversion = engine.convert_schema(catalog, conversion)
     tables = sorted(conversion.tables, key=lambda t: order.get((t.schema, t.name), len(order)))
     if not tables:
         raise ConfigError("the table mappings select no table", "check the selection rules")
