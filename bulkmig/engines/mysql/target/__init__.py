@@ -13,6 +13,7 @@ or it is rolled back and the load stops, naming the part and the first warning.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -162,13 +163,17 @@ class MysqlTarget:
         there = sorted({r[0] for r in cur.fetchall()} & set(names))
         if there:
             raise TargetError(
-                f"target database {self.endpoint.database} already holds {len(there)} of the tables ({', '.join(there[:5])})",
+                f"target database {self.endpoint.database} already holds {len(there)} of the tables "
+                f"({', '.join(there[:5])})",
                 "load into an empty database, or drop those tables",
             )
 
     @staticmethod
     def _has_bulkmig(cur: Any) -> bool:
-        cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'schema_steps'")
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'schema_steps'"
+        )
         return bool(cur.fetchone()[0])
 
     def ensure_ledger(self, conn: Any) -> None:
@@ -187,7 +192,14 @@ class MysqlTarget:
         return keys
 
     def load_part(
-        self, conn: Any, store: Any, manifest: VolumeManifest, plan: Any, table: Table, index: int, tmp: Path,
+        self,
+        conn: Any,
+        store: Any,
+        manifest: VolumeManifest,
+        plan: Any,
+        table: Table,
+        index: int,
+        tmp: Path,
         decrypt_with: Any = None,
     ) -> int:
         """Load one part in one transaction with its ledger row; returns rows loaded, 0 if it was loaded before."""
@@ -246,10 +258,8 @@ class MysqlTarget:
             cur.close()
             return rows
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # a lost connection: the server rolls back itself
                 conn.rollback()
-            except Exception:  # noqa: BLE001 - the connection is gone; the server rolls back itself
-                pass
             raise
         finally:
             local.unlink(missing_ok=True)
@@ -297,8 +307,17 @@ class MysqlTarget:
         return report
 
     def _load_parts(
-        self, store: Any, manifest: VolumeManifest, plan: Any, todo: list[tuple[Table, int]], tmp: Path,
-        workers: int | None, progress: bool, report: Any, retry: Any, decrypt_with: Any,
+        self,
+        store: Any,
+        manifest: VolumeManifest,
+        plan: Any,
+        todo: list[tuple[Table, int]],
+        tmp: Path,
+        workers: int | None,
+        progress: bool,
+        report: Any,
+        retry: Any,
+        decrypt_with: Any,
     ) -> None:
         from bulkmig.retry import Reconnecting
         from bulkmig.workers import Pool
@@ -347,7 +366,8 @@ class MysqlTarget:
 
         by_name = {c.name: c for c in table.columns}
         exprs = [source_expression(c).replace(quote_ident(c.name), quote_ident(c.target), 1) for c in columns]
-        sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.endpoint.database)}.{quote_ident(table.target_name or table.name)}"
+        name = quote_ident(table.target_name or table.name)
+        sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.endpoint.database)}.{name}"
         if ordered and table.primary_key:
             sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
         return sql

@@ -40,7 +40,14 @@ class Statement:
     kind: str  # database | table | index | foreign_key | view | trigger | procedure | function
     name: str
     sql: str
-    sql_mode: str | None = None
+    # The session it was created under (views, triggers, routines keep it): "SET SESSION sql_mode = …, …".
+    session: str | None = None
+
+
+def session_sql(sql_mode: str | None, charset: str, collation: str) -> str:
+    """The SET that recreates a code object's creation session (mysqldump sets the same three)."""
+    mode = f"sql_mode = '{sql_mode}', " if sql_mode is not None else ""
+    return f"SET SESSION {mode}character_set_client = {charset}, collation_connection = {collation}"
 
 
 def render(statements: list[Statement], title: str) -> str:
@@ -48,14 +55,14 @@ def render(statements: list[Statement], title: str) -> str:
     out = [f"-- bulkmig: {title}", _HEADER]
     for st in statements:
         out.append(f"-- {st.kind} {st.name}")
-        if st.sql_mode is not None:
-            out.append(f"SET SESSION sql_mode = '{st.sql_mode}'\n{DELIMITER}")
+        if st.session is not None:
+            out.append(f"{st.session}\n{DELIMITER}")
         out.append(f"{st.sql}\n{DELIMITER}")
     return "\n".join(out) + "\n"
 
 
 def parse(text: str) -> list[Statement]:
-    """The statements of a file :func:`render` wrote (``SET sql_mode`` folded into the next statement)."""
+    """The statements of a file :func:`render` wrote (a ``SET SESSION`` folded into the next statement)."""
     body = text.split(_HEADER, 1)[1] if _HEADER in text else text
     found: list[Statement] = []
     mode: str | None = None
@@ -68,9 +75,8 @@ def parse(text: str) -> list[Statement]:
         sql = "\n".join(lines).strip()
         if not sql:
             continue
-        m = re.fullmatch(r"SET SESSION sql_mode = '([^']*)'", sql)
-        if m:
-            mode = m.group(1)
+        if sql.startswith("SET SESSION "):
+            mode = sql
             continue
         found.append(Statement(kind, name, sql, mode))
         mode = None
@@ -118,7 +124,9 @@ def index_statements(table: str, split: SplitTable) -> list[Statement]:
     plain = [c for c in split.indexes if not c.startswith("FULLTEXT")]
     out = []
     if plain:
-        out.append(Statement("index", table, f"ALTER TABLE {quote_ident(table)} " + ", ".join(f"ADD {c}" for c in plain)))
+        out.append(
+            Statement("index", table, f"ALTER TABLE {quote_ident(table)} " + ", ".join(f"ADD {c}" for c in plain))
+        )
     for c in split.indexes:
         if c.startswith("FULLTEXT"):
             out.append(Statement("index", table, f"ALTER TABLE {quote_ident(table)} ADD {c}"))
@@ -160,7 +168,7 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
     charset, collation = _row(
         conn,
         "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
-        f"WHERE SCHEMA_NAME = DATABASE()",
+        "WHERE SCHEMA_NAME = DATABASE()",
     )
     pre.append(Statement("database", "", f"ALTER DATABASE CHARACTER SET {charset} COLLATE {collation}"))
     items.append(Item("schema", catalog.schema, notes=[], details={"charset": charset, "collation": collation}))
@@ -181,7 +189,7 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
     for view in catalog.views:
         item = Item("view", view.name, target=view.name)
         row = _row(conn, f"SHOW CREATE VIEW {quote_ident(view.name)}")
-        post_code.append(Statement("view", view.name, _no_definer(row[1], item)))
+        post_code.append(Statement("view", view.name, _no_definer(row[1], item), session_sql(None, row[2], row[3])))
         item.source_sql = row[1]
         items.append(item)
     for trig in catalog.triggers:
@@ -189,14 +197,16 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
             continue
         item = Item("trigger", trig.name, table=trig.table, target=trig.name)
         row = _row(conn, f"SHOW CREATE TRIGGER {quote_ident(trig.name)}")
-        post_code.append(Statement("trigger", trig.name, _no_definer(row[2], item), sql_mode=row[1]))
+        session = session_sql(row[1], row[3], row[4])
+        post_code.append(Statement("trigger", trig.name, _no_definer(row[2], item), session))
         item.source_sql = row[2]
         items.append(item)
     for routine in catalog.routines:
         kind = "FUNCTION" if routine.kind == "function" else "PROCEDURE"
         item = Item(routine.kind, routine.name, target=routine.name)
         row = _row(conn, f"SHOW CREATE {kind} {quote_ident(routine.name)}")
-        post_code.append(Statement(routine.kind, routine.name, _no_definer(row[2], item), sql_mode=row[1]))
+        session = session_sql(row[1], row[3], row[4])
+        post_code.append(Statement(routine.kind, routine.name, _no_definer(row[2], item), session))
         item.source_sql = row[2]
         items.append(item)
     for item in items:
@@ -221,21 +231,23 @@ def apply(conn: Any, statements: list[Statement], volume_id: str, section: str, 
     cur.execute(STEPS_DDL)
     cur.execute("SELECT step FROM bulkmig.schema_steps WHERE volume_id = %s AND section = %s", (volume_id, section))
     done = {r[0] for r in cur.fetchall()}
-    cur.execute("SELECT @@SESSION.sql_mode")
-    (session_mode,) = cur.fetchone()
+    cur.execute("SELECT @@SESSION.sql_mode, @@character_set_client, @@collation_connection")
+    restore = cur.fetchone()
     todo = [(n, st) for n, st in enumerate(statements) if n not in done]
     ran = 0
     while todo:
         deferred = []
         for n, st in todo:
             try:
-                if st.sql_mode is not None:
-                    cur.execute("SET SESSION sql_mode = %s", (st.sql_mode,))
+                if st.session is not None:
+                    cur.execute(st.session)
                 try:
                     cur.execute(st.sql)
                 finally:
-                    if st.sql_mode is not None:
-                        cur.execute("SET SESSION sql_mode = %s", (session_mode,))
+                    if st.session is not None:
+                        cur.execute(
+                            "SET SESSION sql_mode = %s, character_set_client = %s, collation_connection = %s", restore
+                        )
             except Exception as exc:  # the driver's error: decide by its number
                 code = error_code(exc)
                 if code == NO_SUCH_TABLE and st.kind == "view":

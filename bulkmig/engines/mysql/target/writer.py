@@ -48,7 +48,9 @@ def load_column(column: Column) -> LoadColumn:
     source = (column.target_type or column.source_type or "").lower()
     if column.logical_type == "geometry":
         # Read as the server's internal form (4-byte little-endian SRID + WKB): SRID and shape kept exactly.
-        return LoadColumn(column.target, "ST_GeomFromWKB(SUBSTRING({v}, 5), CONV(HEX(REVERSE(SUBSTRING({v}, 1, 4))), 16, 10))")
+        return LoadColumn(
+            column.target, "ST_GeomFromWKB(SUBSTRING({v}, 5), CONV(HEX(REVERSE(SUBSTRING({v}, 1, 4))), 16, 10))"
+        )
     if column.logical_type == "bits" or source.startswith("bit"):
         return LoadColumn(column.target, "CAST(CONV({v}, 2, 10) AS UNSIGNED)")
     return LoadColumn(column.target)
