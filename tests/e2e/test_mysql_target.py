@@ -85,3 +85,54 @@ def test_sakila_mysql_to_mariadb_is_equal_in_schema_and_data(make_mysql_flow, ma
     assert again.code == 0, again.text
     assert "already loaded (ledger)" in again.err and " 0 rows loaded" in again.err, again.err
     assert checksums(mariadb, mysql_db, tables) == checksums(mariadb, "sakila", tables)
+
+
+EDGE_TABLE = """
+CREATE TABLE edge (
+  id int NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  t varchar(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin,
+  latin varchar(20) CHARACTER SET latin1,
+  big decimal(65,30),
+  d datetime(6), ts timestamp(6) NULL, dt date, tm time(3), y year,
+  b varbinary(40), bl longblob,
+  j json,
+  bits bit(5),
+  flag tinyint(1),
+  e enum('a','b c','d'), s set('x','y','z'),
+  f float, g double,
+  pt point SRID 4326 NULL,
+  u bigint unsigned,
+  KEY t_idx (t), UNIQUE KEY u_idx (u), FULLTEXT KEY ft (t)
+) AUTO_INCREMENT=1000 DEFAULT CHARSET=utf8mb4
+"""
+
+
+def test_every_kind_of_value_lands_exactly(make_mysql_flow, mariadb, mysql_db, request) -> None:  # noqa: ANN001
+    source = f"src_{mysql_db}"[:64]
+    mariadb.create_database(source)
+    request.addfinalizer(lambda: mariadb.drop_database(source))
+    mariadb.execute(source, EDGE_TABLE.replace(" SRID 4326", ""))  # MariaDB 10.11 has no column SRID clause
+    mariadb.execute(
+        source,
+        "INSERT INTO edge (id, t, latin, big, d, ts, dt, tm, y, b, bl, j, bits, flag, e, s, f, g, pt, u) VALUES "
+        "(1, 'emoji 😀 tab\\there\\nnew \\\\N back\\\\slash', 'café', "
+        "'12345678901234567890123456789012345.123456789012345678901234567890', "
+        "'1000-01-01 00:00:00.000001', '2038-01-19 03:14:07.999999', '9999-12-31', '-838:59:59.000', 1901, "
+        "X'00090A0D5C4E27', X'FF00', '{\"k\": [1, 2.50, \"😀\"], \"z\": null}', b'10101', 5, 'b c', 'x,z', "
+        "3.4028e38, 2.2250738585072014e-308, ST_GeomFromText('POINT(1.5 -2.25)', 4326), 18446744073709551615),"
+        "(2, '', NULL, 0, NULL, NULL, NULL, '00:00:00', 0, '', NULL, 'null', b'0', 0, 'a', '', -0.0, 0.1, NULL, 0),"
+        "(0, 'zero id', NULL, -1.5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+        "NULL, NULL, NULL, NULL)",
+    )
+    mariadb.execute(source, "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")  # (the id 0 row above is explicit)
+    flow = mysql_target_flow(make_mysql_flow, mariadb, mysql_db, source)
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    assert checksums(mariadb, mysql_db, ["edge"]) == checksums(mariadb, source, ["edge"])
+    columns = "id, t, latin, big, d, ts, dt, tm, y, HEX(b), HEX(bl), j, bits + 0, flag, e, s, f, g, ST_AsText(pt), "
+    columns += "ST_SRID(pt), u"
+    query = f"SELECT {columns} FROM edge ORDER BY id"
+    assert mariadb.execute(mysql_db, query) == mariadb.execute(source, query)
+    auto = "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+    assert mariadb.execute(mysql_db, auto, (mysql_db,)) == mariadb.execute(source, auto, (source,))
+    assert schema_dump(mariadb, mysql_db).replace(mysql_db, "X") == schema_dump(mariadb, source).replace(source, "X")

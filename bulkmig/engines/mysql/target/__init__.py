@@ -102,7 +102,7 @@ class MysqlTarget:
         self.check_source()
         tables: list[Table] = conversion.tables
         for t in tables:
-            self._homogeneous_columns(t)
+            self._homogeneous_columns(t, catalog.table(t.name))
         conn = mysql_connect(self.task.source)
         try:
             schema = ddl.read_homogeneous(conn, catalog, [t.name for t in tables])
@@ -124,14 +124,18 @@ class MysqlTarget:
         post = ddl.render(schema.post, f"{catalog.schema} → {self.endpoint.database}: indexes, keys, code")
         return Conversion(tables, pre, post, doc)
 
-    def _homogeneous_columns(self, table: Table) -> None:
+    def _homogeneous_columns(self, table: Table, source: Any) -> None:
         """Columns land under their own names and types; where the PostgreSQL-bound read changed a value's form
-        for nothing here (booleans, spatial WKB without SRID), read it as it is."""
+        for nothing here (booleans, SET as an array, spatial WKB without SRID), read it as it is.  A text column
+        in a character set other than UTF-8 says so in its target type (the loader converts into it)."""
         table.target_schema = self.endpoint.database
         table.target_name = None
+        charsets = {cc.name: (cc.charset or "").lower() for cc in source.columns}
         for c in table.columns:
             c.target_name = None
             c.target_type = c.source_type
+            if charsets.get(c.name) not in ("", "utf8mb4", "utf8mb3", "utf8", "ascii", "binary"):
+                c.target_type = f"{c.source_type} character set {charsets[c.name]}"
             if c.logical_type == "bool":  # tinyint(1): every value 0..255 kept, not only 0/1
                 c.logical_type, c.arrow_type, c.read_as = "integer", "int16", None
             elif c.logical_type == "array":  # SET: its own text 'a,b', not a PostgreSQL array literal

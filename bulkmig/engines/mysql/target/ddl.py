@@ -164,6 +164,7 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
     post_idx: list[Statement] = []
     post_fk: list[Statement] = []
     post_code: list[Statement] = []
+    post_auto: list[Statement] = []
     items: list[Item] = []
     charset, collation = _row(
         conn,
@@ -177,6 +178,10 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
         split = split_create_table(create)
         pre.append(Statement("table", name, split.create))
         post_idx.extend(index_statements(name, split))
+        if m := re.search(r"\) .*\bAUTO_INCREMENT=(\d+)", create):
+            # LOAD DATA may move the counter past the source's even with explicit values: set it back after.
+            sql = f"ALTER TABLE {quote_ident(name)} AUTO_INCREMENT = {m.group(1)}"
+            post_auto.append(Statement("auto_increment", name, sql))
         if split.foreign_keys:
             sql = f"ALTER TABLE {quote_ident(name)} " + ", ".join(f"ADD {c}" for c in split.foreign_keys)
             post_fk.append(Statement("foreign_key", name, sql))
@@ -212,7 +217,7 @@ def read_homogeneous(conn: Any, catalog: Catalog, tables: list[str]) -> Homogene
     for item in items:
         if not item.notes:
             item.note(CONVERTED, "created as the source has it")
-    return HomogeneousSchema(pre, post_idx + post_fk + post_code, items)
+    return HomogeneousSchema(pre, post_idx + post_fk + post_auto + post_code, items)
 
 
 # ----------------------------------------------------------------------------------------------- apply

@@ -53,6 +53,11 @@ def load_column(column: Column) -> LoadColumn:
         )
     if column.logical_type == "bits" or source.startswith("bit"):
         return LoadColumn(column.target, "CAST(CONV({v}, 2, 10) AS UNSIGNED)")
+    if source.startswith("year"):
+        return LoadColumn(column.target, "{v} + 0")  # the text '0' would be the year 2000, the number 0 is 0000
+    if " character set " in source:
+        # The file's bytes are UTF-8; a column in another character set gets them converted, not reinterpreted.
+        return LoadColumn(column.target, "CONVERT({v} USING utf8mb4)")
     return LoadColumn(column.target)
 
 
