@@ -254,14 +254,17 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     volume_id = new_volume_id(task)
 
     with tempfile.TemporaryDirectory(prefix="bulkmig-schema-") as tmp:
-        files = schema.dump_schema(
-            task.source.libpq_env(),
-            database,
-            snapshot,
-            subset,
-            Path(tmp),
-            primary_keys_first=task.settings.schema.primary_keys == "before",
-        )
+        if engine is not None:  # a MySQL target: converted from the catalog, in the snapshot, with its report
+            files = engine.schema_from_postgres(conn, chosen, Path(tmp), store)
+        else:
+            files = schema.dump_schema(
+                task.source.libpq_env(),
+                database,
+                snapshot,
+                subset,
+                Path(tmp),
+                primary_keys_first=task.settings.schema.primary_keys == "before",
+            )
         schema_files = {}
         for name, path, key in (
             ("pre-data", files.pre_data, layout.PRE_DATA),

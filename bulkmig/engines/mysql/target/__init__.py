@@ -49,6 +49,32 @@ LEDGER_DDL = (
 )
 
 
+def _code_objects_item(conn: Any) -> Any:
+    """Views, functions and triggers of a PostgreSQL source are not translated: one report line naming them."""
+    from bulkmig.catalog import ACTION, CONVERTED
+    from bulkmig.convert.report import Item
+
+    rows = conn.execute(
+        "SELECT 'view ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "UNION ALL SELECT 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1"
+    ).fetchall()
+    item = Item("view", "views, functions and triggers")
+    if rows:
+        item.note(
+            ACTION,
+            f"{len(rows)} not translated to MySQL (PL/pgSQL and PostgreSQL SQL): "
+            + ", ".join(r[0] for r in rows[:20])
+            + ("…" if len(rows) > 20 else "")
+            + "; recreate them by hand",
+        )
+    else:
+        item.note(CONVERTED, "none")
+    return item
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What the stages may assume of this target (engine facts as data)."""
@@ -88,11 +114,55 @@ class MysqlTarget:
     # ------------------------------------------------------------------------------- plan time
 
     def check_source(self) -> None:
-        if self.task.source.engine != "mysql":
+        if self.task.source.engine not in ("mysql", "postgresql"):
             raise ConfigError(
                 f"a {self.task.source.engine} source into a MySQL target is not supported yet",
-                "use a MySQL/MariaDB source, or a PostgreSQL target",
+                "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
             )
+        if self.task.cdc:
+            raise ConfigError(
+                f"migration_type {self.task.migration_type} into a MySQL target is not supported yet (no replay)",
+                "use migration_type: full-load",
+            )
+
+    def schema_from_postgres(self, conn: Any, chosen: list[Any], tmp: Path, store: Any) -> Any:
+        """A PostgreSQL source's schema for this target, converted with its assessment report (written to the
+        volume next to the plan); refuses values MySQL cannot hold.  Returns what ``plan`` keeps of pg_dump's
+        output: ``.pre_data``/``.post_data`` files and ``.skipped``."""
+        import json
+        from types import SimpleNamespace
+
+        from bulkmig.convert import report as report_mod
+        from bulkmig.convert import to_mysql
+
+        to_mysql.refuse_unholdable(to_mysql.scan_values(conn, [s.table for s in chosen]))
+        out, _ = to_mysql.convert_postgres(conn, chosen, self.endpoint.database)
+        out.items.append(_code_objects_item(conn))
+        head = {
+            "source": {
+                "engine": "PostgreSQL",
+                "dialect": "postgres",
+                "server_version": "",
+                "mariadb": False,
+                "schema": ", ".join(sorted({s.table.schema for s in chosen})),
+            },
+            "target": {"engine": "MySQL/MariaDB", "schema": self.endpoint.database},
+            "settings": {},
+        }
+        doc = report_mod.build(head, out.items, [])
+        store.put_bytes(layout.ASSESSMENT_MD, report_mod.render_markdown(doc).encode())
+        store.put_bytes(
+            layout.ASSESSMENT_JSON, (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        )
+        pre, post = tmp / "pre-data.sql", tmp / "post-data.sql"
+        pre.write_text(ddl.render(out.pre, f"PostgreSQL → {self.endpoint.database}: tables (pre-data)"))
+        post.write_text(ddl.render(out.post, f"PostgreSQL → {self.endpoint.database}: indexes, keys"))
+        summary = doc["summary"]
+        say(
+            f"plan: schema conversion to MySQL: {summary['total']} objects, {summary['needs_action']} need action; "
+            f"see {store.url}/{layout.ASSESSMENT_MD}"
+        )
+        return SimpleNamespace(pre_data=pre, post_data=post, skipped=[])
 
     def convert_schema(self, catalog: Any, conversion: Any) -> Any:
         """The plan's schema for this target: a MySQL source's own DDL (see :mod:`.ddl`), tables as they are."""

@@ -53,6 +53,12 @@ def load_column(column: Column) -> LoadColumn:
         )
     if column.logical_type == "bits" or source.startswith("bit"):
         return LoadColumn(column.target, "CAST(CONV({v}, 2, 10) AS UNSIGNED)")
+    if column.logical_type == "uuid" and column.arrow_type == "uuid":  # 16 bytes → its 36-character text
+        return LoadColumn(
+            column.target,
+            "LOWER(CONCAT_WS('-', HEX(SUBSTR({v}, 1, 4)), HEX(SUBSTR({v}, 5, 2)), HEX(SUBSTR({v}, 7, 2)), "
+            "HEX(SUBSTR({v}, 9, 2)), HEX(SUBSTR({v}, 11, 6))))",
+        )
     if source.startswith("year"):
         return LoadColumn(column.target, "{v} + 0")  # the text '0' would be the year 2000, the number 0 is 0000
     if " character set " in source:
