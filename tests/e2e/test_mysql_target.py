@@ -187,3 +187,20 @@ def test_pagila_postgresql_to_mariadb(make_flow, pg_source, source_db, mariadb, 
     assert [tuple(r) for r in pg_source.execute(source_db, titles.replace("rating", "rating::text"))] == [
         tuple(r) for r in mariadb.execute(mysql_db, titles)
     ]
+
+
+def test_values_mysql_cannot_hold_are_refused_at_plan(make_flow, pg_source, source_db, mariadb, mysql_db) -> None:  # noqa: ANN001
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamptz, amount numeric, ok numeric(10,2));"
+        "INSERT INTO events VALUES (1, '2020-01-01', 1, 1), (2, '0900-01-01 00:00+00', 'NaN', 2),"
+        " (3, 'infinity', 3, 3)",
+    )
+    flow = make_flow(target=mariadb.url(mysql_db))
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    run = flow.bulkmig("plan")
+    assert run.code != 0
+    assert "public.events.at: 2 dates outside 1000-01-01 .. 9999-12-31 or infinite" in run.err, run.err
+    assert "public.events.amount: 1 NaN or infinite numerics (MySQL cannot hold them), first at key 2" in run.err
+    assert "public.events.ok" not in run.err
+    assert not (flow.volume / "plan.json").exists()
