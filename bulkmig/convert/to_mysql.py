@@ -384,3 +384,122 @@ def refuse_unholdable(problems: list[str]) -> None:
             f"{len(problems)} column(s) hold values MySQL cannot hold: " + "; ".join(problems[:5]),
             "fix or exclude those rows at the source (a table mapping filter); bulkmig never rewrites them silently",
         )
+
+
+# The PostgreSQL type conversion chose for a foreign column (SQLite today) → its MySQL type, by base name.
+_FROM_PG_TARGET = {
+    "bigint": "int8",
+    "integer": "int4",
+    "smallint": "int2",
+    "double precision": "float8",
+    "real": "float4",
+    "boolean": "bool",
+    "text": "text",
+    "character varying": "varchar",
+    "varchar": "varchar",
+    "character": "bpchar",
+    "char": "bpchar",
+    "numeric": "numeric",
+    "bytea": "bytea",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "time": "time",
+    "json": "json",
+    "jsonb": "jsonb",
+    "uuid": "uuid",
+}
+
+
+def convert_catalog(catalog: Any, tables: list[Table], database: str) -> Converted:
+    """A foreign catalog (SQLite) for a MySQL target: each column from the type conversion chose for it
+    (``Column.target_type``, a PostgreSQL type), keys, indexes and foreign keys from the catalog.  Names stay as
+    the source has them; tables and columns keep their source names on the target."""
+    from bulkmig.engines.mysql.target.ddl import Statement
+
+    out = Converted()
+    for table in tables:
+        ct = catalog.table(table.name)
+        table.target_schema, table.target_name = database, None
+        item = Item("table", table.name, table=table.name, target=table.name)
+        _name(table.name, item)
+        out.items.append(item)
+        defs, seen = [], {}
+        for c in table.columns:
+            c.target_name = None
+            pg = (c.target_type or "text").lower()
+            base = re.sub(r"\(.*\)|\[\]| without time zone", "", pg).strip()
+            base = "timestamptz" if "with time zone" in pg else base
+            nums = re.findall(r"\d+", pg)
+            col = PgColumn(
+                c.name,
+                pg,
+                _FROM_PG_TARGET.get(base, "unknown"),
+                "A" if pg.endswith("[]") else "",
+                "b",
+                -1,
+                not c.nullable,
+                None,
+                None,
+                None,
+            )
+            citem = Item("column", f"{table.name}.{c.name}", table=table.name, target=c.name)
+            if c.name.lower() in seen:
+                citem.note(ACTION, f"columns {c.name} and {seen[c.name.lower()]} differ only in case: rename one")
+            seen[c.name.lower()] = c.name
+            in_key = any(c.name in ix.columns for ix in ct.indexes)
+            typ = mysql_type(col, citem, int(nums[0]) if in_key and nums else (255 if in_key else None))
+            c.target_type = typ
+            citem.details = {"source_type": c.source_type, "target_type": typ}
+            out.items.append(citem)
+            defs.append(f"  {q(c.name)} {typ}{'' if c.nullable else ' NOT NULL'}")
+        pk = next((ix for ix in ct.indexes if ix.primary), None)
+        if pk:
+            defs.append(f"  PRIMARY KEY ({', '.join(q(x) for x in pk.columns)})")
+            out.items.append(Item("primary_key", f"{table.name}.{pk.name}", table=table.name, target=table.name))
+        out.pre.append(
+            Statement(
+                "table",
+                table.name,
+                f"CREATE TABLE {q(table.name)} (\n"
+                + ",\n".join(defs)
+                + "\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            )
+        )
+        adds = []
+        for ix in ct.indexes:
+            if ix.primary:
+                continue
+            iitem = Item(
+                "unique_key" if ix.unique else "index", f"{table.name}.{ix.name}", table=table.name, target=table.name
+            )
+            out.items.append(iitem)
+            if ix.where or any(ix.expressions):
+                iitem.note(ACTION, "partial or expression index: MySQL has none; not created")
+                continue
+            if any(x for x in ix.collations if x and x.upper() != "BINARY"):
+                iitem.note(CHANGED, "the index's NOCASE/RTRIM collation is not kept: MySQL compares byte-wise here")
+            adds.append(f"ADD {'UNIQUE ' if ix.unique else ''}KEY {q(ix.name)} ({', '.join(q(x) for x in ix.columns)})")
+        if adds:
+            out.post.append(Statement("index", table.name, f"ALTER TABLE {q(table.name)} " + ", ".join(adds)))
+        for fk in ct.foreign_keys:
+            out.items.append(Item("foreign_key", f"{table.name}.{fk.name}", table=table.name, target=table.name))
+            out.post.append(
+                Statement(
+                    "foreign_key",
+                    table.name,
+                    (
+                        f"ALTER TABLE {q(table.name)} ADD CONSTRAINT {q(fk.name)} FOREIGN KEY "
+                        f"({', '.join(q(x) for x in fk.columns)}) REFERENCES {q(fk.ref_table)} "
+                        f"({', '.join(q(x) for x in fk.ref_columns)}) ON DELETE {fk.on_delete} ON UPDATE {fk.on_update}"
+                    ),
+                )
+            )
+    for obj in [*catalog.views, *catalog.triggers]:
+        oitem = Item(obj.kind, obj.name, table=obj.table, source_sql=obj.create_sql)
+        oitem.note(ACTION, f"{obj.kind}s are not translated to MySQL: recreate it by hand")
+        out.items.append(oitem)
+    for item in out.items:
+        if not item.notes:
+            item.note(CONVERTED, "created as it is")
+    return out

@@ -8,6 +8,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import shutil
+import sqlite3
 import subprocess
 
 from bulkmig.devservers import load_dataset
@@ -204,3 +206,29 @@ def test_values_mysql_cannot_hold_are_refused_at_plan(make_flow, pg_source, sour
     assert "public.events.amount: 1 NaN or infinite numerics (MySQL cannot hold them), first at key 2" in run.err
     assert "public.events.ok" not in run.err
     assert not (flow.volume / "plan.json").exists()
+
+
+def test_chinook_sqlite_to_mariadb_validates_equal(make_flow, mariadb, mysql_db, datasets, tmp_path) -> None:  # noqa: ANN001
+    db = tmp_path / "chinook.db"
+    shutil.copyfile(datasets / "chinook" / "Chinook_Sqlite.sqlite", db)
+    flow = make_flow(source=f"sqlite:///{db}", target=mariadb.url(mysql_db))
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    check = flow.bulkmig("validate", "--json")
+    assert check.code == 0, check.text
+    report = json.loads(check.out)
+    assert report["equal"] is True and len(report["tables"]) == 11
+    assert sum(t["target_rows"] for t in report["tables"]) == 15607
+    # Independent: the invoice totals and track lengths summed on both sides.
+    with sqlite3.connect(db) as conn:
+        lite = conn.execute(
+            "SELECT (SELECT printf('%.2f', sum(Total)) FROM Invoice), (SELECT sum(Milliseconds) FROM Track)"
+        )
+        lite_row = lite.fetchone()
+    my = mariadb.execute(
+        mysql_db, "SELECT (SELECT CAST(SUM(Total) AS CHAR) FROM Invoice), (SELECT SUM(Milliseconds) FROM Track)"
+    )
+    assert (lite_row[0], int(lite_row[1])) == (my[0][0], int(my[0][1]))
+    assessment = json.loads((flow.volume / "schema/assessment.json").read_text())
+    assert assessment["target"]["engine"] == "MySQL/MariaDB"

@@ -114,7 +114,7 @@ class MysqlTarget:
     # ------------------------------------------------------------------------------- plan time
 
     def check_source(self) -> None:
-        if self.task.source.engine not in ("mysql", "postgresql"):
+        if self.task.source.engine not in ("mysql", "postgresql", "sqlite"):
             raise ConfigError(
                 f"a {self.task.source.engine} source into a MySQL target is not supported yet",
                 "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
@@ -171,6 +171,8 @@ class MysqlTarget:
 
         self.check_source()
         tables: list[Table] = conversion.tables
+        if catalog.dialect != "mysql":
+            return self._convert_foreign(catalog, conversion)
         for t in tables:
             self._homogeneous_columns(t, catalog.table(t.name))
         conn = mysql_connect(self.task.source)
@@ -193,6 +195,28 @@ class MysqlTarget:
         pre = ddl.render(schema.pre, f"{catalog.schema} → {self.endpoint.database}: tables (pre-data)")
         post = ddl.render(schema.post, f"{catalog.schema} → {self.endpoint.database}: indexes, keys, code")
         return Conversion(tables, pre, post, doc)
+
+    def _convert_foreign(self, catalog: Any, conversion: Any) -> Any:
+        """A SQLite catalog: converted by :func:`bulkmig.convert.to_mysql.convert_catalog`, with its report."""
+        from bulkmig.convert import Conversion, to_mysql
+        from bulkmig.convert import report as report_mod
+
+        out = to_mysql.convert_catalog(catalog, conversion.tables, self.endpoint.database)
+        head = {
+            "source": {
+                "engine": "SQLite",
+                "dialect": catalog.dialect,
+                "server_version": catalog.server_version,
+                "mariadb": False,
+                "schema": catalog.schema,
+            },
+            "target": {"engine": "MySQL/MariaDB", "schema": self.endpoint.database},
+            "settings": {},
+        }
+        doc = report_mod.build(head, out.items, conversion.report.get("excluded_tables", []))
+        pre = ddl.render(out.pre, f"{catalog.schema} → {self.endpoint.database}: tables (pre-data)")
+        post = ddl.render(out.post, f"{catalog.schema} → {self.endpoint.database}: indexes, keys")
+        return Conversion(conversion.tables, pre, post, doc)
 
     def _homogeneous_columns(self, table: Table, source: Any) -> None:
         """Columns land under their own names and types; where the PostgreSQL-bound read changed a value's form
