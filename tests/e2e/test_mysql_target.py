@@ -165,6 +165,11 @@ def test_pagila_postgresql_to_mariadb(make_flow, pg_source, source_db, mariadb, 
     assert features["status"] == "needs action" and "arrays" in features["notes"][0]["message"]
     assert by_name["public.payment.payment_date"]["details"]["target_type"] == "datetime(6)"
     assert by_name["public.payment"]["status"] == "converted with changes"  # partitions into one table
+    check = flow.bulkmig("validate", "--json")
+    assert check.code == 0, check.text
+    report = json.loads(check.out)
+    assert report["equal"] is True and report["converted_values"] == 0
+    assert sum(t["target_rows"] for t in report["tables"]) == sum(t["source_rows"] for t in report["tables"])
 
     # Independent of bulkmig: per table the row count and a sum over a numeric key and amounts, on both sides.
     tables = {

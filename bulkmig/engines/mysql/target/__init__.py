@@ -458,14 +458,19 @@ class MysqlTarget:
 
     # ------------------------------------------------------------------------------- validation reads
 
-    def select_sql(self, table: Table, columns: list[Any], ordered: bool) -> str:
+    def select_sql(self, table: Table, columns: list[Any], ordered: bool, where: str | None = None) -> str:
         """The target side of a value-by-value comparison: the same expressions as the MySQL source reads."""
         from bulkmig.engines.mysql.compare import source_expression
 
         by_name = {c.name: c for c in table.columns}
-        exprs = [source_expression(c).replace(quote_ident(c.name), quote_ident(c.target), 1) for c in columns]
+        if self.task.source.engine == "mysql":
+            exprs = [source_expression(c).replace(quote_ident(c.name), quote_ident(c.target), 1) for c in columns]
+        else:  # a foreign read_as is the source's own SQL: the target's columns are read as they are
+            exprs = [quote_ident(c.target) for c in columns]
         name = quote_ident(table.target_name or table.name)
         sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.endpoint.database)}.{name}"
+        if where:
+            sql += f" WHERE {where}"
         if ordered and table.primary_key:
             sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
         return sql

@@ -7,16 +7,32 @@ for MySQL → MySQL both sides go through the very same canonical form and any d
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from bulkmig.compare import ORDERED_LOGICAL, Tally, _OutOfOrder, _stream, engine_module, hash_join, merge
+from bulkmig.compare import (
+    ORDERED_LOGICAL,
+    Tally,
+    _OutOfOrder,
+    _stream,
+    canonical,
+    engine_module,
+    hash_join,
+    merge,
+    per_column,
+)
 from bulkmig.engines.mysql import compare as mysql_compare
 from bulkmig.model import Table
 
 
 def compare_table(task: Any, target: Any, table: Table) -> Tally:
     """Pair the source's and the target's rows of ``table``; raises LookupError when the target lacks it."""
-    source = engine_module(task.source.engine)
+    if task.source.engine == "postgresql":
+        source: Any = importlib.import_module("bulkmig.engines.postgres.compare")
+        target_norm = per_column([canonical(c) for c in table.copied_columns])  # both sides: the canonical form
+    else:
+        source = engine_module(task.source.engine)
+        target_norm = mysql_compare.row_normaliser(table.copied_columns)
     columns = table.copied_columns
     tally = Tally([c.target for c in columns], single_key=len(table.primary_key) == 1)
     position = {c.name: i for i, c in enumerate(columns)}
@@ -24,6 +40,15 @@ def compare_table(task: Any, target: Any, table: Table) -> Tally:
     by_name = {c.name: c for c in table.columns}
     mergeable = key_idx is not None and all(by_name[k].logical_type in ORDERED_LOGICAL for k in table.primary_key)
     name = table.target_name or table.name
+    where = None
+    if task.source.engine == "postgresql" and table.parent:  # leaves of one partitioned table share a target
+        from bulkmig.engines.mysql.source import literal
+
+        pg = source.connect(task.source)
+        try:
+            where = source.leaf_filter(pg, table, mysql_compare.quote_ident, literal)
+        finally:
+            pg.close()
     probe = mysql_compare.connect(task.target)
     try:
         cur = probe.cursor()
@@ -44,10 +69,9 @@ def compare_table(task: Any, target: Any, table: Table) -> Tally:
         src = source.connect(task.source)
         dst = mysql_compare.connect(task.target)
         try:
-            s_rows = _stream(src.cursor(), source.select_sql(table, columns, ordered), source.row_normaliser(columns))
-            t_rows = _stream(
-                dst.cursor(), target.select_sql(table, columns, ordered), mysql_compare.row_normaliser(columns)
-            )
+            s_cur = source.cursor(src) if hasattr(source, "cursor") else src.cursor()
+            s_rows = _stream(s_cur, source.select_sql(table, columns, ordered), source.row_normaliser(columns))
+            t_rows = _stream(dst.cursor(), target.select_sql(table, columns, ordered, where), target_norm)
             if ordered:
                 assert key_idx is not None
                 merge(s_rows, t_rows, key_idx, result)
