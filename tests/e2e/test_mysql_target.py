@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
+import time
 
 from bulkmig.devservers import load_dataset
 
@@ -18,8 +21,8 @@ SAKILA_TABLES = 16
 SAKILA_ROWS = 47_273
 
 
-def mysql_target_flow(make_mysql_flow, mariadb, target: str, database: str):  # noqa: ANN001, ANN201
-    flow = make_mysql_flow(database=database, target=mariadb.url(target))
+def mysql_target_flow(make_mysql_flow, mariadb, target: str, database: str, **overrides):  # noqa: ANN001, ANN003, ANN201
+    flow = make_mysql_flow(database=database, target=mariadb.url(target), **overrides)
     flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
     return flow
 
@@ -237,3 +240,54 @@ def test_chinook_sqlite_to_mariadb_validates_equal(make_flow, mariadb, mysql_db,
     assert (lite_row[0], int(lite_row[1])) == (my[0][0], int(my[0][1]))
     assessment = json.loads((flow.volume / "schema/assessment.json").read_text())
     assert assessment["target"]["engine"] == "MySQL/MariaDB"
+
+
+def test_load_killed_mid_way_loads_every_part_exactly_once(make_mysql_flow, mariadb, mysql_db, request, tmp_path):  # noqa: ANN001, ANN201
+    """kill -9 of ``load`` while parts are going in: the rerun loads exactly the parts the ledger lacks."""
+    source = f"src_{mysql_db}"[:64]
+    mariadb.create_database(source)
+    request.addfinalizer(lambda: mariadb.drop_database(source))
+    tables = [f"t{n:02}" for n in range(12)]  # one part each
+    for t in tables:
+        mariadb.execute(source, f"CREATE TABLE {t} (id bigint PRIMARY KEY, v varchar(100), n decimal(20,4), KEY (v))")
+        mariadb.execute(
+            source, f"INSERT INTO {t} SELECT seq, CONCAT('v', seq, REPEAT('x', seq % 50)), seq / 7 FROM seq_1_to_40000"
+        )
+    flow = mysql_target_flow(make_mysql_flow, mariadb, mysql_db, source, settings={"workers": 1})
+    for args in (("plan",), ("extract",)):
+        assert flow.bulkmig(*args).code == 0
+    assert len(list((flow.volume / "data").rglob("*.parquet"))) >= 5
+    assert flow.run("volume", "seal", str(flow.volume)).code == 0
+    assert flow.bulkmig("volume import").code == 0
+    ledger = "SELECT COUNT(*) FROM bulkmig.loaded_parts WHERE part_key LIKE %s"
+    key = f"data/{source}/%"
+    proc = flow.start("load", log=tmp_path / "load.log")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = mariadb.execute(None, ledger, (key,))[0][0] if _has_ledger(mariadb) else 0
+        if done >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "load finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    loaded_before = mariadb.execute(None, ledger, (key,))[0][0]
+    assert loaded_before >= 2
+    again = flow.bulkmig("load")
+    assert again.code == 0, again.text
+    assert f"{loaded_before} of " in again.err or loaded_before == 0, again.err
+    assert checksums(mariadb, mysql_db, tables) == checksums(mariadb, source, tables)
+    parts = mariadb.execute(
+        None, "SELECT COUNT(*), SUM(part_rows) FROM bulkmig.loaded_parts WHERE part_key LIKE %s", (key,)
+    )[0]
+    assert int(parts[1]) == 12 * 40_000 and parts[0] == 12 > loaded_before
+
+
+def _has_ledger(mariadb) -> bool:  # noqa: ANN001
+    return bool(
+        mariadb.execute(
+            None,
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bulkmig'"
+            " AND TABLE_NAME = 'loaded_parts'",
+        )[0][0]
+    )
