@@ -291,3 +291,14 @@ def _has_ledger(mariadb) -> bool:  # noqa: ANN001
             " AND TABLE_NAME = 'loaded_parts'",
         )[0][0]
     )
+
+
+def test_check_reports_the_mysql_target(make_flow, mariadb, mysql_db) -> None:  # noqa: ANN001
+    flow = make_flow(target=mariadb.url(mysql_db))
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    run = flow.bulkmig("check")
+    assert "MySQL/MariaDB 10." in run.text and "(local_infile on)" in run.text, run.text
+    cdc = make_flow(target=mariadb.url(mysql_db), migration_type="full-load-and-cdc")
+    cdc.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    refused = cdc.bulkmig("plan")
+    assert refused.code != 0 and "into a MySQL target is not supported yet (no replay)" in refused.err, refused.err

@@ -125,6 +125,23 @@ class MysqlTarget:
                 "use migration_type: full-load",
             )
 
+    def check_target(self) -> str:
+        """``bulkmig check``: the target answers, takes LOCAL INFILE, and supports this source (read only)."""
+        self.check_source()
+        conn = mysql_connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION(), @@GLOBAL.local_infile")
+            version, local_infile = cur.fetchone()
+        finally:
+            conn.close()
+        if not local_infile:
+            raise TargetError(
+                f"target {self.endpoint.redacted()} has local_infile=OFF: LOAD DATA LOCAL INFILE is refused",
+                "SET GLOBAL local_infile = ON on the target (or local_infile=1 in its my.cnf)",
+            )
+        return f"MySQL/MariaDB {version} at {self.endpoint.redacted()} (local_infile on)"
+
     def schema_from_postgres(self, conn: Any, chosen: list[Any], tmp: Path, store: Any) -> Any:
         """A PostgreSQL source's schema for this target, converted with its assessment report (written to the
         volume next to the plan); refuses values MySQL cannot hold.  Returns what ``plan`` keeps of pg_dump's
