@@ -119,9 +119,10 @@ class MysqlTarget:
                 f"a {self.task.source.engine} source into a MySQL target is not supported yet",
                 "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
             )
-        if self.task.cdc:
+        if self.task.cdc and self.task.source.engine != "postgresql":
             raise ConfigError(
-                f"migration_type {self.task.migration_type} into a MySQL target is not supported yet (no replay)",
+                f"migration_type {self.task.migration_type} from {self.task.source.engine} into a MySQL target is "
+                "not supported yet (no replay)",
                 "use migration_type: full-load",
             )
 
@@ -491,6 +492,12 @@ class MysqlTarget:
         if ordered and table.primary_key:
             sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
         return sql
+
+    def replay(self, **options: Any) -> Any:
+        """CDC replay into this target (see :mod:`.apply`)."""
+        from bulkmig.engines.mysql.target.apply import replay
+
+        return replay(self, self.task, **options)
 
     def compare(self, task: Any, table: Table) -> Any:
         """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.compare.Tally``."""
