@@ -5,6 +5,7 @@ it), and ``CHECKSUM TABLE`` of every table (the server's own row checksum, indep
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -352,4 +353,68 @@ def test_postgresql_changes_replay_into_mariadb_exactly_once(
     rows = mariadb.execute(mysql_db, "SELECT v, HEX(b), at, tags FROM t WHERE id IN (5001, 9000) ORDER BY id")
     assert rows[0][0] == "new 😀" and rows[0][1] == "00FF" and str(rows[0][2]) == "2000-01-01 04:59:59.500000"
     assert rows[0][3] == '{x,"y z"}' and rows[1][0] == "v1"
+    assert flow.bulkmig("cleanup").code == 0
+
+
+def test_postgresql_to_mariadb_cdc_converges_with_capture_and_replay_killed(
+    make_flow, pg_source, source_db, mariadb, mysql_db, tmp_path
+) -> None:  # noqa: ANN001
+    """A workload of 40 transactions while capture runs; capture is killed -9 once, then replay is killed -9
+    once between batches; the reruns converge exactly (validate value by value)."""
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE acct (id int PRIMARY KEY, balance numeric(12,2) NOT NULL, note text);"
+        "INSERT INTO acct SELECT g, 100, 'n' || g FROM generate_series(1, 4000) g",
+    )
+    flow = make_flow(target=mariadb.url(mysql_db), migration_type="full-load-and-cdc")
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    planner = subprocess.Popen(
+        flow.argv("plan", "--task", str(flow.task)), env=flow.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(300):
+        if (flow.volume / "plan.json").exists():
+            break
+        time.sleep(0.2)
+    assert flow.bulkmig("extract").code == 0
+    assert planner.wait(timeout=120) == 0
+    assert flow.run("volume", "seal", str(flow.volume)).code == 0
+    assert flow.bulkmig("volume import").code == 0 and flow.bulkmig("load").code == 0
+
+    capture = flow.start("capture", log=tmp_path / "capture.log")
+    for n in range(40):  # 4000 changes per transaction: several batches of whole transactions
+        pg_source.execute(
+            source_db,
+            f"UPDATE acct SET balance = balance + {n % 7} - 3, note = 'tx{n}' WHERE id % 2 = {n % 2};"
+            f"INSERT INTO acct VALUES ({10000 + n}, {n}, 'new');"
+            f"DELETE FROM acct WHERE id = {100 + n}",
+        )
+        if n == 20:
+            time.sleep(1.0)
+            os.killpg(capture.pid, signal.SIGKILL)  # mid-workload
+            capture.wait()
+    rest = flow.bulkmig("capture", "--once")
+    assert rest.code == 0, rest.text
+
+    position = "SELECT COALESCE(MAX(seq), -1) FROM bulkmig.replay_position"
+    replayer = flow.start("replay", log=tmp_path / "replay.log")
+    deadline = time.monotonic() + 120
+    seen = -1
+    while time.monotonic() < deadline and replayer.poll() is None:
+        with contextlib.suppress(Exception):  # the position table appears with the first batch
+            seen = mariadb.execute(None, position)[0][0]
+        if seen >= 1:
+            break
+        time.sleep(0.05)
+    killed = replayer.poll() is None
+    if killed:
+        os.killpg(replayer.pid, signal.SIGKILL)
+        replayer.wait()
+    again = flow.bulkmig("replay")
+    assert again.code == 0, again.text
+    check = flow.bulkmig("validate", "--json")
+    assert check.code == 0, check.text
+    report = json.loads(check.out)
+    assert report["equal"] is True, report
+    assert report["tables"][0]["target_rows"] == 4000 + 40 - 40
+    assert killed, "replay finished before it could be killed (too few batches)"
     assert flow.bulkmig("cleanup").code == 0
