@@ -36,6 +36,7 @@ demo: install
 bench: install
 	@test -f bench/__main__.py || { echo "make bench: bench/ (python -m bench) is not written yet" >&2; exit 1; }
 	$(PYTHON) -m bench $(ARGS)
+	$(PYTHON) -m bench.mysql_target
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo
