@@ -213,8 +213,9 @@ def convert_postgres(conn: Any, sources: list[Any], database: str) -> tuple[Conv
         cols = [PgColumn(*r) for r in conn.execute(COLUMNS_SQL, {"oid": src.oid}).fetchall()]
         indexes = conn.execute(INDEXES_SQL, {"oid": src.oid}).fetchall()
         key_cols = {c for ix in indexes for c in ix[5]}
+        scanned = tuple(src.root.split(".", 1)) if src.root else (table.schema, table.name)
         key_len = _key_lengths(
-            conn, table, [c for c in cols if c.name in key_cols and c.base in ("text", "varchar", "bpchar")]
+            conn, scanned, [c for c in cols if c.name in key_cols and c.base in ("text", "varchar", "bpchar")]
         )
         defs, seen = [], {}
         auto = None
@@ -330,13 +331,14 @@ def convert_postgres(conn: Any, sources: list[Any], database: str) -> tuple[Conv
     return out, [s.table for s in sources]
 
 
-def _key_lengths(conn: Any, table: Table, cols: list[PgColumn]) -> dict[str, int]:
+def _key_lengths(conn: Any, table: tuple[str, str], cols: list[PgColumn]) -> dict[str, int]:
+    """The longest value of each text key column (of a partitioned table's root: all its partitions)."""
     if not cols:
         return {}
     from bulkmig.engines.postgres.sql import ident, qualified
 
     exprs = ", ".join(f"coalesce(max(char_length({ident(c.name)})), 0)" for c in cols)
-    row = conn.execute(f"SELECT {exprs} FROM {qualified(table.schema, table.name)}").fetchone()
+    row = conn.execute(f"SELECT {exprs} FROM {qualified(*table)}").fetchone()
     return {c.name: int(v) for c, v in zip(cols, row, strict=True)}
 
 

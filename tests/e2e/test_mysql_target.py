@@ -380,7 +380,7 @@ def test_postgresql_to_mariadb_cdc_converges_with_capture_and_replay_killed(
     assert flow.run("volume", "seal", str(flow.volume)).code == 0
     assert flow.bulkmig("volume import").code == 0 and flow.bulkmig("load").code == 0
 
-    capture = flow.start("capture", log=tmp_path / "capture.log")
+    capture = flow.start("capture", log=tmp_path / "capture.log", quiet=False)
     for n in range(40):  # 4000 changes per transaction: several batches of whole transactions
         pg_source.execute(
             source_db,
@@ -395,8 +395,8 @@ def test_postgresql_to_mariadb_cdc_converges_with_capture_and_replay_killed(
     rest = flow.bulkmig("capture", "--once")
     assert rest.code == 0, rest.text
 
-    position = "SELECT COALESCE(MAX(seq), -1) FROM bulkmig.replay_position"
-    replayer = flow.start("replay", log=tmp_path / "replay.log")
+    position = f"SELECT COALESCE(MAX(seq), -1) FROM bulkmig.replay_position WHERE target_db = '{mysql_db}'"
+    replayer = flow.start("replay", log=tmp_path / "replay.log", quiet=False)
     deadline = time.monotonic() + 120
     seen = -1
     while time.monotonic() < deadline and replayer.poll() is None:
@@ -414,7 +414,12 @@ def test_postgresql_to_mariadb_cdc_converges_with_capture_and_replay_killed(
     check = flow.bulkmig("validate", "--json")
     assert check.code == 0, check.text
     report = json.loads(check.out)
-    assert report["equal"] is True, report
+    if not report["equal"]:
+        logs = {n: (tmp_path / n).read_text()[-3000:] for n in ("capture.log", "replay.log")}
+        positions = mariadb.execute(None, "SELECT * FROM bulkmig.replay_position")
+        raise AssertionError(
+            f"{report['tables'][0]['differences'][:3]}\n{positions}\n{rest.text}\n{again.text}\n{logs}"
+        )
     assert report["tables"][0]["target_rows"] == 4000 + 40 - 40
     assert killed, "replay finished before it could be killed (too few batches)"
     assert flow.bulkmig("cleanup").code == 0

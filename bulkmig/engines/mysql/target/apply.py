@@ -22,9 +22,10 @@ from .writer import quote_ident as q
 
 POSITION_DDL = (
     "CREATE DATABASE IF NOT EXISTS bulkmig",
-    "CREATE TABLE IF NOT EXISTS bulkmig.replay_position (stream_id varchar(128) NOT NULL PRIMARY KEY,"
-    " seq bigint NOT NULL, pos varchar(64) NOT NULL, applied_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"
-    " ENGINE=InnoDB",
+    # One server holds the position of every target database on it: the key is (database, stream).
+    "CREATE TABLE IF NOT EXISTS bulkmig.replay_position (target_db varchar(64) NOT NULL,"
+    " stream_id varchar(128) NOT NULL, seq bigint NOT NULL, pos varchar(64) NOT NULL,"
+    " applied_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (target_db, stream_id)) ENGINE=InnoDB",
 )
 _UNHOLDABLE = ("infinity", "-infinity", "nan")
 
@@ -58,7 +59,10 @@ class _Table:
 def apply_batch(conn: Any, batch: Any, tables: dict[tuple[str, str], _Table], stream_id: str) -> int:
     """Apply one batch and its position in one transaction; returns the changes applied."""
     cur = conn.cursor()
-    cur.execute("SELECT seq FROM bulkmig.replay_position WHERE stream_id = %s FOR UPDATE", (stream_id,))
+    cur.execute(
+        "SELECT seq FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s FOR UPDATE",
+        (stream_id,),
+    )
     row = cur.fetchone()
     if row is not None and row[0] >= batch.seq:
         conn.rollback()
@@ -76,7 +80,7 @@ def apply_batch(conn: Any, batch: Any, tables: dict[tuple[str, str], _Table], st
             continue  # not selected by the task
         applied += _apply_table(cur, tc, target)
     cur.execute(
-        "INSERT INTO bulkmig.replay_position (stream_id, seq, pos) VALUES (%s, %s, %s)"
+        "INSERT INTO bulkmig.replay_position (target_db, stream_id, seq, pos) VALUES (DATABASE(), %s, %s, %s)"
         " ON DUPLICATE KEY UPDATE seq = VALUES(seq), pos = VALUES(pos), applied_at = CURRENT_TIMESTAMP(6)",
         (stream_id, batch.seq, batch.last_pos),
     )
@@ -162,7 +166,10 @@ def replay(target: Any, task: Any, **options: Any) -> Any:
         for sql in POSITION_DDL:
             cur.execute(sql)
         conn.commit()
-        cur.execute("SELECT seq FROM bulkmig.replay_position WHERE stream_id = %s", (stream.stream_id,))
+        cur.execute(
+            "SELECT seq FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s",
+            (stream.stream_id,),
+        )
         row = cur.fetchone()
         conn.commit()
         applied = row[0] if row else None
