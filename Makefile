@@ -42,6 +42,7 @@ demo: install
 bench: install
 	$(PYTHON) -m pip install -q -e '.[bench]'
 	$(PYTHON) -m bench $(ARGS)
+	$(PYTHON) -m bench.mysql_target
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo  # .venv stays: make distclean

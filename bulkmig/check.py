@@ -340,6 +340,10 @@ def _sqlite_source(c: _Checks) -> None:
 
 def _target(c: _Checks) -> str:
     from bulkmig.engines.postgres.connect import connect, require_version
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(c.task)) is not None:  # a MySQL/MariaDB target checks itself
+        return engine.check_target()
 
     conn = connect(c.task.target, autocommit=True)
     c.closers.append(conn.close)

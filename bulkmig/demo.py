@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bulkmig.devservers import MotoS3Server, PostgresServer, datasets_dir, load_dataset
+from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer, datasets_dir, load_dataset
 from bulkmig.errors import BulkmigError
 from bulkmig.log import say
 
@@ -78,6 +78,12 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bulkmig.demo", description=__doc__)
     parser.add_argument("--dir", default="bulkmig-demo", help="work directory (task file, volume)")
     parser.add_argument("--keep", action="store_true", help="leave the servers running until Ctrl-C")
+    parser.add_argument(
+        "--target",
+        choices=("postgresql", "mysql"),
+        default="postgresql",
+        help="the target engine: PostgreSQL (default, as `make demo`) or a throwaway MariaDB",
+    )
     args = parser.parse_args(argv)
     work = Path(args.dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -90,8 +96,10 @@ def run(argv: list[str] | None = None) -> int:
     from bulkmig.migrate import migrate
     from bulkmig.task import load_task
 
-    say("demo: starting a source and a target PostgreSQL and moto's S3 server on 127.0.0.1 …")
-    with PostgresServer() as source, PostgresServer() as target, MotoS3Server() as s3:
+    engine = "MariaDB" if args.target == "mysql" else "PostgreSQL"
+    say(f"demo: starting a source PostgreSQL, a target {engine} and moto's S3 server on 127.0.0.1 …")
+    target_server = MariaDBServer(name="demo-target") if args.target == "mysql" else PostgresServer()
+    with PostgresServer() as source, target_server as target, MotoS3Server() as s3:
         source.create_database("shop")
         target.create_database("shop")
         if datasets_dir() is not None:

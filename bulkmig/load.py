@@ -184,6 +184,10 @@ def load_part(
 
 
 def load(task: Task, *, workers: int | None = None, progress: bool = True) -> LoadReport:
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return engine.load(workers=workers, progress=progress)
     clock = Clock()
     store, manifest, plan = find_volume(task)
     # An encrypted volume's key is checked before the target is touched.

@@ -205,6 +205,10 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     # The key (when parts are encrypted) is read first: a missing key file is refused before the source is touched.
     encryption_key = crypto.task_key(task.settings.encryption.key_file)
     foreign = foreign_source(task.source.engine)
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        engine.check_source()
     if foreign is not None:
         return plan_foreign(task, store, foreign, encryption_key), None
 
@@ -250,14 +254,17 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     volume_id = new_volume_id(task)
 
     with tempfile.TemporaryDirectory(prefix="bulkmig-schema-") as tmp:
-        files = schema.dump_schema(
-            task.source.libpq_env(),
-            database,
-            snapshot,
-            subset,
-            Path(tmp),
-            primary_keys_first=task.settings.schema.primary_keys == "before",
-        )
+        if engine is not None:  # a MySQL target: converted from the catalog, in the snapshot, with its report
+            files = engine.schema_from_postgres(conn, chosen, Path(tmp), store)
+        else:
+            files = schema.dump_schema(
+                task.source.libpq_env(),
+                database,
+                snapshot,
+                subset,
+                Path(tmp),
+                primary_keys_first=task.settings.schema.primary_keys == "before",
+            )
         schema_files = {}
         for name, path, key in (
             ("pre-data", files.pre_data, layout.PRE_DATA),
@@ -353,6 +360,10 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         if sel is not None:
             ct.table.filter = sel.where_sql(source.quote_ident, source.literal)
     conversion = convert(catalog, task)
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:  # a non-PostgreSQL target writes its own DDL
+        conversion = engine.convert_schema(catalog, conversion)
     tables = sorted(conversion.tables, key=lambda t: order.get((t.schema, t.name), len(order)))
     if not tables:
         raise ConfigError("the table mappings select no table", "check the selection rules")

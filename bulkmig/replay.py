@@ -1576,6 +1576,10 @@ def replay(
     - ``skip_drift_check``: accept the non-additive schema drift of the first batch applied by this run
       (after the operator applied it to the target by hand).
     """
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return engine.replay(follow=follow, until_caught_up=until_caught_up, until_pos=until_pos)
     stop = stop or threading.Event()
     store = stream.store if stream else open_store(task.bucket, task.s3_options())
     stream = stream or find_stream(task, store)

@@ -138,12 +138,13 @@ def _pair_sql(table: Table, schema: str, name: str, where: str | None) -> str:
     return sql + (f" WHERE {where}" if where else "")
 
 
-def compare_foreign_table(task: Task, table: Table) -> TableResult:
-    """A MySQL/MariaDB or SQLite source: rows streamed from both sides and paired (:mod:`bulkmig.compare`)."""
+def compare_foreign_table(task: Task, table: Table, compare: Any = compare_foreign) -> TableResult:
+    """A MySQL/MariaDB or SQLite source (or a MySQL target): rows streamed from both sides and paired
+    (:mod:`bulkmig.compare`)."""
     target = ".".join(table.target_qualified)
     shown_target = target if target != table.qualified else ""
     try:
-        tally = compare_foreign(task, table)
+        tally = compare(task, table)
     except LookupError:
         return TableResult(table.qualified, False, 0, 0, note="missing on the target", target=shown_target)
     return TableResult(
@@ -165,6 +166,10 @@ def compare_foreign_table(task: Task, table: Table) -> TableResult:
 
 
 def compare_table(task: Task, table: Table) -> TableResult:
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return compare_foreign_table(task, table, engine.compare)
     if task.source.engine != "postgresql":
         return compare_foreign_table(task, table)
     tschema, tname = table.target_schema or table.schema, table.target_name or table.name

@@ -123,7 +123,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The report for a person: summary, then what needs action, then table by table, then code objects."""
     src, tgt, s = report["source"], report["target"], report["summary"]
     out: list[str] = []
-    out.append(f"# Assessment: {src['engine']} `{src['schema']}` → PostgreSQL schema `{tgt['schema']}`")
+    engine = tgt.get("engine", "PostgreSQL")
+    out.append(f"# Assessment: {src['engine']} `{src['schema']}` → {engine} schema `{tgt['schema']}`")
     out.append("")
     out.append(f"Source: {src['engine']} {src['server_version']}.  Settings: " + _settings_line(report["settings"]))
     out.append("")

@@ -1,0 +1,506 @@
+"""MySQL/MariaDB as a target: schema, full load (``LOAD DATA LOCAL INFILE`` with a ledger), validation reads.
+
+One small class, :class:`MysqlTarget`, holds what a target-engine protocol needs (capabilities, schema
+conversion at plan time, ``apply_schema``, ``load_part``, the load stage, validation reads); the stages reach it
+through :func:`bulkmig.targets.target_engine` and never test the engine's name.
+
+Exactly once: a part's ledger row in ``bulkmig.loaded_parts`` is inserted first, in the same InnoDB transaction as
+the part's ``LOAD DATA``; a second loader of the same part waits on that row and then finds it (duplicate key), a
+crash rolls both back.  ``LOAD DATA LOCAL`` turns data errors and duplicate keys into warnings (the server cannot
+stop the client's file mid-way), so every part must finish with zero warnings and exactly the manifest's row count
+or it is rolled back and the load stops, naming the part and the first warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulkmig import layout
+from bulkmig.engines.mysql.connect import connect as mysql_connect
+from bulkmig.engines.mysql.connect import error_code, error_text
+from bulkmig.engines.mysql.target import ddl
+from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
+from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, TargetError
+from bulkmig.log import Clock, Progress, say
+from bulkmig.manifest import VolumeManifest, sha256_file
+from bulkmig.model import Table
+from bulkmig.parquet import open_part
+
+ER_DUP_ENTRY = 1062
+# Loading sessions: strict (a bad value is an error, not a silent 0), an explicit 0 in an AUTO_INCREMENT column
+# stays 0, foreign keys are not checked row by row (the source was consistent; they are added after the data),
+# and a second loader of the same part waits for the first one's ledger row as long as the part takes.
+LOAD_SESSION = (
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO',"
+    " foreign_key_checks = 0, innodb_lock_wait_timeout = 86400"
+)
+LEDGER_DDL = (
+    "CREATE DATABASE IF NOT EXISTS bulkmig",
+    "CREATE TABLE IF NOT EXISTS bulkmig.loaded_parts (volume_id varchar(64) NOT NULL,"
+    " part_key varchar(512) NOT NULL, schema_name varchar(64) NOT NULL, table_name varchar(64) NOT NULL,"
+    " part_rows bigint NOT NULL, sha256 char(64) NOT NULL, copy_format varchar(16) NOT NULL,"
+    " loaded_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (volume_id, part_key))"
+    " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+)
+
+
+def _code_objects_item(conn: Any) -> Any:
+    """Views, functions and triggers of a PostgreSQL source are not translated: one report line naming them."""
+    from bulkmig.catalog import ACTION, CONVERTED
+    from bulkmig.convert.report import Item
+
+    rows = conn.execute(
+        "SELECT 'view ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "UNION ALL SELECT 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1"
+    ).fetchall()
+    item = Item("view", "views, functions and triggers")
+    if rows:
+        item.note(
+            ACTION,
+            f"{len(rows)} not translated to MySQL (PL/pgSQL and PostgreSQL SQL): "
+            + ", ".join(r[0] for r in rows[:20])
+            + ("…" if len(rows) > 20 else "")
+            + "; recreate them by hand",
+        )
+    else:
+        item.note(CONVERTED, "none")
+    return item
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the stages may assume of this target (engine facts as data)."""
+
+    name: str = "mysql"
+    transactional_ddl: bool = False  # DDL commits on its own: schema steps are recorded one by one
+    schemas_are_databases: bool = True  # a table's "schema" is the target database
+    max_identifier: int = 64
+    disables_triggers: bool = False  # no session_replication_role: triggers are created after the data
+    bulk_format: str = "load-data-tsv"
+
+
+class MysqlTarget:
+    """The MySQL/MariaDB target of one task."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.endpoint = task.target
+        if not self.endpoint.database:
+            raise ConfigError(
+                f"target {self.endpoint.redacted()} names no database", "write mysql://user@host:3306/database"
+            )
+
+    # ------------------------------------------------------------------------------- connections
+
+    def connect(self, *, loading: bool = False) -> Any:
+        """A target connection (autocommit off); ``loading``: with LOCAL INFILE and the loading session."""
+        conn = mysql_connect(self.endpoint, local_infile=1) if loading else mysql_connect(self.endpoint)
+        if loading:
+            cur = conn.cursor()
+            cur.execute(LOAD_SESSION)
+            cur.close()
+        return conn
+
+    # ------------------------------------------------------------------------------- plan time
+
+    def check_source(self) -> None:
+        if self.task.source.engine not in ("mysql", "postgresql", "sqlite"):
+            raise ConfigError(
+                f"a {self.task.source.engine} source into a MySQL target is not supported yet",
+                "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
+            )
+        if self.task.cdc and self.task.source.engine != "postgresql":
+            raise ConfigError(
+                f"migration_type {self.task.migration_type} from {self.task.source.engine} into a MySQL target is "
+                "not supported yet (no replay)",
+                "use migration_type: full-load",
+            )
+
+    def check_target(self) -> str:
+        """``bulkmig check``: the target answers, takes LOCAL INFILE, and supports this source (read only)."""
+        self.check_source()
+        conn = mysql_connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION(), @@GLOBAL.local_infile")
+            version, local_infile = cur.fetchone()
+        finally:
+            conn.close()
+        if not local_infile:
+            raise TargetError(
+                f"target {self.endpoint.redacted()} has local_infile=OFF: LOAD DATA LOCAL INFILE is refused",
+                "SET GLOBAL local_infile = ON on the target (or local_infile=1 in its my.cnf)",
+            )
+        return f"MySQL/MariaDB {version} at {self.endpoint.redacted()} (local_infile on)"
+
+    def schema_from_postgres(self, conn: Any, chosen: list[Any], tmp: Path, store: Any) -> Any:
+        """A PostgreSQL source's schema for this target, converted with its assessment report (written to the
+        volume next to the plan); refuses values MySQL cannot hold.  Returns what ``plan`` keeps of pg_dump's
+        output: ``.pre_data``/``.post_data`` files and ``.skipped``."""
+        import json
+        from types import SimpleNamespace
+
+        from bulkmig.convert import report as report_mod
+        from bulkmig.convert import to_mysql
+
+        to_mysql.refuse_unholdable(to_mysql.scan_values(conn, [s.table for s in chosen]))
+        out, _ = to_mysql.convert_postgres(conn, chosen, self.endpoint.database)
+        out.items.append(_code_objects_item(conn))
+        head = {
+            "source": {
+                "engine": "PostgreSQL",
+                "dialect": "postgres",
+                "server_version": "",
+                "mariadb": False,
+                "schema": ", ".join(sorted({s.table.schema for s in chosen})),
+            },
+            "target": {"engine": "MySQL/MariaDB", "schema": self.endpoint.database},
+            "settings": {},
+        }
+        doc = report_mod.build(head, out.items, [])
+        store.put_bytes(layout.ASSESSMENT_MD, report_mod.render_markdown(doc).encode())
+        store.put_bytes(
+            layout.ASSESSMENT_JSON, (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        )
+        pre, post = tmp / "pre-data.sql", tmp / "post-data.sql"
+        pre.write_text(ddl.render(out.pre, f"PostgreSQL → {self.endpoint.database}: tables (pre-data)"))
+        post.write_text(ddl.render(out.post, f"PostgreSQL → {self.endpoint.database}: indexes, keys"))
+        summary = doc["summary"]
+        say(
+            f"plan: schema conversion to MySQL: {summary['total']} objects, {summary['needs_action']} need action; "
+            f"see {store.url}/{layout.ASSESSMENT_MD}"
+        )
+        return SimpleNamespace(pre_data=pre, post_data=post, skipped=[])
+
+    def convert_schema(self, catalog: Any, conversion: Any) -> Any:
+        """The plan's schema for this target: a MySQL source's own DDL (see :mod:`.ddl`), tables as they are."""
+        from bulkmig.convert import Conversion
+        from bulkmig.convert import report as report_mod
+
+        self.check_source()
+        tables: list[Table] = conversion.tables
+        if catalog.dialect != "mysql":
+            return self._convert_foreign(catalog, conversion)
+        for t in tables:
+            self._homogeneous_columns(t, catalog.table(t.name))
+        conn = mysql_connect(self.task.source)
+        try:
+            schema = ddl.read_homogeneous(conn, catalog, [t.name for t in tables])
+        finally:
+            conn.close()
+        head = {
+            "source": {
+                "engine": "MariaDB" if catalog.mariadb else "MySQL",
+                "dialect": catalog.dialect,
+                "server_version": catalog.server_version,
+                "mariadb": catalog.mariadb,
+                "schema": catalog.schema,
+            },
+            "target": {"engine": "MySQL/MariaDB", "schema": self.endpoint.database},
+            "settings": {"homogeneous": True},
+        }
+        doc = report_mod.build(head, schema.items, conversion.report.get("excluded_tables", []))
+        pre = ddl.render(schema.pre, f"{catalog.schema} → {self.endpoint.database}: tables (pre-data)")
+        post = ddl.render(schema.post, f"{catalog.schema} → {self.endpoint.database}: indexes, keys, code")
+        return Conversion(tables, pre, post, doc)
+
+    def _convert_foreign(self, catalog: Any, conversion: Any) -> Any:
+        """A SQLite catalog: converted by :func:`bulkmig.convert.to_mysql.convert_catalog`, with its report."""
+        from bulkmig.convert import Conversion, to_mysql
+        from bulkmig.convert import report as report_mod
+
+        out = to_mysql.convert_catalog(catalog, conversion.tables, self.endpoint.database)
+        head = {
+            "source": {
+                "engine": "SQLite",
+                "dialect": catalog.dialect,
+                "server_version": catalog.server_version,
+                "mariadb": False,
+                "schema": catalog.schema,
+            },
+            "target": {"engine": "MySQL/MariaDB", "schema": self.endpoint.database},
+            "settings": {},
+        }
+        doc = report_mod.build(head, out.items, conversion.report.get("excluded_tables", []))
+        pre = ddl.render(out.pre, f"{catalog.schema} → {self.endpoint.database}: tables (pre-data)")
+        post = ddl.render(out.post, f"{catalog.schema} → {self.endpoint.database}: indexes, keys")
+        return Conversion(conversion.tables, pre, post, doc)
+
+    def _homogeneous_columns(self, table: Table, source: Any) -> None:
+        """Columns land under their own names and types; where the PostgreSQL-bound read changed a value's form
+        for nothing here (booleans, SET as an array, spatial WKB without SRID), read it as it is.  A text column
+        in a character set other than UTF-8 says so in its target type (the loader converts into it)."""
+        table.target_schema = self.endpoint.database
+        table.target_name = None
+        charsets = {cc.name: (cc.charset or "").lower() for cc in source.columns}
+        for c in table.columns:
+            c.target_name = None
+            c.target_type = c.source_type
+            if charsets.get(c.name) not in ("", "utf8mb4", "utf8mb3", "utf8", "ascii", "binary"):
+                c.target_type = f"{c.source_type} character set {charsets[c.name]}"
+            if c.logical_type == "bool":  # tinyint(1): every value 0..255 kept, not only 0/1
+                c.logical_type, c.arrow_type, c.read_as = "integer", "int16", None
+            elif c.logical_type == "array":  # SET: its own text 'a,b', not a PostgreSQL array literal
+                c.logical_type = "text"
+            elif c.logical_type == "geometry":  # the internal form: SRID + WKB (see writer.load_column)
+                c.read_as = None
+
+    # ------------------------------------------------------------------------------- load
+
+    def apply_schema(self, statements_sql: str, section: str, volume_id: str) -> int:
+        conn = mysql_connect(self.endpoint)
+        try:
+            conn.autocommit(True)
+            if section == "pre-data":
+                self._refuse_occupied(conn, statements_sql, volume_id)
+            return ddl.apply(conn, ddl.parse(statements_sql), volume_id, section, error_code)
+        finally:
+            conn.close()
+
+    def _refuse_occupied(self, conn: Any, statements_sql: str, volume_id: str) -> None:
+        """A first load into a database that already holds one of the tables would mix two datasets."""
+        cur = conn.cursor()
+        if self._has_bulkmig(cur):
+            cur.execute("SELECT 1 FROM bulkmig.schema_steps WHERE volume_id = %s LIMIT 1", (volume_id,))
+            if cur.fetchone() is not None:
+                return  # this volume's schema is under way: the steps say what is left
+        names = [st.name for st in ddl.parse(statements_sql) if st.kind == "table"]
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+        there = sorted({r[0] for r in cur.fetchall()} & set(names))
+        if there:
+            raise TargetError(
+                f"target database {self.endpoint.database} already holds {len(there)} of the tables "
+                f"({', '.join(there[:5])})",
+                "load into an empty database, or drop those tables",
+            )
+
+    @staticmethod
+    def _has_bulkmig(cur: Any) -> bool:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'schema_steps'"
+        )
+        return bool(cur.fetchone()[0])
+
+    def ensure_ledger(self, conn: Any) -> None:
+        cur = conn.cursor()
+        for sql in LEDGER_DDL:
+            cur.execute(sql)
+        conn.commit()
+        cur.close()
+
+    def loaded(self, conn: Any, volume_id: str) -> set[str]:
+        cur = conn.cursor()
+        cur.execute("SELECT part_key FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,))
+        keys = {r[0] for r in cur.fetchall()}
+        conn.commit()
+        cur.close()
+        return keys
+
+    def load_part(
+        self,
+        conn: Any,
+        store: Any,
+        manifest: VolumeManifest,
+        plan: Any,
+        table: Table,
+        index: int,
+        tmp: Path,
+        decrypt_with: Any = None,
+    ) -> int:
+        """Load one part in one transaction with its ledger row; returns rows loaded, 0 if it was loaded before."""
+        key = layout.part_key(table.schema, table.name, index)
+        entry = manifest.entry(key)
+        if entry is None:
+            raise IntegrityError(f"part {key} is not in the sealed volume manifest", "re-seal and re-import the volume")
+        local = tmp / f"{abs(hash(key))}.parquet"
+        text = tmp / f"{abs(hash(key))}.tsv"
+        store.download(key, local)
+        try:
+            digest, size = sha256_file(local)
+            if digest != entry.sha256 or size != entry.bytes:
+                raise IntegrityError(
+                    f"part {key} in {store.url} is damaged (sha256 or size differs from the sealed manifest)",
+                    "re-import the volume from the device (`bulkmig volume import`), or re-extract that part",
+                )
+            cur = conn.cursor()
+            try:
+                cur.execute(
+                    "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, part_rows, sha256,"
+                    " copy_format) VALUES (%s, %s, %s, %s, -1, %s, %s)",
+                    (plan.volume_id, key, table.schema, table.name, digest, self.capabilities.bulk_format),
+                )
+            except Exception as exc:
+                conn.rollback()
+                if error_code(exc) == ER_DUP_ENTRY:
+                    return 0  # loaded before (or just now by another loader)
+                raise
+            columns = table.copied_columns
+            parquet = open_part(local, decrypt_with, f"{store.url}/{key}")
+            with text.open("wb") as out:
+                for group in range(parquet.num_row_groups):
+                    for batch in parquet.read_row_group(group).to_batches():
+                        out.write(encode_batch(batch, [c.name for c in columns]))
+            target = (self.endpoint.database, table.target_name or table.name)
+            rows = cur.execute(load_sql(str(text), target, [load_column(c) for c in columns]))
+            warnings = conn.warning_count()
+            if warnings:
+                cur.execute("SHOW WARNINGS LIMIT 1")
+                first = cur.fetchone()
+                conn.rollback()
+                raise TargetError(
+                    f"part {key}: the target changed or refused {warnings} value(s) or row(s); first: {first[2]}",
+                    "fix the column's type or the value at the source, then rerun `bulkmig load` (nothing of this "
+                    "part was kept)",
+                )
+            if rows != entry.rows:
+                conn.rollback()
+                raise IntegrityError(f"part {key} held {rows} rows, its manifest says {entry.rows}", "re-extract it")
+            cur.execute(
+                "UPDATE bulkmig.loaded_parts SET part_rows = %s WHERE volume_id = %s AND part_key = %s",
+                (rows, plan.volume_id, key),
+            )
+            conn.commit()
+            cur.close()
+            return rows
+        except BaseException:
+            with contextlib.suppress(Exception):  # a lost connection: the server rolls back itself
+                conn.rollback()
+            raise
+        finally:
+            local.unlink(missing_ok=True)
+            text.unlink(missing_ok=True)
+
+    def load(self, *, workers: int | None = None, progress: bool = True) -> Any:
+        """The load stage for this target (the same steps and messages as the PostgreSQL one)."""
+        from bulkmig.crypto import key_for_plan
+        from bulkmig.load import LoadReport, _schema_file, find_volume
+        from bulkmig.retry import Reconnecting, Retry
+
+        task = self.task
+        clock = Clock()
+        store, manifest, plan = find_volume(task)
+        decrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
+        retry = Retry("load", task.settings.retry_timeout, hint="loaded parts are kept (ledger)")
+        conn = Reconnecting(retry, lambda: self.connect(loading=True), lambda c: c.close())
+        conn.open()
+        with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
+            tmp = Path(tmpname)
+            pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
+            conn.call(self.ensure_ledger)
+            retry.call(lambda: self.apply_schema(pre.read_text(), "pre-data", plan.volume_id), what="pre-data")
+            clock.lap("pre-data")
+            done = conn.call(lambda c: self.loaded(c, plan.volume_id))
+            todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
+            report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
+            if report.parts_skipped:
+                say(f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them")
+            if todo:
+                self._load_parts(store, manifest, plan, todo, tmp, workers, progress, report, retry, decrypt_with)
+            clock.lap("parts")
+            done = conn.call(lambda c: self.loaded(c, plan.volume_id))
+            missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
+            if missing:
+                raise TargetError(f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`")
+            post = _schema_file(store, manifest, layout.POST_DATA, tmp / "post-data.sql")
+            retry.call(lambda: self.apply_schema(post.read_text(), "post-data", plan.volume_id), what="post-data")
+            clock.lap("post-data")
+        conn.close()
+        say(
+            f"load: {report.parts_loaded} parts, {report.rows:,} rows loaded into {self.endpoint.redacted()} "
+            f"({clock.render()})"
+        )
+        return report
+
+    def _load_parts(
+        self,
+        store: Any,
+        manifest: VolumeManifest,
+        plan: Any,
+        todo: list[tuple[Table, int]],
+        tmp: Path,
+        workers: int | None,
+        progress: bool,
+        report: Any,
+        retry: Any,
+        decrypt_with: Any,
+    ) -> None:
+        from bulkmig.retry import Reconnecting
+        from bulkmig.workers import Pool
+
+        sizes = {e.key: e.bytes for e in manifest.files}
+        total = sum(sizes.get(layout.part_key(t.schema, t.name, i), 0) for t, i in todo)
+        bar = Progress("load", len(todo), total) if progress else None
+        lock = threading.Lock()
+
+        def open_worker() -> Reconnecting[Any]:
+            return Reconnecting(retry, lambda: self.connect(loading=True), lambda c: c.close())
+
+        def one(worker: Reconnecting[Any], item: tuple[Table, int]) -> None:
+            table, index = item
+            rows = worker.call(
+                lambda c: self.load_part(c, store, manifest, plan, table, index, tmp, decrypt_with),
+                what=f"{table.qualified} part {index}",
+            )
+            with lock:
+                report.parts_loaded += 1
+                report.rows += rows
+            if bar:
+                bar.advance(parts=1, rows=rows, nbytes=sizes.get(layout.part_key(table.schema, table.name, index), 0))
+
+        def wrap(item: tuple[Table, int], exc: Exception) -> BaseException:
+            if isinstance(exc, BulkmigError):
+                return exc
+            table, index = item
+            return TargetError(
+                f"loading {table.qualified} part {index} failed: {error_text(exc)}",
+                "fix the cause and rerun `bulkmig load` (loaded parts are kept)",
+            )
+
+        pool: Pool[tuple[Table, int], Reconnecting[Any]] = Pool("load", open_worker, Reconnecting.close, wrap)
+        try:
+            pool.run(todo, workers or self.task.settings.workers, one)
+        finally:
+            if bar:
+                bar.finish()
+
+    # ------------------------------------------------------------------------------- validation reads
+
+    def select_sql(self, table: Table, columns: list[Any], ordered: bool, where: str | None = None) -> str:
+        """The target side of a value-by-value comparison: the same expressions as the MySQL source reads."""
+        from bulkmig.engines.mysql.compare import source_expression
+
+        by_name = {c.name: c for c in table.columns}
+        if self.task.source.engine == "mysql":
+            exprs = [source_expression(c).replace(quote_ident(c.name), quote_ident(c.target), 1) for c in columns]
+        else:  # a foreign read_as is the source's own SQL: the target's columns are read as they are
+            exprs = [quote_ident(c.target) for c in columns]
+        name = quote_ident(table.target_name or table.name)
+        sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.endpoint.database)}.{name}"
+        if where:
+            sql += f" WHERE {where}"
+        if ordered and table.primary_key:
+            sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
+        return sql
+
+    def replay(self, **options: Any) -> Any:
+        """CDC replay into this target (see :mod:`.apply`)."""
+        from bulkmig.engines.mysql.target.apply import replay
+
+        return replay(self, self.task, **options)
+
+    def compare(self, task: Any, table: Table) -> Any:
+        """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.compare.Tally``."""
+        from bulkmig.engines.mysql.target.compare import compare_table
+
+        return compare_table(task, self, table)
