@@ -1,5 +1,5 @@
 # Developer and CI entry points.  `make test` is what .ci/run runs; everything starts its own throwaway
-# servers (bulkmig/devservers.py), so nothing needs to be running beforehand.
+# servers (bulkmig/demo/servers.py), so nothing needs to be running beforehand.
 
 PYTHON ?= python3
 ARGS ?=

@@ -36,8 +36,14 @@ from typing import Any
 
 import psycopg
 
-from bulkmig import layout
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
+from bulkmig.core.log import human_bytes, say
+from bulkmig.core.manifest import check_format, dump_document, load_document, utc_now
+from bulkmig.core.retry import Reason, Retry
+from bulkmig.core.store import AlreadyExists, NotFound, Store, open_store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
@@ -69,12 +75,6 @@ from bulkmig.engines.postgres.slot import (
     slot_lag,
 )
 from bulkmig.engines.postgres.sql import literal
-from bulkmig.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
-from bulkmig.log import human_bytes, say
-from bulkmig.manifest import check_format, dump_document, load_document, utc_now
-from bulkmig.retry import Reason, Retry
-from bulkmig.store import AlreadyExists, NotFound, Store, open_store
-from bulkmig.task import Task
 
 STREAM_FORMAT = "bulkmig-stream"
 STREAM_VERSION = 1
@@ -942,7 +942,7 @@ def capture(
 
     A lost source connection (a restart, a failover, a killed session) is retried with back-off for up to
     ``settings.retry_timeout`` (state is always recovered from the bucket); which errors count is
-    :mod:`bulkmig.retry`'s table.  Any other error ends the call.  Safe to kill at any moment and run again.
+    :mod:`bulkmig.core.retry`'s table.  Any other error ends the call.  Safe to kill at any moment and run again.
 
     A MySQL/MariaDB source is captured from its row binlog by ``bulkmig.engines.mysql.capture`` instead.
     """

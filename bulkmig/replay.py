@@ -82,12 +82,10 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from bulkmig import layout
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_batch
-from bulkmig.engines.postgres.connect import connect
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
-from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.errors import (
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import (
     BulkmigError,
     ConfigError,
     ConnectError,
@@ -96,13 +94,15 @@ from bulkmig.errors import (
     StoreError,
     TargetError,
 )
-from bulkmig.log import human_bytes, human_duration, say
-from bulkmig.manifest import PartManifest
-from bulkmig.model import Table
-from bulkmig.plan import Plan as VolumePlan
-from bulkmig.retry import Reason, Retry
-from bulkmig.store import NotFound, Store, open_store
-from bulkmig.task import Task
+from bulkmig.core.log import human_bytes, human_duration, say
+from bulkmig.core.manifest import PartManifest
+from bulkmig.core.model import Table
+from bulkmig.core.retry import Reason, Retry
+from bulkmig.core.store import NotFound, Store, open_store
+from bulkmig.engines.postgres.connect import connect
+from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
+from bulkmig.engines.postgres.sql import ident, qualified
+from bulkmig.fullload.plan import Plan as VolumePlan
 
 POSITION_DDL = """
 CREATE SCHEMA IF NOT EXISTS bulkmig;
@@ -1072,7 +1072,7 @@ def volume_marks(task: Task, stream: Stream, stream_doc: Mapping[str, Any] | Non
     doc = stream_doc or {}
     if str(doc.get("engine") or task.source.engine) != "mysql" or task.migration_type == "cdc":
         return {}
-    from bulkmig.load import find_volume
+    from bulkmig.fullload.load import find_volume
 
     try:
         volume, manifest, plan = find_volume(task)
@@ -1601,7 +1601,7 @@ def replay(
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
             # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which
-            # database errors are worth it is bulkmig.retry's table (every mode); follow mode also waits
+            # database errors are worth it is bulkmig.core.retry's table (every mode); follow mode also waits
             # out the bucket.  "Cannot connect" counts only once a session got going (not a wrong URL).
             retry.established = session["started"]
             reason = retry.should_retry(exc)

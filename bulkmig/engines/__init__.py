@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from bulkmig.errors import ConfigError
+from bulkmig.core.errors import ConfigError
 
 # Engine name (``Endpoint.engine``) -> its source module; None: read by the PostgreSQL code in plan/extract.
 SOURCE_MODULES: dict[str, str | None] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bulkmig.devservers import load_dataset
+from bulkmig.demo.servers import load_dataset
 
 CATALOG_QUERIES = {
     "relations": """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -41,11 +41,11 @@ from bulkmig.capture import (
     stream_status,
 )
 from bulkmig.cdc.batch import Batch, list_batches, read_batch
-from bulkmig.devservers import MotoS3Server, PostgresServer
+from bulkmig.config.task import Task
+from bulkmig.core.errors import ConfigError, SourceError
+from bulkmig.core.store import Store
+from bulkmig.demo.servers import MotoS3Server, PostgresServer
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
-from bulkmig.errors import ConfigError, SourceError
-from bulkmig.store import Store
-from bulkmig.task import Task
 
 SCHEMA = """
 CREATE TABLE items (id int PRIMARY KEY, name text, qty int);
@@ -364,7 +364,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from bulkmig.capture import capture
-from bulkmig.task import load_task
+from bulkmig.config.task import load_task
 capture(load_task(Path(sys.argv[1])), max_changes=40, poll_interval=0.05)
 """
 

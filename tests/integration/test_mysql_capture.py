@@ -31,16 +31,16 @@ import yaml
 
 from bulkmig.capture import bucket_store, read_progress
 from bulkmig.cdc.batch import Batch, list_batches, read_batch
-from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer
+from bulkmig.config.task import Task
+from bulkmig.core.errors import SourceError
+from bulkmig.core.model import Table
+from bulkmig.core.store import Store
+from bulkmig.demo.servers import MariaDBServer, MotoS3Server, PostgresServer
 from bulkmig.engines.mysql import binlog, reflect
 from bulkmig.engines.mysql import capture as cdc
 from bulkmig.engines.mysql.connect import connect
 from bulkmig.engines.postgres.pgoutput import parse_lsn
-from bulkmig.errors import SourceError
-from bulkmig.model import Table
 from bulkmig.replay import replay
-from bulkmig.store import Store
-from bulkmig.task import Task
 
 # (column, MySQL type, [MySQL literal per row], [PostgreSQL text per row]) — row 1 typical, row 2 extremes.
 EVERY_TYPE: list[tuple[str, str, list[str], list[str]]] = [
@@ -383,7 +383,7 @@ def test_a_crash_before_progress_keeps_the_added_column(env: Env, monkeypatch: p
 
 
 def test_cdc_only_starts_now_or_at_a_given_binlog_position(env: Env, tmp_path: Path) -> None:
-    from bulkmig.plan import start_cdc_stream
+    from bulkmig.fullload.plan import start_cdc_stream
 
     env.sql("CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c VALUES (1, 'before')")
     env.create_target(env.tables())  # a target loaded by other means: the row that is already there
@@ -443,7 +443,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from bulkmig.capture import capture
-from bulkmig.task import load_task
+from bulkmig.config.task import load_task
 capture(load_task(Path(sys.argv[1])), max_changes=25)
 """
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bulkmig.core.errors import SourceError
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
     UNCHANGED_TOAST,
@@ -36,7 +37,6 @@ from bulkmig.engines.postgres.pgoutput import (
     parse_lsn,
     pg_timestamp,
 )
-from bulkmig.errors import SourceError
 
 # ------------------------------------------------------------------------------------ byte builders
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
-from bulkmig.errors import IntegrityError
+from bulkmig.core.errors import IntegrityError
 from bulkmig.replay import (
     RowChange,
     RowInsert,

@@ -49,7 +49,6 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from bulkmig import layout
 from bulkmig.capture import (
     PROGRESS_DOC,
     PROGRESS_FORMAT,
@@ -66,6 +65,12 @@ from bulkmig.capture import (
     stream_prefix,
 )
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import ConfigError, SourceError, StoreError
+from bulkmig.core.log import human_bytes, say
+from bulkmig.core.manifest import dump_document, utc_now
+from bulkmig.core.store import AlreadyExists, Store
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.binlog import (
     ER_MASTER_FATAL_ERROR_READING_BINLOG,
@@ -87,11 +92,6 @@ from bulkmig.engines.mysql.binlog import (
 from bulkmig.engines.mysql.changes import ColumnSpec, TableConverter, drift, prepare_binlog_columns
 from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import literal
-from bulkmig.errors import ConfigError, SourceError, StoreError
-from bulkmig.log import human_bytes, say
-from bulkmig.manifest import dump_document, utc_now
-from bulkmig.store import AlreadyExists, Store
-from bulkmig.task import Task
 
 STREAM_PREFIX = "mysql-"
 # A batch is written at the latest this long after its first transaction was read.
@@ -166,7 +166,7 @@ def _charsets(conn: Any, tables: list[Any]) -> dict[tuple[str, str, str], tuple[
 
 
 def table_defs(conn: Any, tables: list[Any]) -> list[TableDef]:
-    """The stream's table definitions from the plan's tables (``bulkmig.model.Table`` with target names and
+    """The stream's table definitions from the plan's tables (``bulkmig.core.model.Table`` with target names and
     types set by conversion), with each text column's charset from the source catalog."""
     facts = _charsets(conn, tables)
     defs = []
@@ -277,14 +277,14 @@ def start_stream(
 def start_stream_from_plan(task: Task) -> dict[str, Any]:
     """``stream.json`` from the plan (full-load-and-cdc): its tables and its snapshot's binlog position.  The
     plan is read from the volume, or from the bucket once the volume was imported (it may have shipped)."""
-    from bulkmig.errors import PlanError
-    from bulkmig.plan import load_plan_for
-    from bulkmig.store import open_store
+    from bulkmig.core.errors import PlanError
+    from bulkmig.core.store import open_store
+    from bulkmig.fullload.plan import load_plan_for
 
     try:
         plan = load_plan_for(task, open_store(task.volume, task.volume_s3_options()))
     except (PlanError, StoreError):
-        from bulkmig.load import find_volume
+        from bulkmig.fullload.load import find_volume
 
         _, _, plan = find_volume(task)
     return start_stream(task, plan.tables, plan.snapshot)
@@ -888,7 +888,7 @@ def capture(
     call started.  A lost source connection is retried for ``settings.retry_timeout`` (state always comes
     back from the bucket).  Safe to kill at any moment and run again.
     """
-    from bulkmig.retry import Retry
+    from bulkmig.core.retry import Retry
 
     stop = stop or threading.Event()
     report = CaptureReport(stream_id=stream_id_for(task))

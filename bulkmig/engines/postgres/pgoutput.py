@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from bulkmig.errors import SourceError
+from bulkmig.core.errors import SourceError
 
 # --------------------------------------------------------------------------------------------- LSNs
 

@@ -8,7 +8,7 @@ times cheaper than md5 here; md5 is used only to pair rows once a difference is 
 sums differ and the table has a primary key, the rows are paired by key to name the keys that differ.
 
 A MySQL/MariaDB or SQLite source has no such hash, so there the rows of both sides are streamed and
-compared value by value after a type-aware normalisation (:mod:`bulkmig.compare`); the report then also
+compared value by value after a type-aware normalisation (:mod:`bulkmig.validation.compare`); the report then also
 counts rows missing and extra on the target, differing rows (with their columns and both values), and
 *converted values*: source values the load changed on purpose, as a setting says (a zero date loaded as
 NULL), listed by column and key so a conversion is never silent nor mistaken for a mismatch.
@@ -21,15 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bulkmig.compare import compare_foreign
+from bulkmig.config.task import Task
+from bulkmig.core.errors import NotEqual, PlanError
+from bulkmig.core.log import say
+from bulkmig.core.model import Table
+from bulkmig.core.store import open_store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.errors import NotEqual, PlanError
-from bulkmig.log import say
-from bulkmig.model import Table
-from bulkmig.plan import Plan, read_plan
-from bulkmig.store import open_store
-from bulkmig.task import Task
+from bulkmig.fullload.plan import Plan, read_plan
+from bulkmig.validation.compare import compare_foreign
 
 MAX_KEYS_REPORTED = 20
 # Pairing rows by key keeps both sides' keys in memory; above this many rows only the verdict is given.
@@ -139,7 +139,7 @@ def _pair_sql(table: Table, schema: str, name: str, where: str | None) -> str:
 
 
 def compare_foreign_table(task: Task, table: Table) -> TableResult:
-    """A MySQL/MariaDB or SQLite source: rows streamed from both sides and paired (:mod:`bulkmig.compare`)."""
+    """MySQL/MariaDB or SQLite source: rows streamed from both sides and paired (:mod:`~bulkmig.validation.compare`)."""
     target = ".".join(table.target_qualified)
     shown_target = target if target != table.qualified else ""
     try:
@@ -208,7 +208,7 @@ def plan_for_validation(task: Task) -> Plan:
     store = open_store(task.volume, task.volume_s3_options())
     plan = read_plan(store)
     if plan is None:
-        from bulkmig.load import find_volume
+        from bulkmig.fullload.load import find_volume
 
         _, _, plan = find_volume(task)
     if plan is None:

@@ -38,11 +38,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import yaml
 
+from bulkmig.config.mappings import Mappings
+from bulkmig.core.errors import ConfigError
 from bulkmig.engines.mysql.types import REPORT_ONLY_SETTINGS, TypeSettings
 from bulkmig.engines.sqlite.types import NUMERIC_DATES
 from bulkmig.engines.sqlite.types import TypeSettings as SqliteTypeSettings
-from bulkmig.errors import ConfigError
-from bulkmig.mappings import Mappings
 
 MIGRATION_TYPES = ("full-load", "full-load-and-cdc", "cdc")
 ROLES = ("source", "target")
@@ -440,8 +440,8 @@ class S3Settings:
     kms_key_id: str | None = None
 
     def options(self) -> Any:
-        """This as ``bulkmig.store.S3Options`` (imported lazily: task files load without boto3)."""
-        from bulkmig.store import S3Options
+        """This as ``bulkmig.core.store.S3Options`` (imported lazily: task files load without boto3)."""
+        from bulkmig.core.store import S3Options
 
         return S3Options(endpoint_url=self.endpoint_url, region=self.region, sse=self.sse, kms_key_id=self.kms_key_id)
 
@@ -459,7 +459,7 @@ class SchemaSettings:
 
 @dataclass(frozen=True)
 class EncryptionSettings:
-    """Parts encrypted at rest (bulkmig.crypto) with the key in ``key_file`` (an absolute path; None: off).
+    """Parts encrypted at rest (bulkmig.core.crypto) with the key in ``key_file`` (an absolute path; None: off).
     The file is read only by the stages that need the key (plan, extract, load), never when the task
     is loaded, so ``volume import`` runs on a host that does not hold it."""
 
@@ -476,7 +476,7 @@ class Settings:
     workers: int = 2
     max_part_bytes: int = 256 * MiB
     wal_retained_warning: int = 1024 * MiB  # `status` warns when the slot retains more WAL than this
-    retry_timeout: int = 300  # seconds a stage keeps retrying a lost database connection (bulkmig.retry)
+    retry_timeout: int = 300  # seconds a stage keeps retrying a lost database connection (bulkmig.core.retry)
     max_row_group_rows: int = 65536
     compression: str = "zstd"
     identifiers: str = "lower"  # for heterogeneous sources: fold unquoted upper-case names
@@ -537,7 +537,7 @@ class Task:
         return self.volume.startswith("s3://")
 
     def s3_options(self) -> Any:
-        """Options for opening the bucket (``bulkmig.store.S3Options``)."""
+        """Options for opening the bucket (``bulkmig.core.store.S3Options``)."""
         return self.s3.options()
 
     def volume_s3_options(self) -> Any:

@@ -2,7 +2,7 @@
 
 Every stage reads and writes the volume tree through a :class:`Store`, so the same code runs against a
 NAS directory, a device's S3 adapter and the real bucket.  Keys are relative and '/'-separated, exactly
-as :mod:`bulkmig.layout` builds them.
+as :mod:`bulkmig.core.layout` builds them.
 
 The promises every implementation keeps (DESIGN §4):
 
@@ -41,8 +41,8 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from bulkmig import layout
-from bulkmig.errors import BulkmigError, ConfigError, ConnectError, IntegrityError, StoreError
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError, ConfigError, ConnectError, IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

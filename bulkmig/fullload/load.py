@@ -21,22 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bulkmig import layout
-from bulkmig.crypto import Key, key_for_plan
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.crypto import Key, key_for_plan
+from bulkmig.core.errors import BulkmigError, IntegrityError, PlanError, TargetError
+from bulkmig.core.log import Clock, Progress, say
+from bulkmig.core.manifest import VolumeManifest, sha256_file
+from bulkmig.core.model import Table
+from bulkmig.core.parquet import open_part
+from bulkmig.core.retry import Reconnecting, Retry
+from bulkmig.core.store import Store, open_store
+from bulkmig.core.workers import Pool
 from bulkmig.engines.postgres import binary, schema
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.engines.postgres.writer import to_copy_csv
-from bulkmig.errors import BulkmigError, IntegrityError, PlanError, TargetError
-from bulkmig.log import Clock, Progress, say
-from bulkmig.manifest import VolumeManifest, sha256_file
-from bulkmig.model import Table
-from bulkmig.parquet import open_part
-from bulkmig.plan import Plan, plan_mismatch
-from bulkmig.retry import Reconnecting, Retry
-from bulkmig.store import Store, open_store
-from bulkmig.task import Task
-from bulkmig.workers import Pool
+from bulkmig.fullload.plan import Plan, plan_mismatch
 
 LEDGER_DDL = """
 CREATE SCHEMA IF NOT EXISTS bulkmig;

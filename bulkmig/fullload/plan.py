@@ -20,18 +20,18 @@ from typing import Any
 
 import psycopg
 
-from bulkmig import crypto, layout
+from bulkmig.config.task import Task, changed_inputs
+from bulkmig.core import crypto, layout
+from bulkmig.core.errors import ConfigError, PlanError, SourceError
+from bulkmig.core.log import say
+from bulkmig.core.manifest import check_format
+from bulkmig.core.model import Partition, Table
+from bulkmig.core.retry import first_line
+from bulkmig.core.store import Store, open_store
 from bulkmig.engines import foreign_source
 from bulkmig.engines.postgres import privileges, reflect, schema
 from bulkmig.engines.postgres.connect import connect, require_version, snapshot_importable
 from bulkmig.engines.postgres.sql import ident, literal
-from bulkmig.errors import ConfigError, PlanError, SourceError
-from bulkmig.log import say
-from bulkmig.manifest import check_format
-from bulkmig.model import Partition, Table
-from bulkmig.retry import first_line
-from bulkmig.store import Store, open_store
-from bulkmig.task import Task, changed_inputs
 
 PLAN_FORMAT = "bulkmig-plan"
 PLAN_VERSION = 1

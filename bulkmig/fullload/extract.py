@@ -23,22 +23,22 @@ from typing import Any
 
 import psycopg
 
-from bulkmig import layout
-from bulkmig.crypto import Key, key_for_plan
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.crypto import Key, key_for_plan
+from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, SourceError
+from bulkmig.core.log import Progress, human_bytes, say
+from bulkmig.core.manifest import PartManifest
+from bulkmig.core.model import Table
+from bulkmig.core.parquet import write_parquet
+from bulkmig.core.retry import Reason, first_line, retryable
+from bulkmig.core.store import DiskFull, Store, is_disk_full, no_space, open_store
+from bulkmig.core.workers import Pool, prefetch
 from bulkmig.engines import foreign_source
 from bulkmig.engines.postgres.connect import connect, snapshot_importable
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import literal
-from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, SourceError
-from bulkmig.log import Progress, human_bytes, say
-from bulkmig.manifest import PartManifest
-from bulkmig.model import Table
-from bulkmig.parquet import write_parquet
-from bulkmig.plan import Plan, load_plan_for
-from bulkmig.retry import Reason, first_line, retryable
-from bulkmig.store import DiskFull, Store, is_disk_full, no_space, open_store
-from bulkmig.task import Task
-from bulkmig.workers import Pool, prefetch
+from bulkmig.fullload.plan import Plan, load_plan_for
 
 
 @dataclass

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import threading
 
-from bulkmig import layout
-from bulkmig.cutover import CaptureStopped, cutover
-from bulkmig.errors import ConfigError, IntegrityError
-from bulkmig.extract import extract
-from bulkmig.load import load
-from bulkmig.log import Clock, Progress, human_duration, say
-from bulkmig.plan import load_plan_for, make_plan
-from bulkmig.store import open_store
-from bulkmig.task import Task
-from bulkmig.validate import ValidationReport, validate
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import ConfigError, IntegrityError
+from bulkmig.core.log import Clock, Progress, human_duration, say
+from bulkmig.core.store import open_store
+from bulkmig.fullload.extract import extract
+from bulkmig.fullload.load import load
+from bulkmig.fullload.plan import load_plan_for, make_plan
+from bulkmig.ops.cutover import CaptureStopped, cutover
+from bulkmig.validation.validate import ValidationReport, validate
 from bulkmig.volume.importer import import_volume
 from bulkmig.volume.seal import seal
 from bulkmig.volume.verify import verify

@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from bulkmig.errors import BulkmigError
+from bulkmig.core.errors import BulkmigError
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -88,7 +88,7 @@ class DevServerError(BulkmigError):
 
 def repo_root() -> Path:
     """The checkout this module lives in (meaningful for an editable install, which tests and demos use)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def datasets_dir() -> Path | None:
@@ -339,7 +339,7 @@ class PostgresServer(_Throwaway):
             )
         (self.datadir / "pg_hba.conf").write_text(PG_HBA)
         with (self.datadir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# added by bulkmig.devservers\ninclude 'bulkmig.conf'\n")
+            conf.write("\n# added by bulkmig.demo.servers\ninclude 'bulkmig.conf'\n")
 
     def _write_settings(self) -> None:
         values = {

@@ -41,8 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from bulkmig.errors import BulkmigError, ConnectError
-from bulkmig.log import say
+from bulkmig.core.errors import BulkmigError, ConnectError
+from bulkmig.core.log import say
 
 T = TypeVar("T")
 C = TypeVar("C")

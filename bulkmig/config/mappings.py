@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkmig.errors import ConfigError
+from bulkmig.core.errors import ConfigError
 
 QuoteFn = Callable[[str], str]
 LiteralFn = Callable[[Any], str]

@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bulkmig import layout
-from bulkmig.errors import BulkmigError
-from bulkmig.log import human_bytes
-from bulkmig.plan import read_plan
-from bulkmig.store import open_store
-from bulkmig.task import Task
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError
+from bulkmig.core.log import human_bytes
+from bulkmig.core.store import open_store
+from bulkmig.fullload.plan import read_plan
 
 
 def _section(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:

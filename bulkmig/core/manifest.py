@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bulkmig import layout
-from bulkmig.errors import IntegrityError, PlanError
-from bulkmig.store import sha256_file
+from bulkmig.core import layout
+from bulkmig.core.errors import IntegrityError, PlanError
+from bulkmig.core.store import sha256_file
 
 __all__ = [
     "PART_FORMAT",
@@ -50,7 +50,7 @@ VOLUME_FORMAT = "bulkmig-volume"
 VOLUME_VERSION = 1
 
 # Next to the package in the checkout; bulkmig runs as an editable install, which keeps it there.
-SCHEMAS_DIR = Path(__file__).parents[1] / "manifests"
+SCHEMAS_DIR = Path(__file__).parents[2] / "manifests"
 
 
 def utc_now() -> str:

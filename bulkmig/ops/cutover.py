@@ -14,12 +14,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from bulkmig.config.task import Task
+from bulkmig.core.errors import NotEqual
+from bulkmig.core.log import say
 from bulkmig.engines.postgres import schema
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.errors import NotEqual
-from bulkmig.log import say
-from bulkmig.task import Task
-from bulkmig.validate import ValidationReport, validate
+from bulkmig.validation.validate import ValidationReport, validate
 
 
 class CaptureStopped(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.model import Column, Table
+from bulkmig.core.model import Column, Table
 
 # Assessment categories, the same words the report uses (issue 5): worst one wins for a column.
 CONVERTED = "converted"
@@ -74,7 +74,7 @@ class ColumnMapping:
 
 @dataclass
 class CatalogColumn:
-    """What the source catalog says about a column beyond :class:`bulkmig.model.Column`, and what it maps to."""
+    """What the source catalog says about a column beyond :class:`bulkmig.core.model.Column`, and what it maps to."""
 
     name: str
     column_type: str  # COLUMN_TYPE exactly, e.g. "tinyint(3) unsigned", "enum('G','PG')"

@@ -5,7 +5,7 @@ stored (field metadata carries each column's source type), row groups bounded by
 so memory stays bounded however wide the rows are, and dictionary encoding only for the columns the
 plan marked as having few distinct values (elsewhere it halves the write speed and grows the file).
 
-With a key (``settings.encryption``) the file is encrypted as it is written (:mod:`bulkmig.crypto`), so
+With a key (``settings.encryption``) the file is encrypted as it is written (:mod:`bulkmig.core.crypto`), so
 no plaintext byte reaches the volume; :func:`open_part` reads either kind.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bulkmig.crypto import EncryptingWriter, Key, open_encrypted
+from bulkmig.core.crypto import EncryptingWriter, Key, open_encrypted
 
 # A row group is flushed at this many bytes of Arrow data even when it has fewer rows than the cap,
 # so tables of multi-megabyte values keep memory bounded.

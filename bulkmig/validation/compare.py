@@ -45,9 +45,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from bulkmig.core.model import Column, Table
 from bulkmig.engines.postgres.connect import connect as pg_connect
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.model import Column, Table
 
 CHUNK_ROWS = 10_000  # rows fetched per round trip on each side
 BUCKET_ROWS = 200_000  # rows held in memory at once when pairing through a dict

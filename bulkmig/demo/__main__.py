@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from bulkmig.devservers import MotoS3Server, PostgresServer, datasets_dir, load_dataset
-from bulkmig.errors import BulkmigError
-from bulkmig.log import say
+from bulkmig.core.errors import BulkmigError
+from bulkmig.core.log import say
+from bulkmig.demo.servers import MotoS3Server, PostgresServer, datasets_dir, load_dataset
 
 SAMPLE_SQL = """
 CREATE TYPE order_status AS ENUM ('new', 'paid', 'shipped', 'cancelled');
@@ -87,8 +87,8 @@ def run(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(volume)
 
-    from bulkmig.migrate import migrate
-    from bulkmig.task import load_task
+    from bulkmig.config.task import load_task
+    from bulkmig.ops.migrate import migrate
 
     say("demo: starting a source and a target PostgreSQL and moto's S3 server on 127.0.0.1 …")
     with PostgresServer() as source, PostgresServer() as target, MotoS3Server() as s3:

@@ -14,7 +14,7 @@ would hold up the source's writes) is read from SHOW GRANTS, and the volume's wr
 filesystem's flags and permissions rather than from writing a file.
 
 The exit code is 0 when nothing failed, else the exit code of the first failure's class
-(``bulkmig.errors``): the same code the stage would have stopped with.
+(``bulkmig.core.errors``): the same code the stage would have stopped with.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkmig import crypto
-from bulkmig.errors import EXIT_FAILED, EXIT_OK, BulkmigError, ConfigError, PrivilegeError, StoreError
-from bulkmig.log import human_bytes
-from bulkmig.task import Task
+from bulkmig.config.task import Task
+from bulkmig.core import crypto
+from bulkmig.core.errors import EXIT_FAILED, EXIT_OK, BulkmigError, ConfigError, PrivilegeError, StoreError
+from bulkmig.core.log import human_bytes
 
 OK = "ok"
 FAIL = "FAIL"
@@ -191,7 +191,7 @@ def _postgres_source(c: _Checks) -> None:
     from bulkmig.engines.postgres.connect import connect, require_version
     from bulkmig.engines.postgres.slot import check_wal_level, find_tables_without_identity, refuse_missing_identity
     from bulkmig.engines.postgres.sql import qualified
-    from bulkmig.plan import _selected
+    from bulkmig.fullload.plan import _selected
 
     task = c.task
 
@@ -353,7 +353,7 @@ def _target(c: _Checks) -> str:
 
 def _probe(url: str, options: Any) -> str:
     """Open an S3 store and probe its bucket (HEAD bucket: reads nothing, writes nothing)."""
-    from bulkmig.store import S3Store, open_store
+    from bulkmig.core.store import S3Store, open_store
 
     store = open_store(url, options)
     assert isinstance(store, S3Store)
@@ -378,7 +378,7 @@ def _existing_dir(path: Path) -> Path:
 
 
 def _volume_writable(task: Task) -> str:
-    from bulkmig.store import mount_device
+    from bulkmig.core.store import mount_device
 
     _no_volume(task)
     if task.volume_is_s3:
@@ -403,7 +403,7 @@ def _volume_writable(task: Task) -> str:
 
 def _volume_free_space(c: _Checks) -> str:
     """Enough room for the parts extract writes at once; the source's size as a guide beyond that."""
-    from bulkmig.store import mount_device
+    from bulkmig.core.store import mount_device
 
     task = c.task
     if task.volume_is_s3:
@@ -430,8 +430,8 @@ def _volume_free_space(c: _Checks) -> str:
 
 
 def _volume_plan(task: Task) -> str:
-    from bulkmig.plan import plan_mismatch, read_plan
-    from bulkmig.store import open_store
+    from bulkmig.core.store import open_store
+    from bulkmig.fullload.plan import plan_mismatch, read_plan
 
     _no_volume(task)
     store = open_store(task.volume, task.volume_s3_options())

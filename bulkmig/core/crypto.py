@@ -42,8 +42,8 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bulkmig.errors import ConfigError, IntegrityError
-from bulkmig.log import say
+from bulkmig.core.errors import ConfigError, IntegrityError
+from bulkmig.core.log import say
 
 MAGIC = b"BULKMIG-ENC1"
 CIPHER = "AES-256-GCM"
