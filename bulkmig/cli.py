@@ -177,7 +177,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     from bulkmig.capture import capture
-    from bulkmig.engines.postgres.pgoutput import parse_lsn
+    from bulkmig.cdc.position import parse_lsn
 
     stop = _stop_on_signals()
     until = parse_lsn(args.until) if args.until else None

@@ -83,6 +83,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_batch
+from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import (
@@ -100,7 +101,6 @@ from bulkmig.core.model import Table
 from bulkmig.core.retry import Reason, Retry
 from bulkmig.core.store import NotFound, Store, open_store
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.fullload.plan import Plan as VolumePlan
 
@@ -1191,7 +1191,8 @@ def find_stream(task: Task, store: Store | None = None) -> Stream:
     if len(ids) == 1:
         return Stream(store, ids[0])
     # Several streams (an earlier, abandoned one?): the one capture names after this task's slot.
-    from bulkmig.capture import stream_id_for, stream_names
+    from bulkmig.cdc.stream import stream_names
+    from bulkmig.engines.postgres.capture import stream_id_for
 
     slot = stream_names(task)[0]
     matching = [i for i in ids if i == stream_id_for(slot)]

@@ -99,6 +99,11 @@ def bucket_volume_prefix(prefix: str, volume_id: str) -> str:
     return join(prefix, "volumes", volume_id)
 
 
+# The change stream's documents under ``bucket_cdc_prefix`` (written by capture, read by replay and status).
+STREAM_DOC = "stream.json"
+PROGRESS_DOC = "progress.json"
+
+
 def bucket_cdc_prefix(prefix: str, stream_id: str) -> str:
     """``shop/cdc/pg-slot-bulkmig_shop``"""
     return join(prefix, "cdc", stream_id)

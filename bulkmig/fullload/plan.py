@@ -216,7 +216,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     if task.migration_type == "full-load-and-cdc":
         # Publication, then the slot with its exported snapshot (DESIGN §6): the volume will be exactly the
         # source at the slot's start, and replay starts there.  The tables are chosen before, outside it.
-        from bulkmig.capture import discard_stream_of_volume, start_stream
+        from bulkmig.engines.postgres.capture import discard_stream_of_volume, start_stream
 
         # Here the volume holds no plan (or --restart discarded it): a stream of this volume is left over
         # from a plan that did not finish.
@@ -505,14 +505,16 @@ def start_cdc_stream(task: Task) -> bool:
     There is no full load to be consistent with, so the slot starts now, or at the task's
     ``cdc_start_position``.  Returns True when a stream was started.
     """
-    from bulkmig.capture import bucket_store, read_stream, start_stream_now, stream_id_for, stream_names
+    from bulkmig.capture import start
+    from bulkmig.cdc.stream import bucket_store, read_stream, stream_names
+    from bulkmig.engines import cdc_driver
+    from bulkmig.engines.postgres.capture import start_stream_now, stream_id_for
 
-    if task.source.engine == "mysql":  # no slot: the binlog position is written to the stream's document
-        from bulkmig.engines.mysql import capture as mysql
-
-        if read_stream(bucket_store(task), mysql.stream_id_for(task)) is not None:
+    driver = cdc_driver(task.source.engine)
+    if driver.starts_lazily:  # no slot: the start position is written to the stream's document
+        if read_stream(bucket_store(task), driver.stream_id(task)) is not None:
             return False
-        mysql.start_stream_now(task, task.cdc_start_position)
+        start.start_now(task, task.cdc_start_position)
         return True
     slot, _ = stream_names(task)
     if read_stream(bucket_store(task), stream_id_for(slot)) is not None:

@@ -124,16 +124,7 @@ def cleanup(task: Task, *, delete_from_bucket: bool = False) -> dict[str, Any]:
     """Drop the stream's slot and publication on the source (and its batches, when asked)."""
     from bulkmig.capture import drop_stream
 
-    if task.source.engine == "mysql":  # a binlog reader leaves nothing on the source to drop
-        from bulkmig.engines.mysql import capture as mysql
-
-        dropped = mysql.drop_stream(task, delete_from_bucket=delete_from_bucket)
-    else:
-        conn = connect(task.source, autocommit=True)
-        try:
-            dropped = drop_stream(task, conn, delete_from_bucket=delete_from_bucket)
-        finally:
-            conn.close()
+    dropped = drop_stream(task, delete_from_bucket=delete_from_bucket)
     say(
         "cleanup: "
         + ("dropped the replication slot" if dropped["slot"] else "no replication slot to drop")

@@ -26,12 +26,12 @@ import yaml
 
 from bulkmig import replay as replay_mod
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, write_batch
+from bulkmig.cdc.position import format_lsn
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import IntegrityError, TargetError
 from bulkmig.core.store import S3Options, Store, open_store
 from bulkmig.demo.servers import MotoS3Server, PostgresServer, free_port
-from bulkmig.engines.postgres.pgoutput import format_lsn
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.replay import replay, replay_status
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.core.errors import SourceError
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
@@ -33,8 +34,6 @@ from bulkmig.engines.postgres.pgoutput import (
     Update,
     assemble,
     decode_transactions,
-    format_lsn,
-    parse_lsn,
     pg_timestamp,
 )
 

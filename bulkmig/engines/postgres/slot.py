@@ -30,9 +30,9 @@ from typing import NamedTuple, NoReturn, TypedDict
 import psycopg
 from psycopg import errors as pgerrors
 
+from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.core import log
 from bulkmig.core.errors import ConnectError, SourceError
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.privileges import require_cdc
 from bulkmig.engines.postgres.sql import ident, qualified
 

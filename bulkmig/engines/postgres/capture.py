@@ -1,10 +1,8 @@
-"""`bulkmig capture` for PostgreSQL sources: the change stream from a logical slot into change batches in S3.
+"""The PostgreSQL capture driver: the change stream from a logical slot (pgoutput) into change batches in S3.
 
-The stream lives in the bucket next to the imported volume::
-
-    <bucket prefix>/cdc/pg-<slot>/stream.json              written once when the slot is created
-    <bucket prefix>/cdc/pg-<slot>/progress.json            rewritten: captured_through, last batch, lag
-    <bucket prefix>/cdc/pg-<slot>/batch-000000000001/…     change batches (``bulkmig.cdc.batch``)
+The stream is ``cdc/pg-<slot>/`` in the bucket (:mod:`bulkmig.cdc.stream`); the reconnect loop is
+:mod:`bulkmig.cdc.loop`.  This module supplies what is PostgreSQL's: the slot and publication, peeking and
+decoding pgoutput, heartbeats, and the slot's view of the stream for ``bulkmig status``.
 
 Why the loop is shaped the way it is (DESIGN §5, §6):
 
@@ -28,22 +26,39 @@ Why the loop is shaped the way it is (DESIGN §5, §6):
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.cdc.driver import CaptureReport
+from bulkmig.cdc.position import format_lsn, parse_lsn
+from bulkmig.cdc.stream import (
+    FIRST_SEQ,
+    PROGRESS_DOC,
+    PROGRESS_FORMAT,
+    PROGRESS_VERSION,
+    STREAM_DOC,
+    STREAM_FORMAT,
+    STREAM_VERSION,
+    base_status,
+    bucket_store,
+    delete_stream_objects,
+    read_progress,
+    read_stream,
+    stream_names,
+    stream_prefix,
+)
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import BulkmigError, ConfigError, ConnectError, SourceError, StoreError
 from bulkmig.core.log import human_bytes, say
-from bulkmig.core.manifest import check_format, dump_document, load_document, utc_now
-from bulkmig.core.retry import Reason, Retry
-from bulkmig.core.store import AlreadyExists, NotFound, Store, open_store
+from bulkmig.core.manifest import dump_document, utc_now
+from bulkmig.core.retry import Reason
+from bulkmig.core.store import AlreadyExists, Store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
@@ -61,8 +76,6 @@ from bulkmig.engines.postgres.pgoutput import (
     Truncate,
     Update,
     decode_transactions,
-    format_lsn,
-    parse_lsn,
 )
 from bulkmig.engines.postgres.slot import (
     advance,
@@ -76,49 +89,15 @@ from bulkmig.engines.postgres.slot import (
 )
 from bulkmig.engines.postgres.sql import literal
 
-STREAM_FORMAT = "bulkmig-stream"
-STREAM_VERSION = 1
-STREAM_DOC = "stream.json"
-PROGRESS_FORMAT = "bulkmig-stream-progress"
-PROGRESS_VERSION = 1
-PROGRESS_DOC = "progress.json"
-FIRST_SEQ = 1
-# The default of `settings.wal_retained_warning`: `status` warns when the slot holds back more WAL than this.
 WAL_RETAINED_WARN_BYTES = 1024**3
 # Reconnect back-off when the source connection drops during `capture(follow=True)`, in seconds.
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
-_NAME_JUNK = re.compile(r"[^a-z0-9_]+")
 
 SLOT_GONE = "the slot was dropped"
 SLOT_GONE_HINT = "the stream cannot continue; a new full load is needed (bulkmig cleanup, then bulkmig plan --force)"
 
 
-# ------------------------------------------------------------------------------------------- names
-
-
-def default_stream_name(task: Task) -> str:
-    """``bulkmig_<task name>`` folded to what a slot name may hold (lower-case letters, digits, ``_``)."""
-    base = _NAME_JUNK.sub("_", task.name.lower()).strip("_") or "task"
-    return f"bulkmig_{base}"[:63]
-
-
-def stream_names(task: Task) -> tuple[str, str]:
-    """(slot name, publication name): the task's settings, else ``bulkmig_<task name>`` for both."""
-    default = default_stream_name(task)
-    return task.settings.slot_name or default, task.settings.publication_name or default
-
-
 def stream_id_for(slot_name: str) -> str:
     return f"pg-{slot_name}"
-
-
-def stream_prefix(stream_id: str) -> str:
-    """``cdc/pg-bulkmig_shop``: the stream's keys relative to the bucket store (which is rooted at its prefix)."""
-    return layout.bucket_cdc_prefix("", stream_id)
-
-
-def bucket_store(task: Task) -> Store:
-    return open_store(task.bucket, task.s3_options())
 
 
 # -------------------------------------------------------------------------------- relation documents
@@ -188,31 +167,6 @@ def _catalog_relations(conn: psycopg.Connection, tables: list[tuple[str, str]]) 
 
 
 # ---------------------------------------------------------------------------------- stream documents
-
-
-def _key(prefix: str, name: str) -> str:
-    return layout.join(prefix, name)
-
-
-def _read_doc(store: Store, stream_id: str, name: str, fmt: str, version: int) -> dict[str, Any] | None:
-    key = _key(stream_prefix(stream_id), name)
-    try:
-        data = store.get_bytes(key)
-    except NotFound:
-        return None
-    doc = load_document(data, f"{store.url}/{key}")
-    check_format(doc, fmt, version, f"{store.url}/{key}")
-    return doc
-
-
-def read_stream(store: Store, stream_id: str) -> dict[str, Any] | None:
-    """``stream.json`` of the stream, or None when the stream was never started in this bucket."""
-    return _read_doc(store, stream_id, STREAM_DOC, STREAM_FORMAT, STREAM_VERSION)
-
-
-def read_progress(store: Store, stream_id: str) -> dict[str, Any] | None:
-    """``progress.json`` of the stream, or None before capture first acknowledged anything."""
-    return _read_doc(store, stream_id, PROGRESS_DOC, PROGRESS_FORMAT, PROGRESS_VERSION)
 
 
 def _refuse_existing_stream(store: Store, stream_id: str) -> None:
@@ -329,7 +283,7 @@ def _stream_doc(
 
 
 def _put_stream_doc(store: Store, doc: dict[str, Any]) -> None:
-    key = _key(stream_prefix(doc["stream_id"]), STREAM_DOC)
+    key = layout.join(stream_prefix(doc["stream_id"]), STREAM_DOC)
     try:
         store.put_bytes(key, dump_document(doc), if_absent=True)
     except AlreadyExists:
@@ -636,32 +590,6 @@ def _has_rows(txn: Transaction) -> bool:
 # --------------------------------------------------------------------------------------------- capture
 
 
-@dataclass
-class CaptureReport:
-    """What one ``capture`` call did.  Positions are LSN text; lag is WAL bytes behind the source."""
-
-    stream_id: str
-    batches: int = 0
-    first_seq: int | None = None
-    last_seq: int | None = None
-    transactions: int = 0
-    changes: int = 0
-    skipped_transactions: int = 0  # re-peeked after a crash, already in a durable batch
-    heartbeats: int = 0
-    schema_changes: int = 0
-    reconnects: int = 0
-    seconds: float = 0.0
-    captured_through: str | None = None
-    lag_bytes: int | None = None
-
-    @property
-    def changes_per_second(self) -> float:
-        return self.changes / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "changes_per_second": round(self.changes_per_second, 1)}
-
-
 def _advisory_key(slot: str) -> int:
     """A stable signed 64-bit advisory lock key for 'the capture of this slot'."""
     return int.from_bytes(hashlib.sha256(f"bulkmig capture {slot}".encode()).digest()[:8], "big", signed=True)
@@ -862,7 +790,7 @@ class _Session:
             "relations": [_relation_doc(r, self.type_names) for r in self.known.values()],
             "updated_at": utc_now(),
         }
-        self.store.put_bytes(_key(self.prefix, PROGRESS_DOC), dump_document(doc))
+        self.store.put_bytes(layout.join(self.prefix, PROGRESS_DOC), dump_document(doc))
         self.stale = False
         self.report.captured_through = doc["captured_through"]
         self.report.lag_bytes = doc["lag_bytes"]
@@ -917,81 +845,20 @@ class _Session:
                 continue
             stop.wait(poll_interval)
 
+    def lost(self, exc: BaseException) -> Reason | None:
+        """A broken connection is a lost source; another connection error is said as one."""
+        if self.conn is not None and self.conn.broken:
+            return Reason("lost", "connection lost")
+        if isinstance(exc, psycopg.OperationalError):
+            raise ConnectError(
+                f"lost the connection to the source {self.task.source.redacted()} ({exc})",
+                "rerun bulkmig capture; it resumes where the bucket says",
+            ) from None
+        return None
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()  # also releases the advisory lock
-
-
-def capture(
-    task: Task,
-    *,
-    follow: bool = True,
-    until_pos: int | None = None,
-    max_changes: int = 10000,
-    poll_interval: float = 1.0,
-    heartbeat_interval: float = 10.0,
-    stop: threading.Event | None = None,
-) -> CaptureReport:
-    """Capture the task's change stream into change batches until told to stop.
-
-    Each peek (``max_changes`` pgoutput messages, rounded up to whole transactions) becomes at most one
-    batch.  Stops when ``stop`` is set; when ``captured_through`` reaches ``until_pos`` (heartbeats are
-    emitted to get past WAL that holds nothing for this slot; this wins over ``follow``); or, with
-    ``follow=False`` and no ``until_pos``, after one pass over what the source had flushed when the call
-    started (no heartbeat then: the slot ends exactly at the last batch or skipped transaction).
-
-    A lost source connection (a restart, a failover, a killed session) is retried with back-off for up to
-    ``settings.retry_timeout`` (state is always recovered from the bucket); which errors count is
-    :mod:`bulkmig.core.retry`'s table.  Any other error ends the call.  Safe to kill at any moment and run again.
-
-    A MySQL/MariaDB source is captured from its row binlog by ``bulkmig.engines.mysql.capture`` instead.
-    """
-    if task.source.engine == "mysql":
-        from bulkmig.engines.mysql import capture as mysql
-
-        return mysql.capture(task, follow=follow, until_pos=until_pos, max_changes=max_changes, stop=stop)
-    stop = stop or threading.Event()
-    report = CaptureReport(stream_id=stream_id_for(stream_names(task)[0]))
-    store = bucket_store(task)
-    started = time.monotonic()
-    retry = Retry("capture", task.settings.retry_timeout, hint="it resumes where the bucket says", sleep=stop.wait)
-    failures, since = 0, 0.0
-    try:
-        while True:
-            session = _Session(task, store, report, max_changes)
-            try:
-                session.open()
-                failures, retry.established = 0, True
-                session.run(
-                    follow=follow,
-                    until_pos=until_pos,
-                    poll_interval=poll_interval,
-                    heartbeat_interval=heartbeat_interval,
-                    stop=stop,
-                )
-                return report
-            except (BulkmigError, psycopg.OperationalError) as exc:
-                reason = retry.should_retry(exc)
-                if reason is None and session.conn is not None and session.conn.broken:
-                    reason = Reason("lost", "connection lost")
-                if reason is None:
-                    if isinstance(exc, psycopg.OperationalError):
-                        raise ConnectError(
-                            f"lost the connection to the source {task.source.redacted()} ({exc})",
-                            "rerun bulkmig capture; it resumes where the bucket says",
-                        ) from None
-                    raise
-                since = since if failures else time.monotonic()
-                step = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
-                retry.wait(exc, reason, failures, since, "source", base=step)
-                failures += 1
-                report.reconnects += 1
-                if stop.is_set():
-                    return report
-            finally:
-                session.close()
-    finally:
-        report.seconds = time.monotonic() - started
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -1000,40 +867,23 @@ def capture(
 def stream_status(task: Task) -> dict[str, Any]:
     """The stream at a glance, for ``bulkmig status``: slot lag and retained WAL, the last batch, how far
     capture has stored, and warnings (slot gone or lost, retained WAL past the warning size)."""
-    if task.source.engine == "mysql":
-        from bulkmig.engines.mysql import capture as mysql
-
-        return mysql.stream_status(task)
     slot, publication = stream_names(task)
     stream_id = stream_id_for(slot)
-    store = bucket_store(task)
-    prefix = stream_prefix(stream_id)
-    stream = read_stream(store, stream_id)
-    progress = read_progress(store, stream_id)
-    seqs = list_batches(store, prefix)
-    last = read_manifest(store, prefix, seqs[-1]) if seqs else None
+    status, stream = base_status(bucket_store(task), stream_id, {"slot": slot, "publication": publication})
     warn_at = task.settings.wal_retained_warning or WAL_RETAINED_WARN_BYTES
-    status: dict[str, Any] = {
-        "stream_id": stream_id,
-        "slot": slot,
-        "publication": publication,
-        "started": stream is not None,
-        "start_pos": stream["start_pos"] if stream else None,
-        "batches": len(seqs),
-        "last_batch_seq": seqs[-1] if seqs else None,
-        "last_batch_pos": last["last_pos"] if last else None,
-        "captured_through": progress["captured_through"] if progress else (stream or {}).get("start_pos"),
-        "progress_updated_at": progress["updated_at"] if progress else None,
-        "slot_exists": False,
-        "slot_active": False,
-        "wal_status": None,
-        "source_pos": None,
-        "confirmed_pos": None,
-        "lag_bytes": None,
-        "retained_bytes": None,
-        "retained_warning_bytes": warn_at,
-        "warnings": [],
-    }
+    status.update(
+        {
+            "slot_exists": False,
+            "slot_active": False,
+            "wal_status": None,
+            "source_pos": None,
+            "confirmed_pos": None,
+            "lag_bytes": None,
+            "retained_bytes": None,
+            "retained_warning_bytes": warn_at,
+            "warnings": [],
+        }
+    )
     with connect(task.source, autocommit=True) as conn:
         try:
             lag = slot_lag(conn, slot)
@@ -1079,29 +929,42 @@ def drop_stream(task: Task, conn: psycopg.Connection, *, delete_from_bucket: boo
     conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (key,))
     dropped = {"slot": drop_slot(conn, slot), "publication": drop_publication(conn, publication), "objects": 0}
     if delete_from_bucket:
-        store = bucket_store(task)
-        for info in list(store.list(stream_prefix(stream_id) + "/")):
-            store.delete(info.key)
-            dropped["objects"] += 1
+        dropped["objects"] = delete_stream_objects(task, stream_id)
     return dropped
 
 
+class _Driver:
+    """The PostgreSQL :class:`~bulkmig.cdc.driver.CaptureDriver`."""
+
+    retryable = (BulkmigError, psycopg.OperationalError)
+    #: the slot is the stream's start: plan creates it (with the snapshot), capture never starts one
+    starts_lazily = False
+
+    def stream_id(self, task: Task) -> str:
+        return stream_id_for(stream_names(task)[0])
+
+    def session(self, task: Task, store: Store, report: CaptureReport, max_changes: int) -> _Session:
+        return _Session(task, store, report, max_changes)
+
+    def status(self, task: Task) -> dict[str, Any]:
+        return stream_status(task)
+
+    def drop(self, task: Task, *, delete_from_bucket: bool = False) -> dict[str, Any]:
+        with connect(task.source, autocommit=True) as conn:
+            return drop_stream(task, conn, delete_from_bucket=delete_from_bucket)
+
+
+DRIVER = _Driver()
+
+
 __all__ = [
-    "FIRST_SEQ",
+    "DRIVER",
     "WAL_RETAINED_WARN_BYTES",
-    "CaptureReport",
     "StreamStart",
-    "bucket_store",
-    "capture",
-    "default_stream_name",
     "discard_stream_of_volume",
     "drop_stream",
-    "read_progress",
-    "read_stream",
     "start_stream",
     "start_stream_now",
     "stream_id_for",
-    "stream_names",
-    "stream_prefix",
     "stream_status",
 ]
