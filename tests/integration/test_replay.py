@@ -24,7 +24,6 @@ import psycopg
 import pytest
 import yaml
 
-from bulkmig import replay as replay_mod
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, write_batch
 from bulkmig.cdc.position import format_lsn
 from bulkmig.config.task import Task
@@ -34,6 +33,7 @@ from bulkmig.core.store import S3Options, Store, open_store
 from bulkmig.demo.servers import MotoS3Server, PostgresServer, free_port
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.replay import replay, replay_status
+from bulkmig.replay import runner as replay_mod
 
 STREAM = "pg-slot-bulkmig_test"
 PREFIX = layout.join("cdc", STREAM)

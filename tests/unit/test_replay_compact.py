@@ -14,7 +14,7 @@ import pytest
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
 from bulkmig.core.errors import IntegrityError
-from bulkmig.replay import (
+from bulkmig.replay.compact import (
     RowChange,
     RowInsert,
     Segment,
