@@ -31,7 +31,7 @@ from types import FrameType
 from bench import methods, report
 from bench.data import TABLES, TableSpec
 from bench.methods import SOURCE_DB, BenchError, Env, Method, Sample
-from bulkmig.devservers import MotoS3Server, PostgresServer
+from bulkmig.demo.servers import MotoS3Server, PostgresServer
 
 RESULTS = Path(__file__).with_name("results") / "latest.md"
 

@@ -25,7 +25,7 @@ import yaml
 
 from bench import proc
 from bench.data import TableSpec
-from bulkmig.devservers import MotoS3Server, PostgresServer
+from bulkmig.demo.servers import MotoS3Server, PostgresServer
 
 SOURCE_DB = "bench"
 BUCKET = "bench"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from bulkmig.devservers import MariaDBServer
+from bulkmig.demo.servers import MariaDBServer
 
 DB = "bench"
 TABLE = "mixed"
@@ -147,9 +147,9 @@ def mysqlclient_read(my: MariaDBServer, text: bool) -> int:
 
 
 def reader_read(my: MariaDBServer) -> int:
+    from bulkmig.config.task import Endpoint
+    from bulkmig.core.model import Column, Table
     from bulkmig.engines.mysql import source
-    from bulkmig.model import Column, Table
-    from bulkmig.task import Endpoint
 
     endpoint = Endpoint.parse(my.url(DB), "source").with_password(my.password)
     types = {

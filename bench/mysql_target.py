@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from bench.mysql_drivers import DB, TABLE, fill
-from bulkmig.devservers import MariaDBServer, MotoS3Server
+from bulkmig.demo.servers import MariaDBServer, MotoS3Server
 
 
 def _cli(env: dict[str, str], *args: str) -> float:

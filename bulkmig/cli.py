@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bulkmig import __version__
-from bulkmig.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
-from bulkmig.log import Progress, close_bar, open_bar, set_quiet
+from bulkmig.core.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
+from bulkmig.core.log import Progress, close_bar, open_bar, set_quiet
 
 DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
@@ -43,7 +43,7 @@ stages (each resumable; `migrate` chains them on one machine):
 
 
 def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to keep --help fast
-    from bulkmig.task import load_task
+    from bulkmig.config.task import load_task
 
     return load_task(Path(args.task))
 
@@ -65,7 +65,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bulkmig.check import check
+    from bulkmig.ops.check import check
 
     report = check(_task(args))
     print(report.to_json() if args.json else report.render())
@@ -80,7 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bulkmig.plan import make_plan, start_cdc_stream
+    from bulkmig.fullload.plan import make_plan, start_cdc_stream
 
     task = _task(args)
     if task.migration_type == "cdc":
@@ -92,7 +92,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from bulkmig.extract import extract
+    from bulkmig.fullload.extract import extract
 
     extract(
         _task(args),
@@ -106,7 +106,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from bulkmig.store import open_store
+    from bulkmig.core.store import open_store
     from bulkmig.volume.seal import seal
 
     store = open_store(args.volume, _s3_options(args))
@@ -119,7 +119,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bulkmig.store import open_store
+    from bulkmig.core.store import open_store
     from bulkmig.volume.verify import verify
 
     store = open_store(args.volume, _s3_options(args))
@@ -132,27 +132,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bulkmig.migrate import import_task
+    from bulkmig.ops.migrate import import_task
 
     import_task(_task(args), workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from bulkmig.load import load
+    from bulkmig.fullload.load import load
 
     load(_task(args), workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bulkmig.validate import validate
+    from bulkmig.validation.validate import validate
 
     report = validate(_task(args), workers=args.workers, raise_on_difference=False, progress=not args.quiet)
     if args.json:
         print(report.to_json())
     if not report.equal:
-        from bulkmig.errors import NotEqual
+        from bulkmig.core.errors import NotEqual
 
         bad = [t.table for t in report.tables if not t.equal]
         raise NotEqual(
@@ -162,7 +162,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from bulkmig.migrate import migrate
+    from bulkmig.ops.migrate import migrate
 
     migrate(_task(args), workers=args.workers, progress=not args.quiet)
     return EXIT_OK
@@ -177,13 +177,13 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     from bulkmig.capture import capture
-    from bulkmig.engines.postgres.pgoutput import parse_lsn
+    from bulkmig.cdc.position import parse_lsn
 
     stop = _stop_on_signals()
     until = parse_lsn(args.until) if args.until else None
     task = _task(args)
     if task.migration_type == "cdc":
-        from bulkmig.plan import start_cdc_stream
+        from bulkmig.fullload.plan import start_cdc_stream
 
         start_cdc_stream(task)
     if not args.quiet:
@@ -230,21 +230,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_cutover(args: argparse.Namespace) -> int:
-    from bulkmig.cutover import cutover
+    from bulkmig.ops.cutover import cutover
 
     cutover(_task(args), timeout=args.timeout, check=not args.no_validate)
     return EXIT_OK
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from bulkmig.cutover import cleanup
+    from bulkmig.ops.cutover import cleanup
 
     cleanup(_task(args), delete_from_bucket=args.delete_batches)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bulkmig.status import render, status
+    from bulkmig.ops.status import render, status
 
     report = status(_task(args))
     print(json.dumps(report, indent=1, default=str) if args.json else render(report))
@@ -252,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _s3_options(args: argparse.Namespace):  # noqa: ANN202
-    from bulkmig.store import S3Options
+    from bulkmig.core.store import S3Options
 
     sse, key = getattr(args, "s3_sse", None), getattr(args, "s3_kms_key_id", None)
     return S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region, sse=sse, kms_key_id=key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bulkmig.errors import ConfigError
+from bulkmig.core.errors import ConfigError
 
 
 def target_engine(task: Any) -> Any | None:

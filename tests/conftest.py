@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer, datasets_dir, find_pg_bindir
+from bulkmig.demo.servers import MariaDBServer, MotoS3Server, PostgresServer, datasets_dir, find_pg_bindir
 
 KEEP = os.environ.get("BULKMIG_KEEP_SERVERS") == "1"
 

@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bulkmig import layout
-from bulkmig.errors import IntegrityError
-from bulkmig.manifest import check_format, validate_document
-from bulkmig.store import AlreadyExists, Store
+from bulkmig.core import layout
+from bulkmig.core.errors import IntegrityError
+from bulkmig.core.manifest import check_format, validate_document
+from bulkmig.core.store import AlreadyExists, Store
 
 BATCH_FORMAT = "bulkmig-batch"
 BATCH_VERSION = 1

@@ -11,7 +11,7 @@
 - ``report`` (JSON-able) and ``render_markdown()``: every object converted, converted with changes
   (what and why) or needs action (why, and a suggestion).
 
-Nothing here talks to a database: it reads a :class:`bulkmig.catalog.Catalog` and the task.
+Nothing here talks to a database: it reads a :class:`bulkmig.core.catalog.Catalog` and the task.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, Index
 from bulkmig.convert import collations, ddl, expressions, names, report
 from bulkmig.convert.report import Item
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, Index
+from bulkmig.core.model import Column, Table
 from bulkmig.engines.postgres.sql import ident, literal, qualified
-from bulkmig.model import Column, Table
 
 __all__ = ["Conversion", "convert", "reflect_source", "summary_lines", "write_outputs"]
 
@@ -914,7 +914,7 @@ def reflect_source(task: Any) -> Catalog:
         finally:
             conn.close()
     if engine == "postgresql":
-        from bulkmig.errors import ConfigError
+        from bulkmig.core.errors import ConfigError
 
         raise ConfigError(
             "convert is for MySQL/MariaDB and SQLite sources; a PostgreSQL source keeps its schema (pg_dump)",

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bulkmig.errors import ConfigError
-from bulkmig.mappings import RENAME_ACTIONS, Mappings, TransformationRule
+from bulkmig.config.mappings import RENAME_ACTIONS, Mappings, TransformationRule
+from bulkmig.core.errors import ConfigError
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes, silently: two long names could become one.
 MAX_IDENT_BYTES = 63

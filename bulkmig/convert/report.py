@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Note, worst
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Note, worst
 
 REPORT_FORMAT = "bulkmig-assessment"
 REPORT_VERSION = 1

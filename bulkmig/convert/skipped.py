@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bulkmig import layout
 from bulkmig.convert.expressions import SKIPPED_TABLE
+from bulkmig.core import layout
 from bulkmig.engines.postgres.schema import BULKMIG_SCHEMA
 from bulkmig.engines.postgres.sql import literal
 

@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED
 from bulkmig.convert.report import Item
-from bulkmig.errors import ConfigError
-from bulkmig.model import Table
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED
+from bulkmig.core.errors import ConfigError
+from bulkmig.core.model import Table
 
 MAX_IDENT = 64
 MAX_KEY_CHARS = 768  # 3072 index bytes / 4 bytes per utf8mb4 character

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
-from bulkmig.errors import ConfigError
+from bulkmig.core.errors import ConfigError
 
 # Engine name (``Endpoint.engine``) -> its source module; None: read by the PostgreSQL code in plan/extract.
 SOURCE_MODULES: dict[str, str | None] = {
@@ -37,3 +38,20 @@ def foreign_source(engine: str) -> ModuleType | None:
         raise ConfigError(f"no source support for engine {engine!r}", f"use one of {', '.join(SOURCE_MODULES)}")
     name = SOURCE_MODULES[engine]
     return importlib.import_module(name) if name else None
+
+
+# Engine name -> its change-capture driver module (a ``DRIVER`` satisfying ``bulkmig.cdc.driver.CaptureDriver``).
+CDC_DRIVERS: dict[str, str] = {
+    "postgresql": "bulkmig.engines.postgres.capture",
+    "mysql": "bulkmig.engines.mysql.capture",
+}
+
+
+def cdc_driver(engine: str) -> Any:
+    """The capture driver of ``engine``; a one-line error for an engine without change capture."""
+    if engine not in CDC_DRIVERS:
+        raise ConfigError(
+            f"change capture is not supported for {engine} sources",
+            f"use migration_type: full-load, or a source of: {', '.join(CDC_DRIVERS)}",
+        )
+    return importlib.import_module(CDC_DRIVERS[engine]).DRIVER

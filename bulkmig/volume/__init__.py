@@ -1,7 +1,7 @@
 """The volume commands: ``seal`` (write volume.json), ``verify`` (recompute every hash and say what is
 wrong), ``import`` (copy a sealed volume into the bucket, each object checked against volume.json).
 
-All three work on a :class:`bulkmig.store.Store`, so they run the same against a directory, a device's
+All three work on a :class:`bulkmig.core.store.Store`, so they run the same against a directory, a device's
 S3 adapter and the bucket itself (``verify`` of the imported copy is how you prove the import).
 
 Long steps report through an optional ``progress(done_bytes, total_bytes, done_files, total_files)``

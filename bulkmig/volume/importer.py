@@ -8,7 +8,7 @@ own S3 adapter).  Rules:
   already in the bucket is removed first for the same reason.
 - A file whose bytes on the volume do not match volume.json is never uploaded (IntegrityError naming
   it).  Each upload carries ``ChecksumAlgorithm=SHA256`` and is compared afterwards with S3's own
-  checksum (see :mod:`bulkmig.store`).
+  checksum (see :mod:`bulkmig.core.store`).
 - Resumable: an object already in the bucket with the right size and sha256 (read cheaply from its
   checksum / ``sha256`` metadata, no download) is skipped, so a rerun after a cut link sends only
   what is missing.  Parts go first, then their sidecars, then volume.json (DESIGN §4).
@@ -22,11 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from bulkmig import layout
-from bulkmig.errors import IntegrityError
-from bulkmig.log import human_bytes
-from bulkmig.manifest import FileEntry, VolumeManifest
-from bulkmig.store import ChecksumMismatch, NotFound, Store
+from bulkmig.core import layout
+from bulkmig.core.errors import IntegrityError
+from bulkmig.core.log import human_bytes
+from bulkmig.core.manifest import FileEntry, VolumeManifest
+from bulkmig.core.store import ChecksumMismatch, NotFound, Store
 from bulkmig.volume import ProgressFn, Tracker
 
 DEFAULT_WORKERS = 4

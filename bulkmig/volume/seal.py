@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 
-from bulkmig import layout
-from bulkmig.errors import BulkmigError, IntegrityError, PlanError
-from bulkmig.log import say
-from bulkmig.manifest import FileEntry, VolumeManifest
-from bulkmig.store import NotFound, Store
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError, IntegrityError, PlanError
+from bulkmig.core.log import say
+from bulkmig.core.manifest import FileEntry, VolumeManifest
+from bulkmig.core.store import NotFound, Store
 from bulkmig.volume import ProgressFn, Tracker
 from bulkmig.volume.verify import (
     DEFAULT_WORKERS,

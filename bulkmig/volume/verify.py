@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-from bulkmig import layout
-from bulkmig.errors import BulkmigError, PlanError
-from bulkmig.log import human_bytes
-from bulkmig.manifest import PartManifest, VolumeManifest, check_format, load_document
-from bulkmig.store import NotFound, Store
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError, PlanError
+from bulkmig.core.log import human_bytes
+from bulkmig.core.manifest import PartManifest, VolumeManifest, check_format, load_document
+from bulkmig.core.store import NotFound, Store
 from bulkmig.volume import ProgressFn, Tracker
 
-PLAN_FORMAT = "bulkmig-plan"  # owned by bulkmig.plan; repeated to keep this module free of engine imports
+PLAN_FORMAT = "bulkmig-plan"  # owned by bulkmig.fullload.plan; repeated to keep this module free of engine imports
 PLAN_VERSION = 1
 DEFAULT_WORKERS = 4
 

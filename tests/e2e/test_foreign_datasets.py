@@ -11,7 +11,7 @@ import shutil
 import sqlite3
 from typing import Any
 
-from bulkmig.devservers import load_dataset
+from bulkmig.demo.servers import load_dataset
 
 CHINOOK_TABLES = 11
 CHINOOK_ROWS = 15607  # the README's row counts, summed

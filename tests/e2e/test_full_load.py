@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bulkmig.devservers import load_dataset
-from bulkmig.manifest import validate_document
+from bulkmig.core.manifest import validate_document
+from bulkmig.demo.servers import load_dataset
 
 CATALOG_QUERIES = {
     "relations": """SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

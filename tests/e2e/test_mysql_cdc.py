@@ -21,7 +21,7 @@ from typing import Any
 
 import pymysql
 
-from bulkmig.devservers import MariaDBServer, load_dataset
+from bulkmig.demo.servers import MariaDBServer, load_dataset
 
 
 class Workload:

@@ -18,11 +18,11 @@ from typing import Any
 import jsonschema
 import pyarrow.parquet as pq
 
-from bulkmig.devservers import MariaDBServer, PostgresServer, load_dataset
+from bulkmig.config.task import Endpoint
+from bulkmig.demo.servers import MariaDBServer, PostgresServer, load_dataset
 from bulkmig.engines.mysql import connect as my
 from bulkmig.engines.mysql.reflect import quote_ident
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.task import Endpoint
 
 # The datasets' README row counts, summed.
 SAKILA_TABLES, SAKILA_ROWS = 16, 47_273

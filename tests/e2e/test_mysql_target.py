@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import time
 
-from bulkmig.devservers import load_dataset
+from bulkmig.demo.servers import load_dataset
 
 SAKILA_TABLES = 16
 SAKILA_ROWS = 47_273

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bulkmig.devservers import MotoS3Server
+from bulkmig.demo.servers import MotoS3Server
 from bulkmig.testing.faultproxy import FaultProxy
 
 

@@ -1,6 +1,6 @@
 """Bad input, one by one (issue 7, item 6), through the real CLI.
 
-Each case runs the command an operator would run and asserts the documented exit code (``bulkmig.errors``)
+Each case runs the command an operator would run and asserts the documented exit code (``bulkmig.core.errors``)
 and ONE error line that names the problem and the fix (``error: <what> — <what to do>``), without a
 traceback, and, where the stage could have changed something, that it changed nothing a rerun would trust.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bulkmig.devservers import PostgresServer, free_port
-from bulkmig.errors import EXIT_CONFIG, EXIT_CONNECT, EXIT_FAILED, EXIT_INTEGRITY
+from bulkmig.core.errors import EXIT_CONFIG, EXIT_CONNECT, EXIT_FAILED, EXIT_INTEGRITY
+from bulkmig.demo.servers import PostgresServer, free_port
 
 SMALL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 200) g;"
 

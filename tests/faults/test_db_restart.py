@@ -2,7 +2,7 @@
 during extract and capture — for real (``pg_ctl stop -m fast``: every session ends with SQLSTATE 57P01,
 then connections are refused until the server is back).
 
-What each stage does about it (``bulkmig.retry`` holds the one table of retryable errors):
+What each stage does about it (``bulkmig.core.retry`` holds the one table of retryable errors):
 
 - ``load`` and ``replay`` retry in-process: a part (with its ledger row) and a batch (with its position)
   are one transaction each, so redoing one on a new connection is exact.  A target that stays away longer

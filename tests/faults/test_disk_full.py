@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkmig.store import sha256_file
+from bulkmig.core.store import sha256_file
 
 MiB = 1024 * 1024
 

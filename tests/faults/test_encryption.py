@@ -1,5 +1,5 @@
 """Encryption (issue 7, item 8): S3 server-side encryption of everything bulkmig puts in the bucket, and
-parts encrypted at rest on the volume (``settings.encryption.key_file``, :mod:`bulkmig.crypto`).
+parts encrypted at rest on the volume (``settings.encryption.key_file``, :mod:`bulkmig.core.crypto`).
 
 A lost device must reveal no row: the parts' raw bytes hold none of the source's values (not even column
 names or the Parquet footer's statistics) and no Parquet reader opens them, while ``volume verify`` and
@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bulkmig import crypto
-from bulkmig.crypto import CHUNK, EncryptingWriter, Key, load_key, open_encrypted
-from bulkmig.errors import EXIT_CONFIG, EXIT_INTEGRITY, ConfigError, IntegrityError
-from bulkmig.parquet import open_part, write_parquet
-from bulkmig.store import MULTIPART_THRESHOLD
+from bulkmig.core import crypto
+from bulkmig.core.crypto import CHUNK, EncryptingWriter, Key, load_key, open_encrypted
+from bulkmig.core.errors import EXIT_CONFIG, EXIT_INTEGRITY, ConfigError, IntegrityError
+from bulkmig.core.parquet import open_part, write_parquet
+from bulkmig.core.store import MULTIPART_THRESHOLD
 
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 

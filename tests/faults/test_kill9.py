@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from bulkmig.cdc.batch import list_batches, read_batch
-from bulkmig.store import S3Options, S3Store
+from bulkmig.core.store import S3Options, S3Store
 from bulkmig.testing import workload
 
 SEED = int(os.environ.get("BULKMIG_FAULT_SEED", "20240607"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from bulkmig.layout import sidecar_key
+from bulkmig.core.layout import sidecar_key
 
 
 def _damage(path) -> None:  # noqa: ANN001

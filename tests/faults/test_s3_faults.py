@@ -17,7 +17,7 @@ import botocore.config
 import psycopg
 import pytest
 
-from bulkmig.store import MULTIPART_THRESHOLD, S3Options, S3Store
+from bulkmig.core.store import MULTIPART_THRESHOLD, S3Options, S3Store
 from bulkmig.testing.faultproxy import Fault, FaultProxy
 
 # A part at least this big goes up as a multipart upload (store.MULTIPART_THRESHOLD = 16 MiB).

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psycopg import sql
 
-from bulkmig.devservers import MariaDBServer, PostgresServer
-from bulkmig.errors import EXIT_CONFIG, EXIT_CONNECT
+from bulkmig.core.errors import EXIT_CONFIG, EXIT_CONNECT
+from bulkmig.demo.servers import MariaDBServer, PostgresServer
 
 # ------------------------------------------------------------------------------------------- no leaks
 

@@ -28,24 +28,16 @@ from typing import Any, NoReturn
 import psycopg
 import pytest
 
-from bulkmig import capture as capture_mod
-from bulkmig.capture import (
-    CaptureReport,
-    capture,
-    drop_stream,
-    read_progress,
-    read_stream,
-    start_stream,
-    start_stream_now,
-    stream_prefix,
-    stream_status,
-)
+from bulkmig.capture import CaptureReport, capture, read_progress, read_stream, stream_prefix, stream_status
+from bulkmig.cdc import loop as loop_mod
 from bulkmig.cdc.batch import Batch, list_batches, read_batch
-from bulkmig.devservers import MotoS3Server, PostgresServer
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
-from bulkmig.errors import ConfigError, SourceError
-from bulkmig.store import Store
-from bulkmig.task import Task
+from bulkmig.cdc.position import format_lsn, parse_lsn
+from bulkmig.config.task import Task
+from bulkmig.core.errors import ConfigError, SourceError
+from bulkmig.core.store import Store
+from bulkmig.demo.servers import MotoS3Server, PostgresServer
+from bulkmig.engines.postgres import capture as capture_mod
+from bulkmig.engines.postgres.capture import drop_stream, start_stream, start_stream_now
 
 SCHEMA = """
 CREATE TABLE items (id int PRIMARY KEY, name text, qty int);
@@ -364,7 +356,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from bulkmig.capture import capture
-from bulkmig.task import load_task
+from bulkmig.config.task import load_task
 capture(load_task(Path(sys.argv[1])), max_changes=40, poll_interval=0.05)
 """
 
@@ -467,7 +459,7 @@ def test_idle_heartbeat_moves_captured_through(env: Env) -> None:
 
 
 def test_follow_reconnects_after_the_source_drops_the_connection(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(capture_mod, "RECONNECT_DELAYS", (0.1,))
+    monkeypatch.setattr(loop_mod, "RECONNECT_DELAYS", (0.1,))
     env.start()
     stop = threading.Event()
     result: list[CaptureReport] = []

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bulkmig.devservers import PostgresServer
-from bulkmig.errors import EXIT_CONNECT, EXIT_FAILED
-from bulkmig.manifest import validate_document
+from bulkmig.core.errors import EXIT_CONNECT, EXIT_FAILED
+from bulkmig.core.manifest import validate_document
+from bulkmig.demo.servers import PostgresServer
 
 SMALL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g;"
 

@@ -23,13 +23,13 @@ import pymysql
 import pytest
 import yaml
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog
+from bulkmig.config.task import Task
 from bulkmig.convert import Conversion, convert, reflect_source
 from bulkmig.convert.skipped import skipped_objects
-from bulkmig.devservers import MariaDBServer, PostgresServer, load_dataset
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Catalog
+from bulkmig.demo.servers import MariaDBServer, PostgresServer, load_dataset
 from bulkmig.engines.mysql import reflect
 from bulkmig.engines.postgres.schema import apply_schema
-from bulkmig.task import Task
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "manifests" / "assessment.schema.json"
 SAKILA_TRANSLATED_VIEWS = [

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from bulkmig.devservers import DevServerError, MotoS3Server, PostgresServer, load_dataset
+from bulkmig.demo.servers import DevServerError, MotoS3Server, PostgresServer, load_dataset
 
 
 def test_cluster_is_ready_for_logical_decoding(pg_source: PostgresServer) -> None:

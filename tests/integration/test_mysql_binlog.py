@@ -18,13 +18,13 @@ import pymysql
 import pytest
 from pymysqlreplication.constants import NONE_SOURCE
 
-from bulkmig.devservers import MariaDBServer
+from bulkmig.cdc.position import parse_lsn
+from bulkmig.core.errors import PrivilegeError, SourceError
+from bulkmig.demo.servers import MariaDBServer
 from bulkmig.engines.mysql import binlog, changes, types
 from bulkmig.engines.mysql import capture as cdc
 from bulkmig.engines.mysql.binlog import BinlogPos, check_binlog_settings, classify
 from bulkmig.engines.mysql.changes import Col, ColumnSpec, ValueRefused
-from bulkmig.engines.postgres.pgoutput import parse_lsn
-from bulkmig.errors import PrivilegeError, SourceError
 
 
 @pytest.fixture

@@ -29,18 +29,19 @@ import pymysql
 import pytest
 import yaml
 
-from bulkmig.capture import bucket_store, read_progress
+from bulkmig import capture as capture_stage
 from bulkmig.cdc.batch import Batch, list_batches, read_batch
-from bulkmig.devservers import MariaDBServer, MotoS3Server, PostgresServer
+from bulkmig.cdc.position import parse_lsn
+from bulkmig.cdc.stream import bucket_store, read_progress
+from bulkmig.config.task import Task
+from bulkmig.core.errors import SourceError
+from bulkmig.core.model import Table
+from bulkmig.core.store import Store
+from bulkmig.demo.servers import MariaDBServer, MotoS3Server, PostgresServer
 from bulkmig.engines.mysql import binlog, reflect
 from bulkmig.engines.mysql import capture as cdc
 from bulkmig.engines.mysql.connect import connect
-from bulkmig.engines.postgres.pgoutput import parse_lsn
-from bulkmig.errors import SourceError
-from bulkmig.model import Table
 from bulkmig.replay import replay
-from bulkmig.store import Store
-from bulkmig.task import Task
 
 # (column, MySQL type, [MySQL literal per row], [PostgreSQL text per row]) — row 1 typical, row 2 extremes.
 EVERY_TYPE: list[tuple[str, str, list[str], list[str]]] = [
@@ -228,7 +229,7 @@ def test_every_type_is_inserted_updated_and_deleted_exactly(env: Env) -> None:
     env.start()
     columns = ["id", *(name for name, *_ in EVERY_TYPE)]
     env.sql(f"INSERT INTO every VALUES {insert_values(1, 0)}, {insert_values(2, 1)}; INSERT INTO every (id) VALUES (3)")
-    cdc.capture(env.task, follow=False)
+    capture_stage.capture(env.task, follow=False)
     replay(env.task)
     expected = {1: [e[0] for *_, e in EVERY_TYPE], 2: [e[1] for *_, e in EVERY_TYPE], 3: [None] * len(EVERY_TYPE)}
     got = env.target_text("every", columns)
@@ -248,7 +249,7 @@ def test_every_type_is_inserted_updated_and_deleted_exactly(env: Env) -> None:
         "SET SESSION sql_mode = ''; INSERT INTO every (id, c_date, c_dt, c_ts, c_set, c_year) "
         "VALUES (4, '0000-00-00', '2024-00-10 00:00:00', '0000-00-00 00:00:00', '', 0)"
     )
-    cdc.capture(env.task, follow=False)
+    capture_stage.capture(env.task, follow=False)
     replay(env.task)
     got = env.target_text("every", columns)
     assert [r[0] for r in got] == ["1", "2", "4"]
@@ -266,7 +267,7 @@ def test_a_transaction_over_two_tables_stays_whole(env: Env) -> None:
             f"BEGIN; INSERT INTO a VALUES ({i}, 'a{i}'); INSERT INTO b VALUES ({i}, {i}); "
             f"UPDATE a SET v = 'b{i}' WHERE id = {i}; INSERT INTO b VALUES ({1000 + i}, {i}); COMMIT"
         )
-    cdc.capture(env.task, follow=False, max_changes=5)
+    capture_stage.capture(env.task, follow=False, max_changes=5)
     batches = env.batches()
     assert len(batches) >= 10
     seen: dict[str, int] = {}
@@ -290,7 +291,7 @@ def test_rotation_is_followed_and_a_purged_position_is_refused(env: Env) -> None
     env.start()
     for i in range(6):
         env.sql(f"INSERT INTO r VALUES ({i}, {i}); FLUSH BINARY LOGS")
-    report = cdc.capture(env.task, follow=False)
+    report = capture_stage.capture(env.task, follow=False)
     assert report.changes == 6
     files = {binlog.BinlogPos.from_ordinal("binlog", parse_lsn(r.pos)).file for b in env.batches() for t in b.tables
              for r in t.rows}  # fmt: skip
@@ -304,7 +305,7 @@ def test_rotation_is_followed_and_a_purged_position_is_refused(env: Env) -> None
     env.sql("INSERT INTO r VALUES (100, 100)")  # captured by nobody before the purge
     purge_all_but_the_newest_binlog(env.my)
     with pytest.raises(SourceError) as err:
-        cdc.capture(env.task, follow=False)
+        capture_stage.capture(env.task, follow=False)
     assert f"in binlog file {at}, which the source has purged" in err.value.message
     assert "is lost to change data capture" in err.value.message
     assert "a new full load is needed" in err.value.hint
@@ -333,7 +334,7 @@ def test_added_column_is_replayed_and_other_ddl_stops_capture_by_name(env: Env) 
     env.sql("INSERT INTO d VALUES (1, 'one'); ALTER TABLE d ADD COLUMN note varchar(20)")
     env.sql("INSERT INTO d VALUES (2, 'two', 'noted'); UPDATE d SET note = 'later' WHERE id = 1")
     env.sql("ALTER TABLE untouched ADD COLUMN x int; ALTER TABLE d ADD INDEX (v); TRUNCATE untouched")
-    cdc.capture(env.task, follow=False)
+    capture_stage.capture(env.task, follow=False)
     changes = [c for b in env.batches() for c in b.schema_changes]
     assert [(c["table"], c["kind"], c["column"], c["type"]) for c in changes] == [
         ("d", "column_added", "note", "varchar(20)")
@@ -343,11 +344,11 @@ def test_added_column_is_replayed_and_other_ddl_stops_capture_by_name(env: Env) 
 
     env.sql("INSERT INTO d VALUES (3, 'three', NULL); ALTER TABLE d DROP COLUMN v; INSERT INTO d VALUES (4, 'x')")
     with pytest.raises(SourceError) as err:
-        cdc.capture(env.task, follow=False)
+        capture_stage.capture(env.task, follow=False)
     assert "ALTER TABLE d DROP COLUMN v" in err.value.message and f"{env.db}.d" in err.value.message
     assert "a new full load is needed" in err.value.hint
     with pytest.raises(SourceError, match="DROP COLUMN v"):  # a restart stops at the same statement
-        cdc.capture(env.task, follow=False)
+        capture_stage.capture(env.task, follow=False)
     replay(env.task)  # everything before the statement was stored
     assert [r[0] for r in env.target_text("d", ["id"])] == ["1", "2", "3"]
 
@@ -370,20 +371,20 @@ def test_a_crash_before_progress_keeps_the_added_column(env: Env, monkeypatch: p
 
     monkeypatch.setattr(cdc._Session, "write_progress", crash_after_the_change)
     with pytest.raises(Crash):
-        cdc.capture(env.task, follow=False)
+        capture_stage.capture(env.task, follow=False)
     monkeypatch.setattr(cdc._Session, "write_progress", write_progress)
     progress = read_progress(env.store, cdc.stream_id_for(env.task))
     assert progress is not None and progress["last_batch_seq"] == 1  # stale: it predates the change
     assert [c["name"] for c in progress["tables"][0]["columns"]] == ["id", "v"]
     env.sql("INSERT INTO d VALUES (3, 'three', 'n3')")
-    cdc.capture(env.task, follow=False)  # the definition comes back from the durable batch, no drift
+    capture_stage.capture(env.task, follow=False)  # the definition comes back from the durable batch, no drift
     assert [len(b.schema_changes) for b in env.batches()] == [0, 1, 0]
     replay(env.task)
     assert env.target_text("d", ["id", "v", "note"]) == [("1", "one", None), ("2", "two", "n2"), ("3", "three", "n3")]
 
 
 def test_cdc_only_starts_now_or_at_a_given_binlog_position(env: Env, tmp_path: Path) -> None:
-    from bulkmig.plan import start_cdc_stream
+    from bulkmig.fullload.plan import start_cdc_stream
 
     env.sql("CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c VALUES (1, 'before')")
     env.create_target(env.tables())  # a target loaded by other means: the row that is already there
@@ -402,7 +403,7 @@ def test_cdc_only_starts_now_or_at_a_given_binlog_position(env: Env, tmp_path: P
     )
     assert start_cdc_stream(cdc_task) is True and start_cdc_stream(cdc_task) is False
     env.sql("INSERT INTO c VALUES (3, 'after the start')")
-    cdc.capture(cdc_task, follow=False)
+    capture_stage.capture(cdc_task, follow=False)
     replay(cdc_task)
     assert env.target_text("c", ["id", "v"]) == [("1", "before"), ("2", "after the position"), ("3", "after the start")]
 
@@ -411,7 +412,7 @@ def test_truncate_is_captured_as_a_truncate(env: Env) -> None:
     env.sql("CREATE TABLE t (id int PRIMARY KEY)")
     env.start()
     env.sql("INSERT INTO t VALUES (1), (2); TRUNCATE t; INSERT INTO t VALUES (3)")
-    cdc.capture(env.task, follow=False)
+    capture_stage.capture(env.task, follow=False)
     ops = [r.op for b in env.batches() for t in b.tables for r in sorted(t.rows, key=lambda r: r.seq)]
     assert ops == ["I", "I", "T", "I"]
     replay(env.task)
@@ -422,7 +423,7 @@ def test_a_second_capture_of_the_stream_is_refused(env: Env) -> None:
     env.sql("CREATE TABLE s (id int PRIMARY KEY)")
     env.start()
     stop = threading.Event()
-    first = threading.Thread(target=cdc.capture, args=(env.task,), kwargs={"stop": stop}, daemon=True)
+    first = threading.Thread(target=capture_stage.capture, args=(env.task,), kwargs={"stop": stop}, daemon=True)
     first.start()
     try:
         deadline = time.monotonic() + 30
@@ -430,7 +431,7 @@ def test_a_second_capture_of_the_stream_is_refused(env: Env) -> None:
             env.sql("INSERT INTO s VALUES (FLOOR(RAND() * 1000000000))")
             time.sleep(0.2)
         with pytest.raises(SourceError, match="another bulkmig capture is already running"):
-            cdc.capture(env.task, follow=False)
+            capture_stage.capture(env.task, follow=False)
     finally:
         stop.set()
         first.join(timeout=30)
@@ -443,7 +444,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from bulkmig.capture import capture
-from bulkmig.task import load_task
+from bulkmig.config.task import load_task
 capture(load_task(Path(sys.argv[1])), max_changes=25)
 """
 
@@ -506,7 +507,7 @@ def test_kill_9_at_random_moments_under_a_workload_loses_and_repeats_nothing(env
     worker.join(timeout=60)
     total = len(committed)
     assert total > 200
-    cdc.capture(env.task, follow=False)
+    capture_stage.capture(env.task, follow=False)
     batches = env.batches()
     assert [b.seq for b in batches] == list(range(1, len(batches) + 1)), f"seed {seed}"
     inserted = [int(r.values[0]) for b in batches for t in b.tables if t.table == "items" for r in
@@ -541,7 +542,7 @@ def test_throughput_and_lag_under_a_workload(env: Env, capsys: pytest.CaptureFix
                 conn.commit()
     finally:
         conn.close()
-    backlog = cdc.capture(env.task, follow=False)
+    backlog = capture_stage.capture(env.task, follow=False)
     assert backlog.changes == 100_000 and backlog.transactions == 100
 
     # 2. Lag under a steady workload: two writers of small mixed transactions for ~12 s while capture follows.
@@ -569,7 +570,9 @@ def test_throughput_and_lag_under_a_workload(env: Env, capsys: pytest.CaptureFix
 
     follow_stop = threading.Event()
     before = backlog.changes
-    follower = threading.Thread(target=cdc.capture, args=(env.task,), kwargs={"stop": follow_stop}, daemon=True)
+    follower = threading.Thread(
+        target=capture_stage.capture, args=(env.task,), kwargs={"stop": follow_stop}, daemon=True
+    )
     threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(2)]
     started = time.monotonic()
     follower.start()

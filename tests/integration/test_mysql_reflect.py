@@ -12,7 +12,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from bulkmig.devservers import MariaDBServer, load_dataset
+from bulkmig.demo.servers import MariaDBServer, load_dataset
 from bulkmig.engines.mysql import reflect
 from bulkmig.engines.mysql.types import ACTION, TypeSettings
 
@@ -300,7 +300,7 @@ def test_edge_cases(mariadb: MariaDBServer, mysql_db: str, conn: pymysql.connect
 
 
 def test_a_server_that_cannot_start_says_why() -> None:
-    from bulkmig.devservers import DevServerError
+    from bulkmig.demo.servers import DevServerError
 
     with pytest.raises(
         DevServerError, match=r"(?s)did not start.*tail of server.log.*unknown variable .no-such-option"

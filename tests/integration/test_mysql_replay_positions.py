@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from bulkmig.core.errors import IntegrityError, PlanError
+from bulkmig.core.model import Column, Partition, Table
 from bulkmig.engines.mysql.binlog import BinlogPos, in_snapshot, snapshot_position
-from bulkmig.errors import IntegrityError, PlanError
-from bulkmig.model import Column, Partition, Table
-from bulkmig.plan import Plan
-from bulkmig.replay import TableMark, refuse_mixed_keyless, snapshot_marks
+from bulkmig.fullload.plan import Plan
+from bulkmig.replay.marks import TableMark, refuse_mixed_keyless, snapshot_marks
 
 Row = tuple[str | None, ...]
 

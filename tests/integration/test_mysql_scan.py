@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, Catalog
+from bulkmig.config.task import Task
 from bulkmig.convert import convert, reflect_source
-from bulkmig.devservers import MariaDBServer
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Catalog
+from bulkmig.demo.servers import MariaDBServer
 from bulkmig.engines.mysql import source
-from bulkmig.task import Task
 
 # sql_mode '' admits zero dates and stores '' for an ENUM value that is no label (index 0).
 SETUP = """

@@ -20,15 +20,15 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from bulkmig.catalog import Catalog
-from bulkmig.devservers import MariaDBServer
+from bulkmig.config.task import Endpoint
+from bulkmig.core.catalog import Catalog
+from bulkmig.core.errors import ConfigError, ConnectError, SourceError
+from bulkmig.core.model import Partition, Table
+from bulkmig.demo.servers import MariaDBServer
 from bulkmig.engines.mysql import connect as my
 from bulkmig.engines.mysql import source
 from bulkmig.engines.mysql.reflect import reflect
 from bulkmig.engines.postgres.reader import arrow_schema
-from bulkmig.errors import ConfigError, ConnectError, SourceError
-from bulkmig.model import Partition, Table
-from bulkmig.task import Endpoint
 
 # Tables of every mapped type family, filled with their edge values (sql_mode '' admits zero dates).
 SETUP = r"""
@@ -445,6 +445,6 @@ def test_arrow_conversion_refuses_non_utf8_text() -> None:
 
 
 def planned_column(source_type: str, arrow: str) -> Any:
-    from bulkmig.model import Column
+    from bulkmig.core.model import Column
 
     return Column("c", source_type, "text", arrow)

@@ -25,15 +25,15 @@ import pytest
 from psycopg.copy import QueuedLibpqWriter
 
 from bench.data import WIDE
+from bulkmig.config.task import Endpoint
+from bulkmig.core.model import Partition, Table
+from bulkmig.core.parquet import write_parquet
 from bulkmig.engines.postgres import reflect
 from bulkmig.engines.postgres.binary import encode_batch, encode_batch_view, header, plan_columns, trailer
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.engines.postgres.writer import to_copy_csv
-from bulkmig.model import Partition, Table
-from bulkmig.parquet import write_parquet
-from bulkmig.task import Endpoint
 
 KINDS_SQL = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'we''ird "one"');

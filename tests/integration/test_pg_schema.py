@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from bulkmig.devservers import PostgresServer, load_dataset
+from bulkmig.core.errors import ConfigError, ConnectError, TargetError
+from bulkmig.demo.servers import PostgresServer, load_dataset
 from bulkmig.engines.postgres import schema
-from bulkmig.errors import ConfigError, ConnectError, TargetError
 
 # Objects pagila lacks, in names that need quoting: identity and generated columns, a composite type,
 # a NOT VALID check (pg_dump puts it in post-data), comments, a populated materialized view, a free

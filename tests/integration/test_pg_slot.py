@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from bulkmig.devservers import PostgresServer
+from bulkmig.core.errors import ConnectError, SourceError
+from bulkmig.demo.servers import PostgresServer
 from bulkmig.engines.postgres import slot as pgslot
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
@@ -34,7 +35,6 @@ from bulkmig.engines.postgres.pgoutput import (
     Update,
     decode_transactions,
 )
-from bulkmig.errors import ConnectError, SourceError
 
 PUB = "Pub Mixed"  # needs quoting in publication_names: proves peek quotes it
 

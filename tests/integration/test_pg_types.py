@@ -13,14 +13,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from bulkmig.config.task import Endpoint
+from bulkmig.core.model import Partition
+from bulkmig.core.parquet import write_parquet
 from bulkmig.engines.postgres import reflect
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.engines.postgres.writer import to_copy_csv
-from bulkmig.model import Partition
-from bulkmig.parquet import write_parquet
-from bulkmig.task import Endpoint
 
 HERE = Path(__file__).parent
 

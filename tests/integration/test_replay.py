@@ -24,16 +24,16 @@ import psycopg
 import pytest
 import yaml
 
-from bulkmig import layout
-from bulkmig import replay as replay_mod
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, write_batch
-from bulkmig.devservers import MotoS3Server, PostgresServer, free_port
-from bulkmig.engines.postgres.pgoutput import format_lsn
+from bulkmig.cdc.position import format_lsn
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import IntegrityError, TargetError
+from bulkmig.core.store import S3Options, Store, open_store
+from bulkmig.demo.servers import MotoS3Server, PostgresServer, free_port
 from bulkmig.engines.postgres.sql import ident
-from bulkmig.errors import IntegrityError, TargetError
 from bulkmig.replay import replay, replay_status
-from bulkmig.store import S3Options, Store, open_store
-from bulkmig.task import Task
+from bulkmig.replay import runner as replay_mod
 
 STREAM = "pg-slot-bulkmig_test"
 PREFIX = layout.join("cdc", STREAM)
@@ -401,7 +401,7 @@ def test_kill_9_in_the_middle_and_restart_applies_each_batch_exactly_once(env: E
         last = work.batch(3000)
         env.write(last)
     code = (
-        "import sys; from bulkmig.task import load_task; from bulkmig.replay import replay; "
+        "import sys; from bulkmig.config.task import load_task; from bulkmig.replay import replay; "
         "replay(load_task(sys.argv[1]))"
     )
 

@@ -17,13 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from bulkmig.catalog import ACTION, CHANGED
+from bulkmig.config.task import Task
 from bulkmig.convert import Conversion, convert, reflect_source
 from bulkmig.convert.skipped import skipped_objects
-from bulkmig.devservers import PostgresServer
+from bulkmig.core.catalog import ACTION, CHANGED
+from bulkmig.demo.servers import PostgresServer
 from bulkmig.engines.postgres.schema import apply_schema
 from bulkmig.engines.sqlite.reflect import reflect
-from bulkmig.task import Task
 
 SOURCE_SQL = """
 CREATE TABLE account (

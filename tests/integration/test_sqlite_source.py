@@ -15,14 +15,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from bulkmig.catalog import ACTION, CHANGED, Catalog, CatalogTable
+from bulkmig.config.mappings import Mappings
+from bulkmig.config.task import Endpoint
+from bulkmig.core.catalog import ACTION, CHANGED, Catalog, CatalogTable
+from bulkmig.core.errors import ConnectError, SourceError
+from bulkmig.core.model import Table
 from bulkmig.engines.postgres.reader import arrow_schema
 from bulkmig.engines.sqlite import source
 from bulkmig.engines.sqlite.types import TypeSettings
-from bulkmig.errors import ConnectError, SourceError
-from bulkmig.mappings import Mappings
-from bulkmig.model import Table
-from bulkmig.task import Endpoint
 
 CHINOOK_ROWS = {
     "Album": 347,

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bulkmig import compare
-from bulkmig.catalog import ColumnMapping
-from bulkmig.devservers import MariaDBServer, PostgresServer
+from bulkmig.config.task import Task
+from bulkmig.core.catalog import ColumnMapping
+from bulkmig.core.model import Column, Table
+from bulkmig.demo.servers import MariaDBServer, PostgresServer
 from bulkmig.engines.mysql.types import TypeSettings, map_column
 from bulkmig.engines.sqlite.types import map_declared
-from bulkmig.model import Column, Table
-from bulkmig.task import Task
-from bulkmig.validate import ValidationReport, compare_foreign_table
+from bulkmig.validation import compare
+from bulkmig.validation.validate import ValidationReport, compare_foreign_table
 
 
 def plan_column(name: str, source_type: str, m: ColumnMapping, nullable: bool = True) -> Column:

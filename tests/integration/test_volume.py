@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bulkmig import layout, store
-from bulkmig.devservers import MotoS3Server, free_port
-from bulkmig.errors import ConfigError, ConnectError, IntegrityError, PlanError
-from bulkmig.manifest import PartManifest, VolumeManifest, validate_document
-from bulkmig.store import AlreadyExists, LocalStore, S3Options, S3Store, Store, open_store
+from bulkmig.core import layout, store
+from bulkmig.core.errors import ConfigError, ConnectError, IntegrityError, PlanError
+from bulkmig.core.manifest import PartManifest, VolumeManifest, validate_document
+from bulkmig.core.store import AlreadyExists, LocalStore, S3Options, S3Store, Store, open_store
+from bulkmig.demo.servers import MotoS3Server, free_port
 from bulkmig.volume import ImportReport, import_volume, seal, verify
 
 VID = "test-20261127T000000Z-abcdef"

@@ -52,7 +52,7 @@ def test_walk_found_the_whole_package() -> None:
 
 
 def test_schemas_ship_inside_the_package() -> None:
-    from bulkmig.manifest import SCHEMAS_DIR, validate_document
+    from bulkmig.core.manifest import SCHEMAS_DIR, validate_document
 
     shipped = resources.files("bulkmig.manifests")
     names = sorted(p.name for p in shipped.iterdir() if p.name.endswith(".schema.json"))

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_batch, write_batch
-from bulkmig.errors import IntegrityError
-from bulkmig.store import AlreadyExists, open_store
+from bulkmig.core.errors import IntegrityError
+from bulkmig.core.store import AlreadyExists, open_store
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

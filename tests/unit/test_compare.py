@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from bulkmig import compare
-from bulkmig.compare import (
+from bulkmig.validation import compare
+from bulkmig.validation.compare import (
     Converted,
     Tally,
     canonical_decimal,

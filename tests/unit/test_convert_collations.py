@@ -15,12 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bulkmig.catalog import CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, ForeignKey, Index
+from bulkmig.config.task import Task
 from bulkmig.convert import Conversion, collations, convert
+from bulkmig.core.catalog import CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, ForeignKey, Index
+from bulkmig.core.model import Column, Table
 from bulkmig.engines.mysql import types as mysql_types
 from bulkmig.engines.sqlite.types import map_declared
-from bulkmig.model import Column, Table
-from bulkmig.task import Task
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "manifests" / "assessment.schema.json"
 

@@ -14,7 +14,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bulkmig.catalog import (
+from bulkmig.config.task import Task
+from bulkmig.convert import Conversion, convert
+from bulkmig.convert.expressions import SKIPPED_TABLE
+from bulkmig.core.catalog import (
     ACTION,
     CHANGED,
     CONVERTED,
@@ -25,11 +28,8 @@ from bulkmig.catalog import (
     ForeignKey,
     Index,
 )
-from bulkmig.convert import Conversion, convert
-from bulkmig.convert.expressions import SKIPPED_TABLE
+from bulkmig.core.model import Column, Table
 from bulkmig.engines.sqlite.types import map_declared
-from bulkmig.model import Column, Table
-from bulkmig.task import Task
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "manifests" / "assessment.schema.json"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bulkmig.config.mappings import Mappings
 from bulkmig.convert import names
-from bulkmig.errors import ConfigError
-from bulkmig.mappings import Mappings
+from bulkmig.core.errors import ConfigError
 
 
 def rules(*transformations: dict[str, object]) -> Mappings:

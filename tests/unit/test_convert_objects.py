@@ -13,7 +13,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bulkmig.catalog import (
+from bulkmig.config.task import Task
+from bulkmig.convert import convert, summary_lines, write_outputs
+from bulkmig.core.catalog import (
     ACTION,
     CHANGED,
     CONVERTED,
@@ -25,11 +27,9 @@ from bulkmig.catalog import (
     Index,
     SchemaObject,
 )
-from bulkmig.convert import convert, summary_lines, write_outputs
+from bulkmig.core.errors import ConfigError
+from bulkmig.core.model import Table
 from bulkmig.engines.mysql import types
-from bulkmig.errors import ConfigError
-from bulkmig.model import Table
-from bulkmig.task import Task
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "manifests" / "assessment.schema.json"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkmig import layout
-from bulkmig.errors import IntegrityError, PlanError
-from bulkmig.manifest import (
+from bulkmig.core import layout
+from bulkmig.core.errors import IntegrityError, PlanError
+from bulkmig.core.manifest import (
     SCHEMAS_DIR,
     FileEntry,
     PartManifest,

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from bulkmig.errors import ConfigError
-from bulkmig.mappings import (
+from bulkmig.config.mappings import (
     Filter,
     FilterCondition,
     Mappings,
     Pattern,
     filters_where_sql,
 )
+from bulkmig.core.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from bulkmig.core.errors import TargetError
 from bulkmig.engines.mysql.target import ddl
 from bulkmig.engines.mysql.target.writer import encode_batch
-from bulkmig.errors import TargetError
 
 
 def test_every_value_is_escaped_and_null_is_backslash_n() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from bulkmig.core.model import arrow_type
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.types import ACTION, CHANGED, CONVERTED, RULES, TypeSettings, map_column
-from bulkmig.model import arrow_type
 
 # Every row of the map: (rule, the COLUMN_TYPE given, settings, expected PostgreSQL type, expected Arrow type).
 POSTGIS = TypeSettings(postgis=True)

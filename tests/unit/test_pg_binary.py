@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from bulkmig.core.model import Column
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.binary import (
     column_kind,
@@ -31,7 +32,6 @@ from bulkmig.engines.postgres.binary import (
     plan_columns,
     trailer,
 )
-from bulkmig.model import Column
 
 # PostgreSQL's epoch (2000-01-01) counted from Arrow's (1970-01-01).
 EPOCH_DAYS = (dt.date(2000, 1, 1) - dt.date(1970, 1, 1)).days

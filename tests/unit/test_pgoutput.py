@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bulkmig.cdc.position import format_lsn, parse_lsn
+from bulkmig.core.errors import SourceError
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
     UNCHANGED_TOAST,
@@ -32,11 +34,8 @@ from bulkmig.engines.postgres.pgoutput import (
     Update,
     assemble,
     decode_transactions,
-    format_lsn,
-    parse_lsn,
     pg_timestamp,
 )
-from bulkmig.errors import SourceError
 
 # ------------------------------------------------------------------------------------ byte builders
 

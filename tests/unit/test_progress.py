@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from bulkmig.log import Progress, close_bar, open_bar, tick
+from bulkmig.core.log import Progress, close_bar, open_bar, tick
 
 
 def test_terminal_bar_is_tqdm_with_parts_rows_bytes_and_rates() -> None:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
-from bulkmig.errors import IntegrityError
-from bulkmig.replay import (
+from bulkmig.core.errors import IntegrityError
+from bulkmig.replay.compact import (
     RowChange,
     RowInsert,
     Segment,

@@ -1,4 +1,4 @@
-"""bulkmig.retry: which errors are retried (by SQLSTATE, MySQL error number, errno, libpq text) and the loop."""
+"""bulkmig.core.retry: which errors are retried (by SQLSTATE, MySQL error number, errno, libpq text) and the loop."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import psycopg
 import pymysql
 import pytest
 
-from bulkmig.errors import ConnectError, SourceError, TargetError
-from bulkmig.retry import Reconnecting, Retry, RetryExhausted, retryable
+from bulkmig.core.errors import ConnectError, SourceError, TargetError
+from bulkmig.core.retry import Reconnecting, Retry, RetryExhausted, retryable
 
 
 @pytest.mark.parametrize(

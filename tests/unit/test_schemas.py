@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bulkmig import task as task_module
-from bulkmig.errors import IntegrityError
-from bulkmig.manifest import SCHEMAS_DIR, validate_document
+from bulkmig.config import task as task_module
+from bulkmig.core.errors import IntegrityError
+from bulkmig.core.manifest import SCHEMAS_DIR, validate_document
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED
+from bulkmig.core.model import arrow_type
 from bulkmig.engines.sqlite import types, values
 from bulkmig.engines.sqlite.types import BY_SOURCE, RULES, TypeSettings, map_declared
-from bulkmig.model import arrow_type
 
 # Every row of the map: rule → (declared type, blobs only, expected PostgreSQL type, expected Arrow type).
 EXPECTED: dict[str, tuple[str, bool, str, str]] = {

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkmig import layout, store
-from bulkmig.errors import ConfigError, StoreError
-from bulkmig.store import (
+from bulkmig.core import layout, store
+from bulkmig.core.errors import ConfigError, StoreError
+from bulkmig.core.store import (
     AlreadyExists,
     ChecksumMismatch,
     LocalStore,

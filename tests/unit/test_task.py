@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from bulkmig.errors import ConfigError
-from bulkmig.task import (
+from bulkmig.config.task import (
     Endpoint,
     MiB,
     S3Settings,
@@ -21,6 +20,7 @@ from bulkmig.task import (
     parse_size,
     redact_url,
 )
+from bulkmig.core.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET = "pa'ss w\\rd-s3cret"
@@ -393,7 +393,7 @@ def test_s3_options_build_the_stores_options(tmp_path: Path, monkeypatch: pytest
         def __init__(self, **kw: Any) -> None:
             self.kw = kw
 
-    monkeypatch.setitem(sys.modules, "bulkmig.store", types.SimpleNamespace(S3Options=FakeOptions))
+    monkeypatch.setitem(sys.modules, "bulkmig.core.store", types.SimpleNamespace(S3Options=FakeOptions))
     task = make(tmp_path, s3={"endpoint_url": "http://127.0.0.1:5000", "region": "us-east-1"})
     assert task.s3_options().kw == {
         "endpoint_url": "http://127.0.0.1:5000",

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from bulkmig.config.task import Task
+from bulkmig.core.errors import ConfigError
 from bulkmig.engines.sqlite import source
 from bulkmig.engines.sqlite.types import TypeSettings
-from bulkmig.errors import ConfigError
-from bulkmig.task import Task
 
 
 def make(tmp_path: Path, sqlite: Any = None, source_url: str | None = None) -> Task:

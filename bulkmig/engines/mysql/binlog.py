@@ -37,9 +37,9 @@ from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
 
-from bulkmig.engines.postgres.pgoutput import format_lsn
-from bulkmig.errors import BulkmigError, ConfigError, PrivilegeError, SourceError
-from bulkmig.task import Task
+from bulkmig.cdc.position import format_lsn
+from bulkmig.config.task import Task
+from bulkmig.core.errors import BulkmigError, ConfigError, PrivilegeError, SourceError
 
 # Seconds between the server's heartbeats on an idle binlog connection (and the longest a batch waits).
 HEARTBEAT_SECONDS = 1.0

@@ -49,23 +49,30 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from bulkmig import layout
-from bulkmig.capture import (
+from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.cdc.driver import CaptureReport
+from bulkmig.cdc.position import format_lsn, parse_lsn
+from bulkmig.cdc.stream import (
     PROGRESS_DOC,
     PROGRESS_FORMAT,
     PROGRESS_VERSION,
-    RECONNECT_DELAYS,
     STREAM_DOC,
     STREAM_FORMAT,
     STREAM_VERSION,
-    CaptureReport,
+    base_status,
     bucket_store,
+    delete_stream_objects,
     read_progress,
     read_stream,
     stream_names,
     stream_prefix,
 )
-from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.config.task import Task
+from bulkmig.core import layout
+from bulkmig.core.errors import ConfigError, SourceError, StoreError
+from bulkmig.core.log import human_bytes, say, tick
+from bulkmig.core.manifest import dump_document, utc_now, validate_document
+from bulkmig.core.store import AlreadyExists, Store
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.binlog import (
     ER_MASTER_FATAL_ERROR_READING_BINLOG,
@@ -85,13 +92,7 @@ from bulkmig.engines.mysql.binlog import (
     snapshot_position,
 )
 from bulkmig.engines.mysql.changes import ColumnSpec, TableConverter, drift, prepare_binlog_columns
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
 from bulkmig.engines.postgres.sql import literal
-from bulkmig.errors import ConfigError, SourceError, StoreError
-from bulkmig.log import human_bytes, say, tick
-from bulkmig.manifest import dump_document, utc_now, validate_document
-from bulkmig.store import AlreadyExists, Store
-from bulkmig.task import Task
 
 STREAM_PREFIX = "mysql-"
 # A batch is written at the latest this long after its first transaction was read.
@@ -166,7 +167,7 @@ def _charsets(conn: Any, tables: list[Any]) -> dict[tuple[str, str, str], tuple[
 
 
 def table_defs(conn: Any, tables: list[Any]) -> list[TableDef]:
-    """The stream's table definitions from the plan's tables (``bulkmig.model.Table`` with target names and
+    """The stream's table definitions from the plan's tables (``bulkmig.core.model.Table`` with target names and
     types set by conversion), with each text column's charset from the source catalog."""
     facts = _charsets(conn, tables)
     defs = []
@@ -275,28 +276,9 @@ def start_stream(
     return doc
 
 
-def start_stream_from_plan(task: Task) -> dict[str, Any]:
-    """``stream.json`` from the plan (full-load-and-cdc): its tables and its snapshot's binlog position.  The
-    plan is read from the volume, or from the bucket once the volume was imported (it may have shipped)."""
-    from bulkmig.errors import PlanError
-    from bulkmig.plan import load_plan_for
-    from bulkmig.store import open_store
-
-    try:
-        plan = load_plan_for(task, open_store(task.volume, task.volume_s3_options()))
-    except (PlanError, StoreError):
-        from bulkmig.load import find_volume
-
-        _, _, plan = find_volume(task)
-    return start_stream(task, plan.tables, plan.snapshot)
-
-
-def start_stream_now(task: Task, start_position: str | None = None) -> dict[str, Any]:
-    """``stream.json`` for ``migration_type: cdc``: the selected tables as conversion names them, from
+def start_stream_now(task: Task, tables: list[Any], start_position: str | None = None) -> dict[str, Any]:
+    """``stream.json`` for ``migration_type: cdc``: ``tables`` (the selection as conversion names it), from
     ``start_position`` (``binlog.000042:1234``) or the server's current position."""
-    from bulkmig.convert import convert, reflect_source
-
-    conversion = convert(reflect_source(task), task)
     conn = control_connection(task)
     try:
         # Checked before reading the position so a binlog that is off is reported with its fix.
@@ -306,21 +288,17 @@ def start_stream_now(task: Task, start_position: str | None = None) -> dict[str,
         if start is None:
             raise SourceError("the source writes no binlog", "start the server with log_bin and binlog_format=ROW")
         position = {"binlog_file": start.file, "binlog_pos": start.pos, "gtid_set": None}
-        return start_stream(task, conversion.tables, position, conn, facts=facts)
+        return start_stream(task, tables, position, conn, facts=facts)
     finally:
         conn.close()
 
 
-def ensure_stream(task: Task, store: Store) -> dict[str, Any]:
-    """The stream's ``stream.json``, started first when the bucket has none."""
+def read_own_stream(task: Task, store: Store) -> dict[str, Any] | None:
+    """The stream's ``stream.json`` (None before it started); refuses a stream of another engine."""
     doc = read_stream(store, stream_id_for(task))
-    if doc is not None:
-        if doc.get("engine") != "mysql":
-            raise ConfigError(f"stream {doc.get('stream_id')} is not a MySQL stream", "check the task's source")
-        return doc
-    if task.migration_type == "cdc":
-        return start_stream_now(task, task.cdc_start_position)
-    return start_stream_from_plan(task)
+    if doc is not None and doc.get("engine") != "mysql":
+        raise ConfigError(f"stream {doc.get('stream_id')} is not a MySQL stream", "check the task's source")
+    return doc
 
 
 # ========================================================================================= capture
@@ -457,7 +435,13 @@ class _Session:
     # ---------------------------------------------------------------------------- recovery
 
     def open(self) -> None:
-        self.stream = ensure_stream(self.task, self.store)
+        stream = read_own_stream(self.task, self.store)
+        if stream is None:
+            raise ConfigError(
+                f"no change stream {self.stream_id} in {self.store.url}/cdc/",
+                "start it first: bulkmig plan (full-load-and-cdc or cdc) writes the stream's start position",
+            )
+        self.stream = stream
         self.basename = self.stream["basename"]
         self.ctl = control_connection(self.task)
         got = query_rows(self.ctl, "SELECT GET_LOCK(%s, 0)", (_lock_name(self.stream_id),))
@@ -829,7 +813,17 @@ class _Session:
 
     # ------------------------------------------------------------------------------ the loop
 
-    def run(self, *, follow: bool, until_pos: int | None, stop: threading.Event) -> None:
+    def run(
+        self,
+        *,
+        follow: bool,
+        until_pos: int | None,
+        stop: threading.Event,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 10.0,
+    ) -> None:
+        """Read until ``stop``, ``until_pos`` or (without ``follow``) the source's position at the start.  The
+        binlog is pushed to the reader and an idle source pins nothing, so the intervals are not used."""
         goal = until_pos
         if goal is None and not follow:
             now = binlog_status(self.ctl)  # one pass: what the source had written when it started
@@ -863,6 +857,10 @@ class _Session:
         if self.txn is None:
             self.flush()  # whole transactions read before the stop are stored
 
+    def lost(self, exc: BaseException) -> None:
+        """Only :mod:`bulkmig.core.retry`'s table decides what a lost binlog connection is."""
+        return None
+
     def close(self) -> None:
         if self.reader is not None:
             with contextlib.suppress(Exception):  # closing a dead connection
@@ -874,61 +872,6 @@ class _Session:
             self.ctl = None
 
 
-def capture(
-    task: Task,
-    *,
-    follow: bool = True,
-    until_pos: int | None = None,
-    max_changes: int = 10000,
-    stop: threading.Event | None = None,
-) -> Any:
-    """Capture the MySQL/MariaDB task's binlog into change batches until told to stop
-    (``bulkmig.capture.capture`` sends MySQL sources here; same arguments, same report).
-
-    Stops when ``stop`` is set; when everything up to ``until_pos`` (an ordinal, see :class:`BinlogPos`) is
-    captured; or, with ``follow=False`` and no ``until_pos``, once it got to where the source stood when the
-    call started.  A lost source connection is retried for ``settings.retry_timeout`` (state always comes
-    back from the bucket).  Safe to kill at any moment and run again.
-    """
-    from bulkmig.retry import Retry
-
-    stop = stop or threading.Event()
-    report = CaptureReport(stream_id=stream_id_for(task))
-    store = bucket_store(task)
-    started = time.monotonic()
-    retry = Retry("capture", task.settings.retry_timeout, hint="it resumes where the bucket says", sleep=stop.wait)
-    failures, since = 0, 0.0
-    try:
-        while True:
-            session = _Session(task, store, report, max_changes)
-            try:
-                session.open()
-                failures, retry.established = 0, True
-                session.run(follow=follow, until_pos=until_pos, stop=stop)
-                return report
-            except Exception as exc:
-                reason = retry.should_retry(exc)
-                if reason is None:
-                    raise
-                since = since if failures else time.monotonic()
-                retry.wait(
-                    exc,
-                    reason,
-                    failures,
-                    since,
-                    "source",
-                    base=RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)],
-                )
-                failures += 1
-                report.reconnects += 1
-                if stop.is_set():
-                    return report
-            finally:
-                session.close()
-    finally:
-        report.seconds = time.monotonic() - started
-
-
 # ========================================================================================= status
 
 
@@ -936,27 +879,18 @@ def stream_status(task: Task) -> dict[str, Any]:
     """The stream at a glance for ``bulkmig status``: last batch, captured position, lag behind the source."""
     stream_id = stream_id_for(task)
     store = bucket_store(task)
-    stream = read_stream(store, stream_id)
+    status, stream = base_status(store, stream_id, {"engine": "mysql"})
     progress = read_progress(store, stream_id)
-    seqs = list_batches(store, stream_prefix(stream_id))
-    last = read_manifest(store, stream_prefix(stream_id), seqs[-1]) if seqs else None
-    status: dict[str, Any] = {
-        "stream_id": stream_id,
-        "engine": "mysql",
-        "started": stream is not None,
-        "start_pos": stream["start_pos"] if stream else None,
-        "start_binlog": stream.get("start_binlog") if stream else None,
-        "batches": len(seqs),
-        "last_batch_seq": seqs[-1] if seqs else None,
-        "last_batch_pos": last["last_pos"] if last else None,
-        "captured_through": progress["captured_through"] if progress else (stream or {}).get("start_pos"),
-        "captured_binlog": progress.get("captured_binlog") if progress else (stream or {}).get("start_binlog"),
-        "progress_updated_at": progress["updated_at"] if progress else None,
-        "source_pos": None,
-        "source_binlog": None,
-        "lag_bytes": None,
-        "warnings": [],
-    }
+    status.update(
+        {
+            "start_binlog": stream.get("start_binlog") if stream else None,
+            "captured_binlog": progress.get("captured_binlog") if progress else (stream or {}).get("start_binlog"),
+            "source_pos": None,
+            "source_binlog": None,
+            "lag_bytes": None,
+            "warnings": [],
+        }
+    )
     if stream is None:
         return status
     conn = control_connection(task)
@@ -989,20 +923,46 @@ def drop_stream(task: Task, *, delete_from_bucket: bool = False) -> dict[str, An
         raise SourceError(f"bulkmig capture is running for stream {stream_id}", "stop it before cleanup")
     dropped = {"slot": False, "publication": False, "objects": 0}
     if delete_from_bucket:
-        store = bucket_store(task)
-        for info in list(store.list(stream_prefix(stream_id) + "/")):
-            store.delete(info.key)
-            dropped["objects"] += 1
+        dropped["objects"] = delete_stream_objects(task, stream_id)
     return dropped
 
 
+class _Driver:
+    """The MySQL/MariaDB :class:`~bulkmig.cdc.driver.CaptureDriver`: reads the row binlog as a replica."""
+
+    retryable = (Exception,)
+    #: a binlog reader leaves nothing on the source, so the stream can start at the first capture, from
+    #: the plan's recorded snapshot position (``start_from``) or from now (``start_now``)
+    starts_lazily = True
+
+    def start_from(self, task: Task, tables: list[Any], position: dict[str, Any]) -> dict[str, Any]:
+        return start_stream(task, tables, position)
+
+    def start_now(self, task: Task, tables: list[Any], start_position: str | None) -> dict[str, Any]:
+        return start_stream_now(task, tables, start_position)
+
+    def stream_id(self, task: Task) -> str:
+        return stream_id_for(task)
+
+    def session(self, task: Task, store: Store, report: CaptureReport, max_changes: int) -> _Session:
+        return _Session(task, store, report, max_changes)
+
+    def status(self, task: Task) -> dict[str, Any]:
+        return stream_status(task)
+
+    def drop(self, task: Task, *, delete_from_bucket: bool = False) -> dict[str, Any]:
+        return drop_stream(task, delete_from_bucket=delete_from_bucket)
+
+
+DRIVER = _Driver()
+
+
 __all__ = [
+    "DRIVER",
     "TableDef",
-    "capture",
     "drop_stream",
-    "ensure_stream",
+    "read_own_stream",
     "start_stream",
-    "start_stream_from_plan",
     "start_stream_now",
     "stream_id_for",
     "stream_status",

@@ -39,8 +39,8 @@ from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 
+from bulkmig.core.errors import SourceError
 from bulkmig.engines.mysql import types
-from bulkmig.errors import SourceError
 
 # How many bits each integer type holds: a signed value read for an UNSIGNED column is wrapped back.
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64, "year": 8}

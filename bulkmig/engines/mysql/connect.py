@@ -26,7 +26,7 @@ from typing import Any
 import MySQLdb
 import MySQLdb.cursors
 
-from bulkmig.errors import ConfigError, ConnectError, SourceError
+from bulkmig.core.errors import ConfigError, ConnectError, SourceError
 
 # The driver's exception root, for callers that catch query errors without importing the driver.
 DriverError = MySQLdb.Error

@@ -1,4 +1,4 @@
-"""Read a MySQL/MariaDB database's catalog from information_schema into :mod:`bulkmig.model` tables plus
+"""Read a MySQL/MariaDB database's catalog from information_schema into :mod:`bulkmig.core.model` tables plus
 what schema conversion needs beside them: keys, indexes, foreign keys, checks, and the code objects
 (views, triggers, routines) with their SQL.
 
@@ -17,7 +17,7 @@ import re
 from collections import defaultdict
 from typing import Any, Protocol
 
-from bulkmig.catalog import (
+from bulkmig.core.catalog import (
     Catalog,
     CatalogColumn,
     CatalogTable,
@@ -26,8 +26,8 @@ from bulkmig.catalog import (
     Index,
     SchemaObject,
 )
+from bulkmig.core.model import Table
 from bulkmig.engines.mysql import types
-from bulkmig.model import Table
 
 
 class Connection(Protocol):

@@ -30,14 +30,14 @@ import MySQLdb.converters
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bulkmig.catalog import Catalog
+from bulkmig.core.catalog import Catalog
+from bulkmig.core.errors import ConfigError, SourceError
+from bulkmig.core.log import say
+from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.mysql import connect as my
 from bulkmig.engines.mysql import scan, types
 from bulkmig.engines.mysql.reflect import quote_ident, reflect
 from bulkmig.engines.postgres.reader import arrow_schema
-from bulkmig.errors import ConfigError, SourceError
-from bulkmig.log import say
-from bulkmig.model import Column, Partition, Table, part_count
 
 # How long FLUSH TABLES WITH READ LOCK may wait for running statements (writes are held up meanwhile).
 LOCK_WAIT_SECONDS = 60

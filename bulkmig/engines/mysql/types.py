@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
 
 
 def _r(

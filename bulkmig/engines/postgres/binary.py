@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bulkmig.core.model import Column
 from bulkmig.engines.postgres import types
-from bulkmig.model import Column
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = SIGNATURE + struct.pack(">ii", 0, 0)  # flags (no OIDs), header extension length

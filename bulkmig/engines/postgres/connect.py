@@ -11,8 +11,8 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
+from bulkmig.core.errors import ConnectError, SourceError
 from bulkmig.engines.postgres.sql import CANONICAL_SETTINGS, literal, options_string
-from bulkmig.errors import ConnectError, SourceError
 
 APPLICATION_NAME = "bulkmig"
 

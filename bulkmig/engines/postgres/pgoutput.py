@@ -25,34 +25,18 @@ from __future__ import annotations
 
 import difflib
 import enum
-import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from bulkmig.errors import SourceError
+from bulkmig.cdc.position import format_lsn
+from bulkmig.core.errors import SourceError
 
 # --------------------------------------------------------------------------------------------- LSNs
 
 INVALID_LSN = 0  # PostgreSQL's InvalidXLogRecPtr: "no position"
-_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
-
-
-def parse_lsn(text: str) -> int:
-    """``"16/B374D848"`` → int.  LSNs are compared and stored as ints; the text form is only for people."""
-    match = _LSN.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"not a PostgreSQL LSN: {text!r} (expected two hex numbers like '16/B374D848')")
-    return (int(match[1], 16) << 32) | int(match[2], 16)
-
-
-def format_lsn(lsn: int) -> str:
-    """int → ``"16/B374D848"``, exactly as PostgreSQL prints a ``pg_lsn``."""
-    if not 0 <= lsn < 1 << 64:
-        raise ValueError(f"LSN out of range: {lsn}")
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 # PostgreSQL timestamps count microseconds from 2000-01-01 00:00 UTC.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from bulkmig.errors import PrivilegeError
+from bulkmig.core.errors import PrivilegeError
 
 SHOWN = 20  # objects named in one message; the count says how many more
 

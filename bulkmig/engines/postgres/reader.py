@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bulkmig.core.errors import SourceError
+from bulkmig.core.model import Partition, Table, arrow_type
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.connect import adbc_connect
 from bulkmig.engines.postgres.reflect import select_expressions
 from bulkmig.engines.postgres.sql import literal, qualified
-from bulkmig.errors import SourceError
-from bulkmig.model import Partition, Table, arrow_type
 
 
 class FarValue(Exception):

@@ -1,4 +1,4 @@
-"""Read the catalog of a PostgreSQL source into :mod:`bulkmig.model` tables, and split them into parts.
+"""Read the catalog of a PostgreSQL source into :mod:`bulkmig.core.model` tables, and split them into parts.
 
 Runs inside the plan's snapshot, so the table list, the sizes, the key bounds and the schema dump all
 describe one moment of the source.
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.sql import ident, literal, qualified
-from bulkmig.model import Column, Partition, Table, part_count
 
 # Schemas that are never user data.  ``bulkmig`` holds our own ledger on a target.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "bulkmig")
@@ -195,7 +195,7 @@ def select_expressions(table: Table, as_text: frozenset[str] = frozenset()) -> l
     return values + flags
 
 
-# part_count and MIN_SPLIT_PART_BYTES moved to bulkmig.model: every engine splits tables the same way.
+# part_count and MIN_SPLIT_PART_BYTES moved to bulkmig.core.model: every engine splits tables the same way.
 
 
 def partition_table(

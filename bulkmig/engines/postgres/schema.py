@@ -52,9 +52,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from bulkmig.core.errors import BulkmigError, ConfigError, ConnectError, SourceError, TargetError
+from bulkmig.core.log import say
 from bulkmig.engines.postgres.sql import ident, literal, qualified
-from bulkmig.errors import BulkmigError, ConfigError, ConnectError, SourceError, TargetError
-from bulkmig.log import say
 
 PRE_DATA = "pre-data"
 POST_DATA = "post-data"

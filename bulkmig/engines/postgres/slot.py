@@ -30,11 +30,11 @@ from typing import NamedTuple, NoReturn, TypedDict
 import psycopg
 from psycopg import errors as pgerrors
 
-from bulkmig import log
-from bulkmig.engines.postgres.pgoutput import format_lsn, parse_lsn
+from bulkmig.cdc.position import format_lsn, parse_lsn
+from bulkmig.core import log
+from bulkmig.core.errors import ConnectError, SourceError
 from bulkmig.engines.postgres.privileges import require_cdc
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.errors import ConnectError, SourceError
 
 PUBLISH_ALL: tuple[str, ...] = ("insert", "update", "delete", "truncate")
 HEARTBEAT_PREFIX = "bulkmig"

@@ -14,7 +14,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import quote
 
-from bulkmig.errors import ConnectError
+from bulkmig.core.errors import ConnectError
 
 # How long a read waits for a writer's lock before giving up (seconds).
 BUSY_TIMEOUT = 30.0

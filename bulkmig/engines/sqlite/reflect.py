@@ -1,4 +1,4 @@
-"""Read a SQLite database's catalog into a :class:`bulkmig.catalog.Catalog` (dialect "sqlite", schema "main").
+"""Read a SQLite database's catalog into a :class:`bulkmig.core.catalog.Catalog` (dialect "sqlite", schema "main").
 
 Where each fact comes from:
 
@@ -32,7 +32,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkmig.catalog import (
+from bulkmig.core.catalog import (
     ACTION,
     CHANGED,
     Catalog,
@@ -45,10 +45,10 @@ from bulkmig.catalog import (
     Note,
     SchemaObject,
 )
+from bulkmig.core.errors import SourceError
+from bulkmig.core.model import Table
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.engines.sqlite import sqltext, types, values
-from bulkmig.errors import SourceError
-from bulkmig.model import Table
 
 SCHEMA = "main"
 # SQLite's own objects: never user data (sqlite_sequence, sqlite_stat1, …).

@@ -24,13 +24,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from bulkmig.catalog import Catalog
+from bulkmig.core.catalog import Catalog
+from bulkmig.core.errors import SourceError
+from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres.reader import arrow_schema
 from bulkmig.engines.sqlite import connect as lite
 from bulkmig.engines.sqlite import reflect as rf
 from bulkmig.engines.sqlite import sqltext, types, values
-from bulkmig.errors import SourceError
-from bulkmig.model import Column, Partition, Table, part_count
 
 quote_ident = rf.quote_ident
 EXPORTED_BY = "sqlite-read-transaction"

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bulkmig.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
+from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
 
 
 def _r(

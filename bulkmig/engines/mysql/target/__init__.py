@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bulkmig import layout
+from bulkmig.core import layout
+from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, TargetError
+from bulkmig.core.log import Clock, Progress, say
+from bulkmig.core.manifest import VolumeManifest, sha256_file
+from bulkmig.core.model import Table
+from bulkmig.core.parquet import open_part
 from bulkmig.engines.mysql.connect import connect as mysql_connect
 from bulkmig.engines.mysql.connect import error_code, error_text
 from bulkmig.engines.mysql.target import ddl
 from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
-from bulkmig.errors import BulkmigError, ConfigError, IntegrityError, TargetError
-from bulkmig.log import Clock, Progress, say
-from bulkmig.manifest import VolumeManifest, sha256_file
-from bulkmig.model import Table
-from bulkmig.parquet import open_part
 
 ER_DUP_ENTRY = 1062
 # Loading sessions: strict (a bad value is an error, not a silent 0), an explicit 0 in an AUTO_INCREMENT column
@@ -51,8 +51,8 @@ LEDGER_DDL = (
 
 def _code_objects_item(conn: Any) -> Any:
     """Views, functions and triggers of a PostgreSQL source are not translated: one report line naming them."""
-    from bulkmig.catalog import ACTION, CONVERTED
     from bulkmig.convert.report import Item
+    from bulkmig.core.catalog import ACTION, CONVERTED
 
     rows = conn.execute(
         "SELECT 'view ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -383,9 +383,9 @@ class MysqlTarget:
 
     def load(self, *, workers: int | None = None, progress: bool = True) -> Any:
         """The load stage for this target (the same steps and messages as the PostgreSQL one)."""
-        from bulkmig.crypto import key_for_plan
-        from bulkmig.load import LoadReport, _schema_file, find_volume
-        from bulkmig.retry import Reconnecting, Retry
+        from bulkmig.core.crypto import key_for_plan
+        from bulkmig.core.retry import Reconnecting, Retry
+        from bulkmig.fullload.load import LoadReport, _schema_file, find_volume
 
         task = self.task
         clock = Clock()
@@ -435,8 +435,8 @@ class MysqlTarget:
         retry: Any,
         decrypt_with: Any,
     ) -> None:
-        from bulkmig.retry import Reconnecting
-        from bulkmig.workers import Pool
+        from bulkmig.core.retry import Reconnecting
+        from bulkmig.core.workers import Pool
 
         sizes = {e.key: e.bytes for e in manifest.files}
         total = sum(sizes.get(layout.part_key(t.schema, t.name, i), 0) for t, i in todo)
@@ -500,7 +500,7 @@ class MysqlTarget:
         return replay(self, self.task, **options)
 
     def compare(self, task: Any, table: Table) -> Any:
-        """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.compare.Tally``."""
+        """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.validation.compare.Tally``."""
         from bulkmig.engines.mysql.target.compare import compare_table
 
         return compare_table(task, self, table)

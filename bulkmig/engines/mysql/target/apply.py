@@ -14,9 +14,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from bulkmig.errors import IntegrityError, TargetError
-from bulkmig.log import say
-from bulkmig.model import Column, Table
+from bulkmig.core.errors import IntegrityError, TargetError
+from bulkmig.core.log import say
+from bulkmig.core.model import Column, Table
 
 from .writer import quote_ident as q
 
@@ -145,9 +145,9 @@ def _apply_table(cur: Any, tc: Any, target: _Table) -> int:
 
 def replay(target: Any, task: Any, **options: Any) -> Any:
     """``bulkmig replay`` into this target: apply every batch in the bucket now, in order, and return."""
-    from bulkmig.errors import ConfigError
+    from bulkmig.core.errors import ConfigError
     from bulkmig.replay import ReplayReport, find_stream
-    from bulkmig.validate import plan_for_validation
+    from bulkmig.validation.validate import plan_for_validation
 
     if options.get("follow") or options.get("until_caught_up") or options.get("until_pos") is not None:
         raise ConfigError(

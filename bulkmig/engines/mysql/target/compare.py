@@ -1,5 +1,5 @@
 """Validation reads on a MySQL/MariaDB target: the rows of one table streamed from source and target and
-paired value by value with :mod:`bulkmig.compare`'s merge / hash join, into the same report as → PostgreSQL.
+paired value by value with :mod:`bulkmig.validation.compare`'s merge / hash join, into the same report as → PostgreSQL.
 
 The target is read with the MySQL source's own expressions and normalisers (``engines/mysql/compare.py``), so
 for MySQL → MySQL both sides go through the very same canonical form and any difference is a real one.
@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from bulkmig.compare import (
+from bulkmig.core.model import Table
+from bulkmig.engines.mysql import compare as mysql_compare
+from bulkmig.validation.compare import (
     ORDERED_LOGICAL,
     Tally,
     _OutOfOrder,
@@ -21,8 +23,6 @@ from bulkmig.compare import (
     merge,
     per_column,
 )
-from bulkmig.engines.mysql import compare as mysql_compare
-from bulkmig.model import Table
 
 
 def compare_table(task: Any, target: Any, table: Table) -> Tally:

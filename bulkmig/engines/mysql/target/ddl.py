@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bulkmig.catalog import CHANGED, CONVERTED, Catalog
 from bulkmig.convert.report import Item
-from bulkmig.errors import TargetError
+from bulkmig.core.catalog import CHANGED, CONVERTED, Catalog
+from bulkmig.core.errors import TargetError
 
 DELIMITER = ";;"
 _HEADER = f"DELIMITER {DELIMITER}\n"

@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bulkmig.errors import TargetError
-from bulkmig.model import Column
+from bulkmig.core.errors import TargetError
+from bulkmig.core.model import Column
 
 NULL = pa.scalar(b"\\N", pa.large_binary())
 _TAB = pa.scalar(b"\t", pa.large_binary())

@@ -1,0 +1,119 @@
+"""Every path on a volume and in the bucket.  Nobody else builds paths.
+
+A volume is the same tree wherever it lives (a directory, a device's S3 adapter, the bucket after
+import).  Keys are relative, '/'-separated, and look like this::
+
+    plan.json                                           the plan (tables, columns, partitions, snapshot)
+    schema/pre-data.sql                                 DDL applied before the data (types, tables, keys)
+    schema/post-data.sql                                DDL applied after the data (indexes, FKs, triggers)
+    schema/assessment.md, schema/assessment.json        schema conversion's report (foreign sources only)
+    data/public/film/part-00000.parquet                 one partition of public.film
+    data/public/film/part-00000.json                    its sidecar manifest, written after the part
+    volume.json                                         written last by `volume seal`
+
+In the bucket the tree sits under ``<prefix>/volumes/<volume-id>/`` and change batches under
+``<prefix>/cdc/<stream-id>/batch-000000000042/``.
+
+Schema and table names can hold anything a database allows (spaces, slashes, quotes, non-ASCII), so
+each name is percent-encoded into one path segment: letters, digits, ``_`` ``-`` and ``.`` stay as they
+are, every other byte of its UTF-8 form becomes ``%XX``.  ``"Order Items"`` becomes ``Order%20Items``.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+PLAN = "plan.json"
+VOLUME_MANIFEST = "volume.json"
+SCHEMA_DIR = "schema"
+PRE_DATA = f"{SCHEMA_DIR}/pre-data.sql"
+POST_DATA = f"{SCHEMA_DIR}/post-data.sql"
+# Foreign sources (MySQL, SQLite): the schema conversion's assessment report, for a person and for tools.
+ASSESSMENT_MD = f"{SCHEMA_DIR}/assessment.md"
+ASSESSMENT_JSON = f"{SCHEMA_DIR}/assessment.json"
+DATA_DIR = "data"
+PART_SUFFIX = ".parquet"
+SIDECAR_SUFFIX = ".json"
+# Work in progress is written under this suffix and renamed when complete; such files are never parts.
+TEMP_SUFFIX = ".partial"
+
+_SAFE = "_-."
+_PART_RE = re.compile(r"^data/([^/]+)/([^/]+)/part-(\d{5,})\.(parquet|json)$")
+
+
+def encode_name(name: str) -> str:
+    """One path segment for a database identifier; reversible with :func:`decode_name`."""
+    if name in ("", ".", ".."):
+        # These would collapse a directory level; encode them so the tree stays unambiguous.
+        return "".join(f"%{b:02X}" for b in name.encode()) or "%00"
+    return quote(name, safe=_SAFE)
+
+
+def decode_name(segment: str) -> str:
+    if segment == "%00":
+        return ""
+    return unquote(segment)
+
+
+def table_dir(schema: str, table: str) -> str:
+    """``data/public/film``"""
+    return f"{DATA_DIR}/{encode_name(schema)}/{encode_name(table)}"
+
+
+def part_key(schema: str, table: str, index: int) -> str:
+    """``data/public/film/part-00003.parquet``"""
+    return f"{table_dir(schema, table)}/part-{index:05d}{PART_SUFFIX}"
+
+
+def sidecar_key(schema: str, table: str, index: int) -> str:
+    """``data/public/film/part-00003.json``"""
+    return f"{table_dir(schema, table)}/part-{index:05d}{SIDECAR_SUFFIX}"
+
+
+def sidecar_for(part: str) -> str:
+    """The sidecar key of a part key."""
+    assert part.endswith(PART_SUFFIX), part
+    return part[: -len(PART_SUFFIX)] + SIDECAR_SUFFIX
+
+
+def parse_data_key(key: str) -> tuple[str, str, int, str] | None:
+    """``data/public/film/part-00003.json`` -> ``("public", "film", 3, "json")``; None for other keys."""
+    m = _PART_RE.match(key)
+    if not m:
+        return None
+    return decode_name(m.group(1)), decode_name(m.group(2)), int(m.group(3)), m.group(4)
+
+
+def temp_key(key: str, tag: str) -> str:
+    """Where ``key`` is written before it is complete: ``data/public/film/part-00003.parquet.<tag>.partial``."""
+    return f"{key}.{tag}{TEMP_SUFFIX}"
+
+
+def is_temp(key: str) -> bool:
+    return key.endswith(TEMP_SUFFIX)
+
+
+def bucket_volume_prefix(prefix: str, volume_id: str) -> str:
+    """``shop/volumes/vol-20261127-0a1b2c`` for bucket prefix ``shop``."""
+    return join(prefix, "volumes", volume_id)
+
+
+# The change stream's documents under ``bucket_cdc_prefix`` (written by capture, read by replay and status).
+STREAM_DOC = "stream.json"
+PROGRESS_DOC = "progress.json"
+
+
+def bucket_cdc_prefix(prefix: str, stream_id: str) -> str:
+    """``shop/cdc/pg-slot-bulkmig_shop``"""
+    return join(prefix, "cdc", stream_id)
+
+
+def batch_dir(seq: int) -> str:
+    """``batch-000000000042`` (12 digits keep lexical order equal to numeric order)."""
+    return f"batch-{seq:012d}"
+
+
+def join(*parts: str) -> str:
+    """Join key segments with '/', ignoring empty ones and stray slashes."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

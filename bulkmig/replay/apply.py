@@ -1,0 +1,628 @@
+"""Applying one batch's steps to the target in one transaction: bulk, change by change, key-less, drift.
+
+Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runner`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from bulkmig.cdc.batch import Batch, TableChanges
+from bulkmig.config.task import Task
+from bulkmig.core.errors import (
+    BulkmigError,
+    ConfigError,
+    IntegrityError,
+    PlanError,
+    TargetError,
+)
+from bulkmig.core.log import say
+from bulkmig.engines.postgres.sql import ident
+from bulkmig.replay.compact import (
+    Entry,
+    Key,
+    KeyChange,
+    RowChange,
+    RowInsert,
+    Segment,
+    _key_values,
+    after_last_truncate,
+    compact,
+    keyless_steps,
+)
+from bulkmig.replay.marks import TableMark, _in_snapshot
+from bulkmig.replay.stream import _lsn
+from bulkmig.replay.target import TablePlan, TargetTable, _p, read_target_table
+
+# Errors the bulk path can meet only because compaction reorders changes across keys; the batch is
+# then replayed change by change in source order.
+REORDER_ERRORS = (pgerrors.UniqueViolation, pgerrors.ExclusionViolation, pgerrors.CardinalityViolation)
+# A column default that is a constant (how pg_get_expr prints one): the same value on every existing row.
+_LITERAL_DEFAULT = re.compile(
+    r"^\(?(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|NULL|'(?:[^']|'')*')\)?"
+    r"(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])*)?$"
+)
+
+
+# ============================================================================================ apply
+
+
+@dataclass
+class ApplyStats:
+    changes: int = 0  # change rows in the batch
+    statements: int = 0
+    skipped: int = 0  # changes the rows loaded from the volume already hold (TableMark)
+    missing: int = 0  # updates/deletes that found no row (delete-if-present is fine; updates are counted)
+
+
+class Applier:
+    """Applies batches on one target connection; caches target catalogs between batches."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        task: Task,
+        *,
+        names_are_target: bool = False,
+        marks: Mapping[tuple[str, str], TableMark] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.task = task
+        self.names_are_target = names_are_target  # the stream's names are the target's: no mapping applies
+        self.marks: dict[tuple[str, str], TableMark] = {}  # target table -> what its loaded rows already hold
+        self._marks_below: int | None = None
+        self.use_marks(marks or {})
+        self._ordinals: dict[str, int] = {}
+        self._tables: dict[tuple[str, str], TargetTable] = {}
+        self._tmp = 0
+        self._temps: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._selected: dict[tuple[str, str], bool] = {}
+
+    # ------------------------------------------------------------------ names and catalogs
+
+    def use_marks(self, marks: Mapping[tuple[str, str], TableMark]) -> None:
+        """Skip the changes these tables' loaded rows already hold (see :class:`TableMark`)."""
+        self.marks = dict(marks)
+        self._marks_below = max((m.below for m in self.marks.values()), default=None)
+
+    def forget(self) -> None:
+        """Drop the cached catalogs (after a rollback or a schema change)."""
+        self._tables.clear()
+
+    def target_names(self, schema: str, table: str) -> tuple[str, str]:
+        if self.names_are_target:
+            return schema, table
+        return self.task.mappings.target_table_name(schema, table)
+
+    def target_columns(self, schema: str, table: str, columns: Sequence[str]) -> dict[str, str]:
+        """Stream column -> target column, those the mappings remove left out (none for a target-name stream)."""
+        if self.names_are_target:
+            return {c: c for c in columns}
+        return self.task.mappings.target_columns(schema, table, columns)
+
+    def target_table(self, schema: str, table: str) -> TargetTable:
+        tname = self.target_names(schema, table)
+        cached = self._tables.get(tname)
+        if cached is None:
+            cached = read_target_table(self.conn, *tname)
+            if cached is None:
+                raise TargetError(
+                    f"table {tname[0]}.{tname[1]} (source {schema}.{table}) does not exist on the target",
+                    "create it (the full load does), or exclude the table in the table mappings",
+                )
+            self._tables[tname] = cached
+        return cached
+
+    def selected(self, schema: str, table: str) -> bool:
+        """Whether the table mappings move this table (a change of another one is skipped, said once)."""
+        if self.names_are_target:
+            return True  # capture wrote only the tables the plan selected, under their target names
+        chosen = self._selected.get((schema, table))
+        if chosen is None:
+            chosen = self._selected[(schema, table)] = bool(self.task.mappings.select([(schema, table)]))
+            if not chosen:
+                say(f"replay: changes of {schema}.{table} are skipped: the table mappings do not select it")
+        return chosen
+
+    def plan(self, changes: TableChanges) -> TablePlan:
+        """Map the batch's columns onto the target table; refuse any column the target lacks."""
+        table = self.target_table(changes.schema, changes.table)
+        mapped = self.target_columns(changes.schema, changes.table, changes.columns)
+        where = f"{table.schema}.{table.name}"
+        missing = [f"{dst!r}" for dst in mapped.values() if dst not in table.types]
+        if missing:
+            raise TargetError(
+                f"table {where} on the target has no column {', '.join(missing)}, which the change stream sends",
+                "the target's schema drifted from the source's: add the column(s) on the target "
+                "(or fix the table mappings), then rerun `bulkmig replay`",
+            )
+        src_idx, cols = [], []
+        for i, c in enumerate(changes.columns):
+            dst = mapped.get(c)
+            if dst is not None and dst not in table.generated:
+                src_idx.append(i)
+                cols.append(dst)
+        key = self._key(changes, table, mapped)
+        return TablePlan(table, changes, src_idx, cols, key, [mapped[k] for k in key])
+
+    @staticmethod
+    def _key(changes: TableChanges, table: TargetTable, mapped: dict[str, str]) -> list[str]:
+        """Source names of the columns that identify a row, or [] for row-by-row matching.
+
+        Under REPLICA IDENTITY FULL every old row comes whole, so the target's primary key (when all
+        its columns are sent) identifies rows just as well and makes them compactable.
+        """
+        if changes.identity != "f" and changes.key:
+            lost = [k for k in changes.key if k not in mapped or mapped[k] in table.generated]
+            if lost:
+                raise TargetError(
+                    f"the key column(s) {', '.join(map(repr, lost))} of {changes.schema}.{changes.table} "
+                    "are removed by the table mappings or generated on the target",
+                    "keep the replica identity columns in the table mappings",
+                )
+            return list(changes.key)
+        inverse = {dst: src for src, dst in mapped.items()}
+        if table.primary_key and all(c in inverse for c in table.primary_key):
+            return [inverse[c] for c in table.primary_key]
+        return []
+
+    # ------------------------------------------------------------------ one batch
+
+    def apply(self, batch: Batch, *, exact: bool, accept_drift: bool) -> ApplyStats:
+        """Apply ``batch`` inside the caller's transaction (drift first, then truncates, then rows)."""
+        stats = ApplyStats(changes=batch.rows)
+        self._temps = {}  # the previous transaction dropped them
+        self._ordinals = {}
+        where = ""
+        try:
+            self.apply_drift(batch, accept_drift)
+            plans = []
+            marked = self._marks_below is not None and _in_snapshot(_lsn(batch.first_pos), self._marks_below)
+            for t in batch.tables:
+                if t.rows and self.selected(t.schema, t.table):
+                    where = f" into {t.schema}.{t.table}"
+                    if marked:
+                        t = self.unseen(t, stats)
+                    if t.rows:
+                        plans.append(self.plan(t))
+            truncated = [p for p in plans if any(r.op == "T" for r in p.changes.rows)]
+            if truncated:
+                where = " (TRUNCATE)"
+                items = ", ".join(("" if p.table.relkind == "p" else "ONLY ") + p.table.sql for p in truncated)
+                self.run(f"TRUNCATE TABLE {items}", stats=stats)
+            for p in plans:
+                where = f" into {p.table.schema}.{p.table.name}"
+                if exact or not p.key:
+                    self.apply_exact(p, stats)
+                else:
+                    self.apply_bulk(p, stats)
+        except ConfigError as exc:  # a mapping problem discovered only now
+            raise TargetError(exc.message, exc.hint) from None
+        except (BulkmigError, *REORDER_ERRORS):
+            raise
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"replay of batch {batch.seq}{where} failed: {_first_line(exc)}",
+                "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
+            ) from exc
+        return stats
+
+    def unseen(self, changes: TableChanges, stats: ApplyStats) -> TableChanges:
+        """The table's changes that its rows loaded from the volume do not hold yet (see :class:`TableMark`).
+
+        Changes after an ADD COLUMN the parts do not hold (the source added it before their snapshot) are
+        all kept for a keyed table: the parts lack that column's values and applying again is idempotent.
+        """
+        mark = self.marks.get(self.target_names(changes.schema, changes.table))
+        if mark is None:
+            return changes
+        from bulkmig.engines.mysql.binlog import in_snapshot  # only MySQL streams have marks
+
+        kept = [r for r in changes.rows if not in_snapshot(self._ordinal(r.pos), mark.below)]
+        if len(kept) == len(changes.rows):
+            return changes
+        mapped = self.target_columns(changes.schema, changes.table, changes.columns)
+        added = [c for c in mapped.values() if c not in mark.columns]
+        if added:
+            if self.plan(changes).key:
+                return changes
+            raise PlanError(
+                f"column(s) {', '.join(map(repr, added))} of {mark.table} were added on the source before the "
+                f"snapshot its rows were read in ({', '.join(mark.snapshots)}), so the loaded rows lack their "
+                "values, and the table has no key to apply the changes since again without doubling rows",
+                "re-plan now that the schema change is done (`bulkmig plan --restart`) and load again",
+            )
+        stats.skipped += len(changes.rows) - len(kept)
+        return replace(changes, rows=kept)
+
+    def _ordinal(self, pos: str) -> int:
+        found = self._ordinals.get(pos)
+        if found is None:
+            found = _lsn(pos)
+            if found is None:
+                raise IntegrityError(f"a change batch row has position {pos!r}", "expected an LSN like 2A/4D2")
+            self._ordinals[pos] = found
+        return found
+
+    def run(self, statement: str, params: Sequence[Any] | None = None, *, stats: ApplyStats) -> int:
+        stats.statements += 1
+        cur = self.conn.execute(statement, params)
+        return cur.rowcount
+
+    # ------------------------------------------------------------------ drift
+
+    def apply_drift(self, batch: Batch, accept: bool) -> None:
+        """Add new columns; refuse every other change unless the operator accepted this batch's drift."""
+        if accept:
+            self.forget()  # the operator changed the target by hand
+        refused: list[tuple[dict[str, object], str]] = []
+        for change in batch.schema_changes:
+            schema, table = str(change.get("schema", "")), str(change.get("table", ""))
+            kind, column = str(change.get("kind", "")), change.get("column")
+            if not self.selected(schema, table):
+                continue
+            if kind == "column_added" and isinstance(column, str):
+                problem = self._add_column(batch, schema, table, column, change, accept)
+                if problem:
+                    refused.append((change, problem))
+            elif not accept:
+                refused.append((change, _describe(change)))
+        if refused:
+            first = refused[0][0]
+            what = "; ".join(text for _, text in refused)
+            raise TargetError(
+                f"schema drift in batch {batch.seq} on table {first.get('schema')}.{first.get('table')}: {what}. "
+                "Replay cannot apply this safely and applied nothing of this batch",
+                "apply the same change to the target by hand (ALTER TABLE …), then rerun "
+                "`bulkmig replay --skip-drift-check` (it accepts the drift of this batch only); "
+                "or start again with a new full load",
+            )
+
+    def _add_column(
+        self, batch: Batch, schema: str, table: str, column: str, change: dict[str, object], accept: bool
+    ) -> str | None:
+        """``ADD COLUMN IF NOT EXISTS``; returns why not, when it cannot be done safely.
+
+        A source ``ADD COLUMN … DEFAULT`` fills the existing rows without a single change in the stream,
+        so the target must get the same default: done for a literal (``0``, ``'x'::text``, ``false``),
+        refused for an expression (``now()``, ``nextval(…)``), whose value on the source rows replay
+        cannot know.
+        """
+        mapped = self.target_columns(schema, table, [column])
+        if column not in mapped:
+            return None  # the mappings do not move this column
+        # The table's own type list in this batch is the most precise; the drift record is the fallback.
+        typ = str(change.get("type") or "")
+        for t in batch.tables:
+            if (t.schema, t.table) == (schema, table) and column in t.columns:
+                typ = t.types[t.columns.index(column)] or typ
+        target = self.target_table(schema, table)
+        where = f"{target.schema}.{target.name}"
+        name = mapped[column]
+        default = change.get("default")
+        extra = ""
+        if default is not None and not accept:
+            if not isinstance(default, str) or not _LITERAL_DEFAULT.match(default):
+                return (
+                    f"column {column!r} was added with DEFAULT {default}, which gave the existing source rows values "
+                    "replay cannot know"
+                )
+            extra = f" DEFAULT {default}" + (" NOT NULL" if change.get("not_null") else "")
+        try:
+            with self.conn.transaction():  # a savepoint: to_regtype raises on a malformed name
+                known = self.conn.execute("SELECT to_regtype(%s)", (typ,)).fetchone()
+        except psycopg.Error:
+            known = None
+        if not typ or known is None or known[0] is None:
+            raise TargetError(
+                f"column {column!r} was added to {where} on the source with type {typ!r}, "
+                "which the target does not know",
+                "create the type on the target, add the column by hand, then rerun `bulkmig replay --skip-drift-check`",
+            )
+        self.conn.execute(f"ALTER TABLE {target.sql} ADD COLUMN IF NOT EXISTS {ident(name)} {typ}{extra}")
+        say(f"replay: batch {batch.seq}: added column {name!r} ({typ}{extra}) to {where}")
+        self._tables.pop((target.schema, target.name), None)
+        return None
+
+    # ------------------------------------------------------------------ keyed tables, in bulk
+
+    def _temp(
+        self, plan: TablePlan, old: Sequence[str], cols: Sequence[str], rows: Iterable[Sequence[str | None]]
+    ) -> str:
+        """A temp table holding ``rows``: columns ``o0…`` typed like the target's ``old`` (old key
+        values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with the target's
+        own input functions.  Positional names cannot clash with any user column name.  One temp
+        table per shape and transaction (ON COMMIT DROP), emptied for each reuse: a batch cut into many
+        segments holds a handful of them, not thousands of locks."""
+        shape = (plan.table.oid, tuple(old), tuple(cols))
+        name = self._temps.get(shape)
+        if name is None:
+            self._tmp += 1
+            name = f"pg_temp.{ident(f'bulkmig_replay_{self._tmp}')}"
+            select = ", ".join(
+                [f"t.{ident(c)} AS o{i}" for i, c in enumerate(old)]
+                + [f"t.{ident(c)} AS c{i}" for i, c in enumerate(cols)]
+            )
+            self.conn.execute(
+                f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {select} FROM {plan.table.sql} AS t LIMIT 0"
+            )
+            self._temps[shape] = name
+        else:
+            self.conn.execute(f"TRUNCATE {name}")
+        with self.conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return name
+
+    @staticmethod
+    def _match(plan: TablePlan, cols: Sequence[str], old: bool = False) -> str:
+        """``t.<key> = s.<its temp column>`` for every key column: the old key (``o<j>``) or the key
+        among ``cols``."""
+        return " AND ".join(
+            f"t.{ident(k)} = s.{'o' + str(j) if old else 'c' + str(cols.index(k))}" for j, k in enumerate(plan.key_cols)
+        )
+
+    def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
+        for step in compact(plan.changes, plan.key):
+            if isinstance(step, Segment):
+                self._segment(plan, step, stats)
+
+    def _segment(self, plan: TablePlan, seg: Segment, stats: ApplyStats) -> None:
+        """Moves, deletes, whole rows, then partial rows: one COPY and one statement for each."""
+        t = plan.table
+        key_src = [plan.changes.columns.index(k) for k in plan.key]
+        if seg.moves:
+            self._moves(plan, seg.moves, stats)
+        deletes = [e for e in seg.entries.values() if e.kind == "delete"]
+        upserts = [e for e in seg.entries.values() if e.kind == "upsert"]
+        updates: dict[frozenset[str], list[Entry]] = {}
+        for e in seg.entries.values():
+            if e.kind == "update":
+                updates.setdefault(e.unchanged, []).append(e)
+        if deletes:
+            tmp = self._temp(plan, [], plan.key_cols, ([e.values[i] for i in key_src] for e in deletes))
+            self.run(f"DELETE FROM {t.sql} AS t USING {tmp} AS s WHERE {self._match(plan, plan.key_cols)}", stats=stats)
+        if upserts:
+            tmp = self._temp(plan, [], plan.cols, ([e.values[i] for i in plan.src_idx] for e in upserts))
+            self._upsert_from(plan, tmp, stats)
+        for unchanged, entries in updates.items():
+            sent = [
+                (i, c)
+                for i, c in zip(plan.src_idx, plan.cols, strict=True)
+                if plan.changes.columns[i] not in unchanged and c not in plan.key_cols and c not in t.identity_always
+            ]
+            if not sent:
+                continue  # nothing to set: the row keeps every value it has
+            cols = list(plan.key_cols) + [c for _, c in sent]
+            idx = key_src + [i for i, _ in sent]
+            tmp = self._temp(plan, [], cols, ([e.values[i] for i in idx] for e in entries))
+            sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols) if j >= len(key_src))
+            found = self.run(
+                f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols)}", stats=stats
+            )
+            stats.missing += max(len(entries) - found, 0)
+
+    def _moves(self, plan: TablePlan, moves: list[KeyChange], stats: ApplyStats) -> None:
+        """Key changes, in bulk: ``UPDATE … SET <key> = new … WHERE <key> = old`` per set of unchanged
+        columns.  A whole row whose old key is not on the target (snapshot: none) is inserted."""
+        t = plan.table
+        groups: dict[frozenset[str], list[KeyChange]] = {}
+        for m in moves:
+            groups.setdefault(m.unchanged, []).append(m)
+        for unchanged, group in groups.items():
+            sent = [
+                (i, c)
+                for i, c in zip(plan.src_idx, plan.cols, strict=True)
+                if plan.changes.columns[i] not in unchanged and c not in t.identity_always
+            ]
+            cols = [c for _, c in sent]
+            tmp = self._temp(
+                plan, plan.key_cols, cols, (list(m.old_key) + [m.values[i] for i, _ in sent] for m in group)
+            )
+            sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols))
+            found = self.run(
+                f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols, old=True)}",
+                stats=stats,
+            )
+            if found < len(group) and not unchanged and all(k in cols for k in plan.key_cols):
+                select = ", ".join(f"s.c{j}" for j in range(len(cols)))
+                found += self.run(
+                    f"INSERT INTO {t.sql} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
+                    f"SELECT {select} FROM {tmp} AS s WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {t.sql} AS t WHERE {self._match(plan, cols)})",
+                    stats=stats,
+                )
+            stats.missing += max(len(group) - found, 0)
+
+    def _upsert_from(self, plan: TablePlan, tmp: str, stats: ApplyStats) -> None:
+        """Whole rows: insert = upsert.  Without a unique index on the key on the target (ON CONFLICT
+        needs one), update what is there and insert the rest."""
+        t = plan.table
+        cols = plan.cols
+        collist = ", ".join(ident(c) for c in cols)
+        select = ", ".join(f"s.c{j}" for j in range(len(cols)))
+        settable = [(j, c) for j, c in enumerate(cols) if c not in plan.key_cols and c not in t.identity_always]
+        match = self._match(plan, cols)
+        if frozenset(plan.key_cols) in t.unique_keys:
+            conflict = ", ".join(ident(c) for c in plan.key_cols)
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for _, c in settable)
+                if settable
+                else "DO NOTHING"
+            )
+            self.run(
+                f"INSERT INTO {t.sql} AS t ({collist}) OVERRIDING SYSTEM VALUE SELECT {select} FROM {tmp} AS s "
+                f"ON CONFLICT ({conflict}) {action}",
+                stats=stats,
+            )
+            return
+        if settable:
+            sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in settable)
+            self.run(f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {match}", stats=stats)
+        self.run(
+            f"INSERT INTO {t.sql} ({collist}) OVERRIDING SYSTEM VALUE SELECT {select} FROM {tmp} AS s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {t.sql} AS t WHERE {match})",
+            stats=stats,
+        )
+
+    # ------------------------------------------------------------------ one row at a time
+
+    def _sent(self, plan: TablePlan, values: Sequence[str | None], unchanged: frozenset[str]) -> list[tuple[str, Any]]:
+        """(target column, value) of the columns a change carries, generated ones and unsent TOAST left out."""
+        return [
+            (c, values[i])
+            for i, c in zip(plan.src_idx, plan.cols, strict=True)
+            if plan.changes.columns[i] not in unchanged
+        ]
+
+    def _where_key(self, plan: TablePlan, key: Key) -> tuple[str, list[Any]]:
+        return " AND ".join(f"{_p(c)} = %s" for c in plan.key_cols), list(key)
+
+    def _row_upsert(self, plan: TablePlan, values: Sequence[str | None], stats: ApplyStats) -> None:
+        t = plan.table
+        pairs = self._sent(plan, values, frozenset())
+        collist = ", ".join(_p(c) for c, _ in pairs)
+        marks = ", ".join("%s" for _ in pairs)
+        params = [v for _, v in pairs]
+        settable = [c for c, _ in pairs if c not in plan.key_cols and c not in t.identity_always]
+        if frozenset(plan.key_cols) in t.unique_keys:
+            conflict = ", ".join(_p(c) for c in plan.key_cols)
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{_p(c)} = EXCLUDED.{_p(c)}" for c in settable)
+                if settable
+                else "DO NOTHING"
+            )
+            self.run(
+                f"INSERT INTO {_pq(t)} ({collist}) OVERRIDING SYSTEM VALUE VALUES ({marks}) "
+                f"ON CONFLICT ({conflict}) {action}",
+                params,
+                stats=stats,
+            )
+            return
+        key = tuple(values[plan.changes.columns.index(k)] for k in plan.key)
+        if self._row_update(plan, key, [(c, v) for c, v in pairs if c in settable], stats, count_missing=False):
+            return
+        self.run(f"INSERT INTO {_pq(t)} ({collist}) OVERRIDING SYSTEM VALUE VALUES ({marks})", params, stats=stats)
+
+    def _row_update(
+        self, plan: TablePlan, key: Key, pairs: list[tuple[str, Any]], stats: ApplyStats, *, count_missing: bool = True
+    ) -> bool:
+        """UPDATE one row by key; True when it was there."""
+        where, wparams = self._where_key(plan, key)
+        if not pairs:  # nothing to set: only whether the row exists matters
+            found = self.run(f"SELECT 1 FROM {_pq(plan.table)} WHERE {where}", wparams, stats=stats) > 0
+        else:
+            sets = ", ".join(f"{_p(c)} = %s" for c, _ in pairs)
+            found = (
+                self.run(
+                    f"UPDATE {_pq(plan.table)} SET {sets} WHERE {where}", [v for _, v in pairs] + wparams, stats=stats
+                )
+                > 0
+            )
+        if not found and count_missing:
+            stats.missing += 1
+        return found
+
+    def _key_change(self, plan: TablePlan, kc: KeyChange, stats: ApplyStats) -> None:
+        pairs = [(c, v) for c, v in self._sent(plan, kc.values, kc.unchanged) if c not in plan.table.identity_always]
+        if self._row_update(plan, kc.old_key, pairs, stats, count_missing=False):
+            return
+        if not kc.unchanged:  # the old row is not there (snapshot: none): the new row is whole, so upsert it
+            self._row_upsert(plan, kc.values, stats)
+        else:
+            stats.missing += 1
+
+    def apply_exact(self, plan: TablePlan, stats: ApplyStats) -> None:
+        """Every change in source order, one statement each: key-less tables, and the fallback."""
+        if not plan.key:
+            self._apply_keyless(plan, stats)
+            return
+        columns = plan.changes.columns
+        key_idx = [columns.index(k) for k in plan.key]
+        for row in after_last_truncate(plan.changes.rows)[1]:
+            unchanged = frozenset(row.unchanged)
+            if row.op == "D":
+                where, params = self._where_key(plan, _key_values(row, columns, key_idx, old=True))
+                self.run(f"DELETE FROM {_pq(plan.table)} WHERE {where}", params, stats=stats)
+                continue
+            new = _key_values(row, columns, key_idx, old=False)
+            old = _key_values(row, columns, key_idx, old=True) if row.before is not None else new
+            if old != new:
+                self._key_change(plan, KeyChange(old, list(row.values), unchanged, row.seq), stats)
+            elif not unchanged:
+                self._row_upsert(plan, row.values, stats)
+            else:
+                pairs = [
+                    (c, v)
+                    for c, v in self._sent(plan, row.values, unchanged)
+                    if c not in plan.key_cols and c not in plan.table.identity_always
+                ]
+                self._row_update(plan, new, pairs, stats)
+
+    # ------------------------------------------------------------------ key-less tables
+
+    def _apply_keyless(self, plan: TablePlan, stats: ApplyStats) -> None:
+        t = plan.table
+        for step in keyless_steps(plan.changes):
+            if isinstance(step, RowInsert):
+                collist = ", ".join(ident(c) for c in plan.cols)
+                stats.statements += 1
+                with self.conn.cursor().copy(f"COPY {t.sql} ({collist}) FROM STDIN") as copy:
+                    for values in step.rows:
+                        copy.write_row([values[i] for i in plan.src_idx])
+            elif isinstance(step, RowChange):
+                self._keyless_change(plan, step, stats)
+
+    def _keyless_change(self, plan: TablePlan, change: RowChange, stats: ApplyStats) -> None:
+        """Change one row equal to the whole old row.  Values are compared as the types' text output
+        (what the source sent): exact for every type, including those without an equality operator
+        (json, point…) or whose ``=`` is loose (box compares areas)."""
+        t = plan.table
+        conds, params = [], []
+        for i, c in zip(plan.src_idx, plan.cols, strict=True):
+            value = change.before[i]
+            if value is None:
+                conds.append(f"{_p(c)} IS NULL")
+            else:
+                conds.append(f"{_p(c)} IS NOT NULL AND format('%%s', {_p(c)}) = %s")
+                params.append(value)
+        found = self.conn.execute(
+            f"SELECT tableoid, ctid FROM {_pq(t)} WHERE {' AND '.join(conds) or 'true'} LIMIT 1 FOR UPDATE", params
+        ).fetchone()
+        stats.statements += 1
+        if found is None:
+            stats.missing += 1
+            return
+        found = (str(found[0]), str(found[1]))  # sent untyped: the server reads them as oid and tid
+        where = "tableoid = %s AND ctid = %s"
+        if change.values is None:
+            self.run(f"DELETE FROM {_pq(t)} WHERE {where}", list(found), stats=stats)
+            return
+        pairs = [(c, v) for c, v in self._sent(plan, change.values, change.unchanged) if c not in t.identity_always]
+        if pairs:
+            sets = ", ".join(f"{_p(c)} = %s" for c, _ in pairs)
+            self.run(f"UPDATE {_pq(t)} SET {sets} WHERE {where}", [v for _, v in pairs] + list(found), stats=stats)
+
+
+def _pq(table: TargetTable) -> str:
+    return table.sql.replace("%", "%%")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _describe(change: dict[str, object]) -> str:
+    """Capture's own words for a schema change (``detail``), else built from its kind and column."""
+    if change.get("detail"):
+        return str(change["detail"])
+    kind = str(change.get("kind", "?")).replace("_", " ")
+    column = change.get("column")
+    return f"column {column!r} {kind.removeprefix('column ')}" if column else kind
