@@ -10,5 +10,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["bulkmig", "bulkmig.*"]), "bulkmig.manifests"],
     package_dir={"bulkmig.manifests": "manifests"},
-    package_data={"bulkmig.manifests": ["*.json", "examples/*.json"]},
+    package_data={"bulkmig.manifests": ["*.json", "examples/*.json"], "bulkmig.ops": ["dashboard.html"]},
 )

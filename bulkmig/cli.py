@@ -37,7 +37,9 @@ stages (each resumable; `migrate` chains them on one machine):
   replay           change batches -> target, each in one transaction with its position
   cutover          replay caught up + sequences set + tables equal -> go / no-go
   cleanup          drop the replication slot and the publication
-  status           every stage's progress at a glance, from its durable state
+  status           every stage's progress at a glance, from its durable state (--json: the status document)
+  runbook          this task's runbook: inventory, transfer calculator, every step's command and checks
+  dashboard        a live web page of the migration (127.0.0.1:8787), read from durable state
   migrate          all of the above in order
 """
 
@@ -244,11 +246,70 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bulkmig.ops.status import render, status
+    from bulkmig.ops.status import render
+    from bulkmig.ops.statusdoc import build
 
-    report = status(_task(args))
-    print(json.dumps(report, indent=1, default=str) if args.json else render(report))
+    doc = build(_task(args))
+    print(json.dumps(doc, indent=1, default=str) if args.json else render(doc))
     return EXIT_OK
+
+
+def cmd_runbook(args: argparse.Namespace) -> int:
+    from bulkmig.ops.runbook import runbook
+
+    text = runbook(
+        _task(args),
+        network_mbps=args.network,
+        device_capacity=args.device_capacity,
+        ship_days=args.ship_days,
+        sample_seconds=args.sample_seconds,
+    )
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"runbook: wrote {args.out}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+
+    from bulkmig.ops.dashboard import serve
+
+    token = args.token or os.environ.get("BULKMIG_DASHBOARD_TOKEN") or None
+    serve(
+        _task(args),
+        host=args.host,
+        port=args.port,
+        token=token,
+        interval=args.interval,
+        ready=lambda url: print(f"dashboard: {url}" + (" (add ?token=<your token>)" if token else ""), flush=True),
+    )
+    return EXIT_OK
+
+
+def _start_metrics(args: argparse.Namespace) -> None:
+    """``--metrics-port``: serve /metrics for the task in a background thread while the command runs."""
+    port = getattr(args, "metrics_port", None)
+    if port is not None:
+        from bulkmig.ops.metrics import serve
+
+        serve(port, _task(args))
+
+
+def _record_error(args: argparse.Namespace, exc: BulkmigError) -> None:
+    """Keep the failure for `status --json` and the dashboard (never fails the command further)."""
+    from bulkmig.ops.metrics import count
+
+    count("errors", kind=type(exc).__name__)
+    if getattr(args, "task", None) and args.command not in ("status", "dashboard", "runbook"):
+        try:
+            from bulkmig.core.records import record_error
+
+            record_error(_task(args), args.command, exc.message, exc.hint, type(exc).__name__)
+        except BulkmigError:
+            pass  # the task file itself is the problem: nothing to record it against
 
 
 def _s3_options(args: argparse.Namespace):  # noqa: ANN202
@@ -352,9 +413,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("cleanup", cmd_cleanup, "drop the replication slot and the publication on the source")
     p.add_argument("--delete-batches", action="store_true", help="also delete the stream's batches from the bucket")
     p = add("status", cmd_status, "the whole migration at a glance: parts, capture and replay lag")
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--json", action="store_true", help="print the status document (manifests/status.schema.json)")
     p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")
     p.add_argument("--workers", type=int)
+    p = add("runbook", cmd_runbook, "write this task's runbook: inventory, transfer calculator, steps, cutover")
+    p.add_argument("--network", type=float, default=1000.0, metavar="MBPS", help="link speed in Mbit/s")
+    p.add_argument("--device-capacity", default="80TB", metavar="SIZE", help="usable space per device")
+    p.add_argument("--ship-days", type=float, default=5.0, metavar="N", help="days a device is in transit")
+    p.add_argument("--sample-seconds", type=float, default=10.0, help="window to measure the source's change rate")
+    p.add_argument("-o", "--out", metavar="RUNBOOK.md", help="write to this file instead of stdout")
+    p = add("dashboard", cmd_dashboard, "serve a live web page of the migration, read from durable state")
+    p.add_argument("--port", type=int, default=8787)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token")
+    p.add_argument("--token", help="required on a non-loopback address (or BULKMIG_DASHBOARD_TOKEN)")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between samples of the state")
+    for name in ("extract", "load", "capture", "replay", "migrate", "dashboard"):
+        sub.choices[name].add_argument(
+            "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on 127.0.0.1:PORT"
+        )
     return parser
 
 
@@ -366,8 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     set_quiet(args.quiet)
     try:
+        _start_metrics(args)
         return args.func(args)
     except BulkmigError as exc:
+        _record_error(args, exc)
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

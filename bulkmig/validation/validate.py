@@ -240,6 +240,9 @@ def validate(
         bar.finish()
     report = ValidationReport(results)
     say(report.render())
+    from bulkmig.core.records import record_validation
+
+    record_validation(task, json.loads(report.to_json()))  # for `status --json` and the dashboard
     if raise_on_difference and not report.equal:
         bad = [t.table for t in report.tables if not t.equal]
         raise NotEqual(
