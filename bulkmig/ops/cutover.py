@@ -122,7 +122,7 @@ def cutover(
 
 def cleanup(task: Task, *, delete_from_bucket: bool = False) -> dict[str, Any]:
     """Drop the stream's slot and publication on the source (and its batches, when asked)."""
-    from bulkmig.engines.postgres.capture import drop_stream
+    from bulkmig.capture import drop_stream
 
     dropped = drop_stream(task, delete_from_bucket=delete_from_bucket)
     say(

@@ -146,7 +146,8 @@ def _apply_table(cur: Any, tc: Any, target: _Table) -> int:
 def replay(target: Any, task: Any, **options: Any) -> Any:
     """``bulkmig replay`` into this target: apply every batch in the bucket now, in order, and return."""
     from bulkmig.core.errors import ConfigError
-    from bulkmig.replay import ReplayReport, find_stream
+    from bulkmig.replay import ReplayReport
+    from bulkmig.replay.stream import find_stream
     from bulkmig.validation.validate import plan_for_validation
 
     if options.get("follow") or options.get("until_caught_up") or options.get("until_pos") is not None:
