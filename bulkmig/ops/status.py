@@ -59,6 +59,10 @@ def bucket_status(task: Task, volume_id: str | None) -> dict[str, Any]:
 
 def target_status(task: Task, volume_id: str | None) -> dict[str, Any]:
     from bulkmig.engines.postgres.connect import connect
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return engine.status(volume_id)
 
     conn = connect(task.target, autocommit=True)
     try:
@@ -93,7 +97,9 @@ def status(task: Task) -> dict[str, Any]:
     return report
 
 
-def render(report: dict[str, Any]) -> str:
+def render(doc: dict[str, Any]) -> str:
+    """The text status, from the status document (:mod:`bulkmig.ops.statusdoc`, as `status --json` prints it)."""
+    report = doc
     lines = [f"task {report['task']} ({report['migration_type']})"]
     vol = report["volume"]
     if "error" in vol:
@@ -129,4 +135,19 @@ def render(report: dict[str, Any]) -> str:
     for name in ("capture", "replay"):
         if name in report:
             lines.append(f"  {name:<9} {json.dumps(report[name], default=str)}")
+    cdc = doc.get("cdc")
+    if cdc:
+        lag = "unknown" if cdc["lag_seconds"] is None else f"{cdc['lag_seconds']:.1f}s"
+        lines.append(f"  cdc lag   {lag}, {cdc['lag_changes']} changes in {cdc['pending_batches']} batches waiting")
+    for t in doc.get("tables", []):
+        lines.append(
+            f"  table     {t['schema']}.{t['table']}: {t['table_state']}; parts {t['parts_on_volume']}/{t['parts']} on"
+            f" volume, {t['parts_in_bucket']} in bucket, {t['parts_loaded']} loaded; {t['full_load_rows']:,} rows;"
+            f" +{t['inserts']} ~{t['updates']} -{t['deletes']} ddl {t['ddls']}; {t['validation_state']}"
+        )
+    val = doc.get("validation")
+    if val:
+        lines.append(f"  validate  {'equal' if val['equal'] else 'DIFFERS'} ({len(val['tables'])} tables, {val['at']})")
+    for e in doc.get("errors", [])[:3]:
+        lines.append(f"  error     {e['at']} {e['command']}: {e['message']} — {e['fix']}")
     return "\n".join(lines)

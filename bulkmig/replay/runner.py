@@ -585,14 +585,20 @@ def replay_status(task: Task) -> dict[str, Any]:
         "latest_seq": seqs[-1] if seqs else None,
         "pending_batches": len(seqs),
     }
-    with connect(task.target, autocommit=True) as conn:
-        exists = conn.execute("SELECT to_regclass('bulkmig.replay_position') IS NOT NULL").fetchone()[0]
-        row = None
-        if exists:
-            row = conn.execute(
-                "SELECT seq, pos, applied_at, commit_ts FROM bulkmig.replay_position WHERE stream_id = %s",
-                (stream.stream_id,),
-            ).fetchone()
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        mark = engine.replay_position(stream.stream_id)
+        row = (*mark, None) if mark else None  # a MySQL target keeps no commit time
+    else:
+        with connect(task.target, autocommit=True) as conn:
+            exists = conn.execute("SELECT to_regclass('bulkmig.replay_position') IS NOT NULL").fetchone()[0]
+            row = None
+            if exists:
+                row = conn.execute(
+                    "SELECT seq, pos, applied_at, commit_ts FROM bulkmig.replay_position WHERE stream_id = %s",
+                    (stream.stream_id,),
+                ).fetchone()
     if row:
         status.update(
             applied_seq=int(row[0]),

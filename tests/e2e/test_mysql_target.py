@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import time
 
+from bulkmig.core.manifest import validate_document
 from bulkmig.demo.servers import load_dataset
 
 SAKILA_TABLES = 16
@@ -174,6 +175,17 @@ def test_pagila_postgresql_to_mariadb(make_flow, pg_source, source_db, mariadb, 
     report = json.loads(check.out)
     assert report["equal"] is True and report["converted_values"] == 0
     assert sum(t["target_rows"] for t in report["tables"]) == sum(t["source_rows"] for t in report["tables"])
+    # status reads the MySQL target's ledger: every planned part loaded, each table's rows as loaded.
+    status = flow.bulkmig("status", "--json")
+    assert status.code == 0, status.text
+    doc = json.loads(status.out)
+    validate_document(doc, "status", "status --json")
+    plan = json.loads((flow.volume / "plan.json").read_text())
+    assert doc["target"]["loaded"] == doc["volume"]["parts"] == sum(len(t["partitions"]) for t in plan["tables"])
+    assert doc["target"]["schema_applied"] == ["post-data", "pre-data"]
+    rows = {t["target"]: t["full_load_rows"] for t in doc["tables"]}
+    assert rows[f"{mysql_db}.rental"] == int(mariadb.execute(mysql_db, "SELECT count(*) FROM rental")[0][0]) > 0
+    assert "DIFFERS" not in flow.bulkmig("status").out
 
     # Independent of bulkmig: per table the row count and a sum over a numeric key and amounts, on both sides.
     tables = {
@@ -350,6 +362,11 @@ def test_postgresql_changes_replay_into_mariadb_exactly_once(
     # Exactly once: a second replay finds every batch applied.
     again = flow.bulkmig("replay")
     assert again.code == 0 and "replay: 0 batches" in again.err, again.text
+    # status reads the replay position kept in the MySQL target: nothing pending.
+    doc = json.loads(flow.bulkmig("status", "--json").out)
+    validate_document(doc, "status", "status --json")
+    assert doc["replay"]["applied_seq"] == doc["replay"]["latest_seq"] is not None
+    assert doc["replay"]["pending_batches"] == 0 and doc["cdc"]["pending_batches"] == 0
     rows = mariadb.execute(mysql_db, "SELECT v, HEX(b), at, tags FROM t WHERE id IN (5001, 9000) ORDER BY id")
     assert rows[0][0] == "new 😀" and rows[0][1] == "00FF" and str(rows[0][2]) == "2000-01-01 04:59:59.500000"
     assert rows[0][3] == '{x,"y z"}' and rows[1][0] == "v1"

@@ -307,6 +307,79 @@ class MysqlTarget:
         cur.close()
         return keys
 
+    # ------------------------------------------------------------------------------- status (read only)
+
+    def ledger_by_table(self, volume_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per target (schema, table): parts and rows in the load ledger and the last load time, as
+        ``bulkmig status`` shows them for a PostgreSQL target."""
+        conn = mysql_connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'loaded_parts'"
+            )
+            if not cur.fetchone()[0]:
+                return {}
+            cur.execute(
+                "SELECT schema_name, table_name, COUNT(*), COALESCE(SUM(part_rows), 0), MAX(loaded_at)"
+                " FROM bulkmig.loaded_parts WHERE volume_id = %s GROUP BY 1, 2",
+                (volume_id,),
+            )
+            rows = cur.fetchall()
+        finally:
+            conn.close()
+        return {
+            (str(sc), str(t)): {"parts": int(n), "rows": int(r), "at": at.isoformat() if at else None}
+            for sc, t, n, r, at in rows
+        }
+
+    def status(self, volume_id: str | None) -> dict[str, Any]:
+        """The target's part of ``bulkmig status``: the same keys as for PostgreSQL (``loaded``, ``rows``,
+        ``schema_applied``, ``skipped_objects``) plus ``schema_steps``, the DDL statements finished per section
+        (MySQL DDL is not transactional, so load records each statement; see ``ddl.apply``)."""
+        by_table = self.ledger_by_table(volume_id) if volume_id else {}
+        steps: dict[str, int] = {}
+        conn = mysql_connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            if volume_id and self._has_bulkmig(cur):
+                cur.execute(
+                    "SELECT section, COUNT(*) FROM bulkmig.schema_steps WHERE volume_id = %s GROUP BY 1 ORDER BY 1",
+                    (volume_id,),
+                )
+                steps = {str(sec): int(n) for sec, n in cur.fetchall()}
+        finally:
+            conn.close()
+        return {
+            "loaded": sum(t["parts"] for t in by_table.values()),
+            "rows": sum(t["rows"] for t in by_table.values()),
+            "schema_applied": sorted(steps),
+            "schema_steps": steps,
+            "skipped_objects": [],
+        }
+
+    def replay_position(self, stream_id: str) -> tuple[int, str, Any] | None:
+        """(seq, position, applied_at) of the last batch of ``stream_id`` applied to this database, or None."""
+        conn = mysql_connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'replay_position'"
+            )
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute(
+                "SELECT seq, pos, applied_at FROM bulkmig.replay_position WHERE target_db = DATABASE()"
+                " AND stream_id = %s",
+                (stream_id,),
+            )
+            row = cur.fetchone()
+        finally:
+            conn.close()
+        return (int(row[0]), str(row[1]), row[2]) if row else None
+
     def load_part(
         self,
         conn: Any,
