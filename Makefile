@@ -1,5 +1,5 @@
 # Developer and CI entry points.  `make test` is what .ci/run runs; everything starts its own throwaway
-# servers (bulkmig/demo/servers.py), so nothing needs to be running beforehand.
+# servers (bulkmig/demo/servers/), so nothing needs to be running beforehand.
 #
 # Everything runs in the project's own virtualenv (.venv, made by `make install` when missing), never in
 # whatever the machine's python3 happens to have: what works here works after a clean `pip install`.

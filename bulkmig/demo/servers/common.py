@@ -1,0 +1,95 @@
+"""What every throwaway server shares: loopback, free ports, the temp-dir lifecycle, where the datasets are."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from bulkmig.core.errors import BulkmigError
+
+if TYPE_CHECKING:
+    pass
+
+
+LOOPBACK = "127.0.0.1"
+
+
+class DevServerError(BulkmigError):
+    """A throwaway server could not be started or used; the message carries the server's own log."""
+
+
+def repo_root() -> Path:
+    """The checkout this module lives in (meaningful for an editable install, which tests and demos use)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def datasets_dir() -> Path | None:
+    """Where the shared sample datasets live, or None when this checkout has none.
+
+    ``BULKMIG_DATASETS`` wins so a checkout elsewhere can point at them; otherwise they sit next to the
+    repository in ``../shared/datasets``, which is how the team's machines and CI lay them out.
+    """
+    env = os.environ.get("BULKMIG_DATASETS")
+    candidate = Path(env) if env else repo_root().parent / "shared" / "datasets"
+    return candidate if (candidate / "load.sh").is_file() else None
+
+
+def free_port() -> int:
+    """A port nobody listens on right now; servers retry with a new one if they lose the race."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class _Throwaway:
+    """What every throwaway server shares: a context manager, and a temp dir removed unless ``keep``."""
+
+    keep: bool = False
+    _tmp: Path | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _kept_note(self) -> str:
+        return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
+
+    def _cleanup_dir(self) -> None:
+        if self._tmp is not None and not self.keep:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _end_child(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM (the server's normal shutdown), SIGKILL if it has not exited after ``grace`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
