@@ -17,8 +17,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bulkmig.config.task import Task, parse_size
+from bulkmig.core import layout
 from bulkmig.core.log import human_bytes
+from bulkmig.engines import foreign_source
 from bulkmig.ops.calculator import Transfer, calculate, human_seconds
+from bulkmig.targets import target_engine
 
 SAMPLE_ROWS = 20_000
 BIG_TABLES = 3  # tables sampled for compression, largest first
@@ -73,6 +76,45 @@ def inventory(task: Task) -> list[dict[str, Any]]:
             }
         )
     return sorted(out, key=lambda t: -(t["heap_bytes"] + t["lob_bytes"]))
+
+
+def inventory_foreign(task: Task, source: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The selected tables of a MySQL/MariaDB or SQLite source (the catalog's row and size estimates) and
+    the schema conversion's summary lines: what `bulkmig convert` would say, so the runbook names what needs
+    action before anything is extracted."""
+    from bulkmig.convert import convert, summary_lines
+    from bulkmig.core.catalog import ACTION
+
+    catalog, _ = source.open_catalog(task)
+    names = [(catalog.schema, t.table.name) for t in catalog.tables]
+    chosen = {(sel.schema, sel.table) for sel in task.mappings.select_or_refuse(names)}
+    out = []
+    for ct in catalog.tables:
+        if (catalog.schema, ct.table.name) not in chosen:
+            continue
+        t = ct.table
+        out.append(
+            {
+                "table": t.qualified,
+                "schema": t.schema,
+                "name": t.name,
+                "rows": int(t.estimated_rows),
+                "rows_how": "estimated",
+                "heap_bytes": int(t.estimated_bytes),
+                "lob_bytes": 0,  # the catalog gives one size per table: LOBs are inside it
+                "keyless": not t.primary_key,
+            }
+        )
+    conversion = convert(catalog, task)
+    if (engine := target_engine(task)) is not None:  # a MySQL/MariaDB target keeps a MySQL source's own DDL
+        conversion = engine.convert_schema(catalog, conversion)
+    flagged: dict[str, list[str]] = {}
+    for obj in conversion.report["objects"]:
+        if obj["status"] == ACTION and obj["table"]:
+            flagged.setdefault(obj["table"], []).append(obj["name"])
+    for t in out:
+        t["flagged"] = flagged.get(t["name"], [])
+    return sorted(out, key=lambda t: -t["heap_bytes"]), summary_lines(conversion)
 
 
 def sample_compression(task: Task, table: dict[str, Any]) -> dict[str, Any]:
@@ -213,9 +255,18 @@ def runbook(
 ) -> str:
     """The runbook text (Markdown)."""
     capacity = parse_size(device_capacity)
-    tables = inventory(task) if task.source.engine == "postgresql" else []
+    source = foreign_source(task.source.engine)
+    if source is None:
+        tables = inventory(task)
+        conversion = [
+            "the schema is copied as pg_dump writes it"
+            if task.target.engine == "postgresql"
+            else f"`bulkmig plan` converts the schema and writes {layout.ASSESSMENT_MD} to the volume"
+        ]
+    else:
+        tables, conversion = inventory_foreign(task, source)
     samples = {}
-    for t in tables[:BIG_TABLES]:
+    for t in tables[:BIG_TABLES] if source is None else []:  # sampled through the PostgreSQL reader only
         if t["rows"] > 0:
             samples[t["table"]] = sample_compression(task, t)
     ratios = [s["ratio"] for s in samples.values()]
@@ -245,22 +296,30 @@ def runbook(
         "",
         "## Inventory",
         "",
-        "| table | rows | heap | LOB (TOAST) | key | volume (est.) |",
+        "| table | rows | heap | LOB (TOAST) | key | volume (est.) |"
+        if source is None
+        else "| table | rows | data (catalog) | LOB | key | volume (est.) |",
         "|---|---:|---:|---:|---|---:|",
     ]
     for t in tables:
         ratio = samples.get(t["table"], {}).get("ratio", avg_ratio)
         L.append(
             f"| {t['table']} | {t['rows']:,} ({t['rows_how']}) | {human_bytes(t['heap_bytes'])} |"
-            f" {human_bytes(t['lob_bytes'])} | {'none: replay cannot match rows' if t['keyless'] else 'yes'} |"
+            f" {human_bytes(t['lob_bytes']) if source is None else 'in data'} |"
+            f" {'none: replay cannot match rows' if t['keyless'] else 'yes'} |"
             f" {human_bytes((t['heap_bytes'] + t['lob_bytes']) * ratio)} |"
         )
     keyless = [t["table"] for t in tables if t["keyless"]]
+    flagged = [f"{t['table']} ({', '.join(t['flagged'])})" for t in tables if t.get("flagged")]
     L += [
         "",
         f"{len(tables)} tables, {human_bytes(source_bytes)} on the source; key-less: {', '.join(keyless) or 'none'}.",
+        f"Tables whose conversion needs action: {'; '.join(flagged) or 'none'}.",
     ]
-    L.append("Type conversion: PostgreSQL to PostgreSQL, none flagged (foreign sources: see `bulkmig convert`).")
+    L += ["", f"Schema conversion ({task.source.engine} to {task.target.engine}):", ""]
+    L += [f"    {line}" for line in conversion]
+    if source is not None:
+        L.append(f"\nThe full assessment: `{_cmd('bulkmig', 'convert', '--task', str(task.path))}`.")
     L += ["", "Compression, measured on samples (Parquet, zstd):", ""]
     for name, s in samples.items():
         L.append(
@@ -268,11 +327,16 @@ def runbook(
             f" ratio {s['ratio']:.2f}, read at {human_bytes(s['read_bytes_per_second'])}/s (measured)"
         )
     if not samples:
-        L.append(f"- nothing sampled: ratio {EST_COMPRESSION} is an estimate")
+        why = "" if source is None else f" ({task.source.engine} sources are not sampled)"
+        L.append(f"- nothing sampled{why}: ratio {EST_COMPRESSION} is an estimate")
     L += [
         "",
         f"Estimated volume size: **{human_bytes(volume_bytes)}**"
-        f" (other tables at the mean sampled ratio {avg_ratio:.2f}).",
+        + (
+            f" (other tables at the mean sampled ratio {avg_ratio:.2f})."
+            if samples
+            else f" (every table at the estimated ratio {avg_ratio:.2f})."
+        ),
     ]
     L += ["", "## Transfer calculator", ""]
     L += [

@@ -123,6 +123,7 @@ def test_dashboard_status_and_metrics_follow_a_real_migration(
             # plan holds the slot's snapshot until every part is extracted: it runs beside extract.
             planner = flow.start("plan", log=tmp_path / "plan.log")
             wait_for(lambda: (flow.volume / "plan.json").exists() or planner.poll() is not None, 60, "plan")
+            scrapes = {}  # /metrics after each stage: the counters of the stages done grow, the others wait
             for step in ("extract", "volume import", "load"):
                 run = flow.bulkmig(step, timeout=120)
                 assert run.code == 0, run.text
@@ -130,6 +131,18 @@ def test_dashboard_status_and_metrics_follow_a_real_migration(
                     assert planner.wait(timeout=60) == 0, (tmp_path / "plan.log").read_text()
                     seal = flow.run("volume", "seal", str(flow.volume))
                     assert seal.code == 0, seal.text
+                text = get(f"http://127.0.0.1:{mport}/metrics")
+                scrapes[step] = {
+                    stage: metric(text, "bulkmig_parts_total", f'{{stage="{stage}",state="done"}}')
+                    for stage in ("extract", "import", "load")
+                } | {"rows": metric(text, "bulkmig_rows_total", '{stage="load"}')}
+            planned = metric(
+                get(f"http://127.0.0.1:{mport}/metrics"), "bulkmig_parts_total", '{stage="plan",state="planned"}'
+            )
+            assert planned is not None and planned > 3
+            assert scrapes["extract"] == {"extract": planned, "import": 0, "load": 0, "rows": 0}
+            assert scrapes["volume import"] == {"extract": planned, "import": planned, "load": 0, "rows": 0}
+            assert scrapes["load"] == {"extract": planned, "import": planned, "load": planned, "rows": 34300}
             # A failing command leaves its one line (and fix) for the page: an unknown --redo part.
             bad = flow.bulkmig("extract", "--redo", "public.nosuch")
             assert bad.code != 0
