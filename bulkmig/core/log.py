@@ -7,6 +7,7 @@ a log shows how fast things went without drowning in redraws.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -103,7 +104,7 @@ class Progress:
         self.bytes = 0
         self.note = ""  # e.g. capture's lag, shown after the counts
         self.started = time.monotonic()
-        self._last = 0.0
+        self._last = -math.inf  # the first advance always prints (monotonic time starts near 0 at boot)
         self._finished = False
         self._stream = stream if stream is not None else sys.stderr
         self._tty = self._stream.isatty() if tty is None else tty
