@@ -30,6 +30,7 @@ import MySQLdb.converters
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import ConfigError, SourceError
 from bulkmig.core.log import say
@@ -342,32 +343,15 @@ def partition_table(conn: Any, table: Table, max_part_bytes: int, workers: int =
     outside the bounds seen at plan time are never lost.  Run inside the plan's snapshot.
     """
     n = part_count(table.estimated_bytes, max_part_bytes, workers)
-    base_filter = f"({table.filter})" if table.filter else None
     key = split_key(table) if n > 1 else None
     if key is None:
-        table.split = {"method": "whole"}
-        return [Partition(0, base_filter, {}, table.estimated_bytes)]
+        return partitions.whole(table)
     ref = quote_ident(key)
     row = _one(conn, f"SELECT MIN({ref}), MAX({ref}) FROM {quote_ident(table.schema)}.{quote_ident(table.name)}")
-    lo, hi = (int(row[0]), int(row[1])) if row and row[0] is not None else (None, None)
-    if lo is None or hi is None:
-        table.split = {"method": "whole"}
-        return [Partition(0, base_filter, {}, table.estimated_bytes)]
-    n = max(1, min(n, hi - lo + 1))
-    bounds = [lo + (hi - lo + 1) * i // n for i in range(n + 1)]
-    table.split = {"method": "key-range", "column": key}
-    per_part = table.estimated_bytes // n
-    parts = []
-    for i in range(n):
-        conds = []
-        if i > 0:
-            conds.append(f"{ref} >= {bounds[i]}")
-        if i < n - 1:
-            conds.append(f"{ref} < {bounds[i + 1]}")
-        where = " AND ".join(conds + ([base_filter] if base_filter else [])) or None
-        b = {"column": key, "lo": bounds[i] if i > 0 else None, "hi": bounds[i + 1] if i < n - 1 else None}
-        parts.append(Partition(i, where, b, per_part))
-    return parts
+    if not row or row[0] is None or row[1] is None:
+        return partitions.whole(table)
+    split = {"method": "key-range", "column": key}
+    return partitions.ranges(table, n, int(row[0]), int(row[1]), ref=ref, split=split, bounds_extra={"column": key})
 
 
 def partition_tables(task: Any, tables: list[Table]) -> None:

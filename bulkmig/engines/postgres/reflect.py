@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from bulkmig.core import partitions
 from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.sql import ident, literal, qualified
@@ -210,48 +211,23 @@ def partition_table(
     """
     table = src.table
     n = part_count(table.estimated_bytes, max_part_bytes, workers)
-    base_filter = f"({table.filter})" if table.filter else None
     if n == 1:
-        table.split = {"method": "whole"}
-        return [Partition(0, base_filter, {}, table.estimated_bytes)]
-    key = split_key(conn, src.oid)
-    per_part = table.estimated_bytes // n
-    parts: list[Partition] = []
-    if key:
+        return partitions.whole(table)
+    if key := split_key(conn, src.oid):
         lo, hi = conn.execute(
             f"SELECT min({ident(key)}), max({ident(key)}) FROM {qualified(table.schema, table.name)}"
         ).fetchone()
         if lo is None:
-            table.split = {"method": "whole"}
-            return [Partition(0, base_filter, {}, table.estimated_bytes)]
-        n = max(1, min(n, hi - lo + 1))
-        bounds = [lo + (hi - lo + 1) * i // n for i in range(n + 1)]
-        table.split = {"method": "key-range", "column": key}
-        for i in range(n):
-            conds = []
-            if i > 0:
-                conds.append(f"{ident(key)} >= {bounds[i]}")
-            if i < n - 1:
-                conds.append(f"{ident(key)} < {bounds[i + 1]}")
-            where = " AND ".join(conds + ([base_filter] if base_filter else []))
-            b = {
-                "column": key,
-                "lo": bounds[i] if i > 0 else None,
-                "hi": bounds[i + 1] if i < n - 1 else None,
-            }
-            parts.append(Partition(i, where, b, per_part))
-        return parts
-    pages = max(src.pages, 1)
-    n = max(1, min(n, pages))
-    bounds = [pages * i // n for i in range(n + 1)]
-    table.split = {"method": "ctid-range"}
-    for i in range(n):
-        conds = []
-        if i > 0:
-            conds.append(f"ctid >= '({bounds[i]},0)'::tid")
-        if i < n - 1:
-            conds.append(f"ctid < '({bounds[i + 1]},0)'::tid")
-        where = " AND ".join(conds + ([base_filter] if base_filter else []))
-        b = {"page_lo": bounds[i] if i > 0 else None, "page_hi": bounds[i + 1] if i < n - 1 else None}
-        parts.append(Partition(i, where, b, per_part))
-    return parts
+            return partitions.whole(table)
+        split = {"method": "key-range", "column": key}
+        return partitions.ranges(table, n, lo, hi, ref=ident(key), split=split, bounds_extra={"column": key})
+    return partitions.ranges(
+        table,
+        n,
+        0,
+        max(src.pages, 1) - 1,
+        ref="ctid",
+        split={"method": "ctid-range"},
+        literal=lambda page: f"'({page},0)'::tid",
+        bound_keys=("page_lo", "page_hi"),
+    )

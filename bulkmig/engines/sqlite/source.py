@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import SourceError
 from bulkmig.core.model import Column, Partition, Table, part_count
@@ -106,30 +107,14 @@ def partition_table(conn: Any, table: Table, max_part_bytes: int, workers: int =
     rowid, so each part is one range scan).  WITHOUT ROWID tables are read whole.  The first and last
     ranges are open-ended, so rows outside the bounds seen at plan time are never lost."""
     n = part_count(table.estimated_bytes, max_part_bytes, workers)
-    base_filter = f"({table.filter})" if table.filter else None
     ref = _row_ref(conn, table) if n > 1 else None
     if ref is None or ref.label != "rowid":
-        table.split = {"method": "whole"}
-        return [Partition(0, base_filter, {}, table.estimated_bytes)]
+        return partitions.whole(table)
     lo, hi = conn.execute(f"SELECT min({ref.sql}), max({ref.sql}) FROM main.{quote_ident(table.name)}").fetchone()
     if lo is None:
-        table.split = {"method": "whole"}
-        return [Partition(0, base_filter, {}, table.estimated_bytes)]
-    n = max(1, min(n, hi - lo + 1))
-    bounds = [lo + (hi - lo + 1) * i // n for i in range(n + 1)]
-    table.split = {"method": "rowid-range", "column": ref.sql}
-    per_part = table.estimated_bytes // n
-    parts = []
-    for i in range(n):
-        conds = []
-        if i > 0:
-            conds.append(f"{ref.sql} >= {bounds[i]}")
-        if i < n - 1:
-            conds.append(f"{ref.sql} < {bounds[i + 1]}")
-        where = " AND ".join(conds + ([base_filter] if base_filter else [])) or None
-        b = {"column": ref.sql, "lo": bounds[i] if i > 0 else None, "hi": bounds[i + 1] if i < n - 1 else None}
-        parts.append(Partition(i, where, b, per_part))
-    return parts
+        return partitions.whole(table)
+    split = {"method": "rowid-range", "column": ref.sql}
+    return partitions.ranges(table, n, lo, hi, ref=ref.sql, split=split, bounds_extra={"column": ref.sql})
 
 
 def partition_tables(task: Any, tables: list[Table]) -> None:
