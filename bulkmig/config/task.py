@@ -38,11 +38,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import yaml
 
+from bulkmig.config.engine_settings import NUMERIC_DATES, REPORT_ONLY_SETTINGS, SqliteTypeSettings
+from bulkmig.config.engine_settings import MysqlTypeSettings as TypeSettings
 from bulkmig.config.mappings import Mappings
 from bulkmig.core.errors import ConfigError
-from bulkmig.engines.mysql.types import REPORT_ONLY_SETTINGS, TypeSettings
-from bulkmig.engines.sqlite.types import NUMERIC_DATES
-from bulkmig.engines.sqlite.types import TypeSettings as SqliteTypeSettings
 
 MIGRATION_TYPES = ("full-load", "full-load-and-cdc", "cdc")
 ROLES = ("source", "target")
@@ -103,9 +102,9 @@ ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
 VALIDATION_SETTINGS_KEYS = ("enabled",)
-# settings.mysql: the type-mapping choices of schema conversion (bulkmig.engines.mysql.types.TypeSettings).
+# settings.mysql: the type-mapping choices of schema conversion (bulkmig.config.engine_settings.MysqlTypeSettings).
 MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis", "scan_values")
-# settings.sqlite: how SQLite values are read (bulkmig.engines.sqlite.types.TypeSettings).
+# settings.sqlite: how SQLite values are read (bulkmig.config.engine_settings.SqliteTypeSettings).
 SQLITE_SETTINGS_KEYS = ("numeric_dates", "column_types")
 
 # libpq connection keywords (PostgreSQL 17 docs), so a typo such as `sslmod=` is caught on load

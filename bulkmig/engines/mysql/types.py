@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# The task's choices are task data, parsed with the task file (bulkmig.config.engine_settings).
+from bulkmig.config.engine_settings import MysqlTypeSettings as TypeSettings
 from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
 
 
@@ -167,31 +169,6 @@ _UNSIGNED_RULES = (*_INTEGERS, "decimal", "float", "double")
 ZERO_DATE_TYPES = ("date", "datetime", "timestamp")  # may hold zero dates
 _CASE_INSENSITIVE = re.compile(r"_ci$|_ai_ci$")
 _UTF8 = ("utf8mb4", "utf8mb3", "utf8", "ascii")
-
-
-# TypeSettings fields that change only what the assessment report says, never the data moved: the task
-# fingerprint leaves them out, so switching one does not orphan a volume.
-REPORT_ONLY_SETTINGS = ("scan_values",)
-
-
-@dataclass(frozen=True)
-class TypeSettings:
-    """The conversion choices a task can make (``settings.mysql`` in the task file, issue 5)."""
-
-    tinyint1_as_boolean: bool = True
-    zero_dates: str = "null"  # null: load '0000-00-00' (and zero month/day) as NULL, counted; refuse: stop
-    time_as: str = "time"  # time | interval
-    postgis: bool = False
-    # A full scan of each table with such columns (dates, tinyint(1) as boolean, ENUM) at plan/convert time,
-    # counting the zero dates and refused values per column; switch off for very large sources.  It changes
-    # only the report, never what is moved, so it stays out of the task fingerprint.
-    scan_values: bool = True
-
-    def __post_init__(self) -> None:
-        if self.zero_dates not in ("null", "refuse"):
-            raise ValueError(f"zero_dates must be 'null' or 'refuse', not {self.zero_dates!r}")
-        if self.time_as not in ("time", "interval"):
-            raise ValueError(f"time_as must be 'time' or 'interval', not {self.time_as!r}")
 
 
 @dataclass

@@ -18,9 +18,10 @@ following :attr:`TypeSettings.numeric_dates`, and every column where that happen
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+# The task's choices are task data, parsed with the task file (bulkmig.config.engine_settings).
+from bulkmig.config.engine_settings import SqliteTypeSettings as TypeSettings
 from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, ColumnMapping, Note, TypeRule
 
 
@@ -118,31 +119,6 @@ NAMED: dict[str, str] = {
 _LENGTHED = ("varchar", "char")
 # Logical types whose numbers SQLite's date functions turn into text (see ``date_read_as``).
 DATE_LOGICAL = ("date", "timestamp", "timestamptz")
-NUMERIC_DATES = ("auto", "julianday", "unixepoch", "unixepoch_ms", "refuse")
-
-
-@dataclass(frozen=True)
-class TypeSettings:
-    """The choices a task can make (``settings.sqlite`` in the task file).
-
-    ``numeric_dates``: how a number in a DATE/DATETIME column is read — ``auto`` as SQLite's 'auto'
-    modifier does (0..5373484.5 is a julian day, anything else unix epoch seconds), ``julianday``,
-    ``unixepoch``, ``unixepoch_ms`` (milliseconds, as Prisma and JavaScript's Date.now() store them), or
-    ``refuse`` (report and stop, like any other misfit).
-    ``column_types``: ``{"table.column": "TEXT"}`` reads a column as if it had been declared so — the fix
-    for a column whose values do not fit its declared type.
-    """
-
-    numeric_dates: str = "auto"
-    column_types: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.numeric_dates not in NUMERIC_DATES:
-            raise ValueError(f"numeric_dates must be one of {', '.join(NUMERIC_DATES)}, not {self.numeric_dates!r}")
-
-    def declared(self, table: str, column: str, declared: str) -> str:
-        """The declared type to map: the task's override for ``table.column``, else the file's own."""
-        return self.column_types.get(f"{table}.{column}", declared)
 
 
 @dataclass
