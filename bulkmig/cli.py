@@ -82,7 +82,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bulkmig.fullload.plan import make_plan, start_cdc_stream
+    from bulkmig.capture.start import start_cdc_stream
+    from bulkmig.fullload.plan import make_plan
 
     task = _task(args)
     if task.migration_type == "cdc":
@@ -185,7 +186,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     until = parse_lsn(args.until) if args.until else None
     task = _task(args)
     if task.migration_type == "cdc":
-        from bulkmig.fullload.plan import start_cdc_stream
+        from bulkmig.capture.start import start_cdc_stream
 
         start_cdc_stream(task)
     if not args.quiet:

@@ -508,39 +508,3 @@ def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotH
 
 def _is_subset(found: list[reflect.SourceTable], chosen: list[reflect.SourceTable]) -> bool:
     return len(chosen) < len(found)
-
-
-def start_cdc_stream(task: Task) -> bool:
-    """For ``migration_type: cdc``: start the change stream (publication, slot) unless it exists.
-
-    There is no full load to be consistent with, so the slot starts now, or at the task's
-    ``cdc_start_position``.  Returns True when a stream was started.
-    """
-    from bulkmig.capture import start
-    from bulkmig.cdc.stream import bucket_store, read_stream, stream_names
-    from bulkmig.engines import cdc_driver
-    from bulkmig.engines.postgres.capture import start_stream_now, stream_id_for
-
-    driver = cdc_driver(task.source.engine)
-    if driver.starts_lazily:  # no slot: the start position is written to the stream's document
-        if read_stream(bucket_store(task), driver.stream_id(task)) is not None:
-            return False
-        start.start_now(task, task.cdc_start_position)
-        return True
-    slot, _ = stream_names(task)
-    if read_stream(bucket_store(task), stream_id_for(slot)) is not None:
-        return False
-    conn = connect(task.source, autocommit=True)
-    try:
-        require_version(conn, task.source)
-        chosen = _selected(task, reflect.list_tables(conn))
-        start_stream_now(
-            task,
-            conn,
-            [(s.table.schema, s.table.name) for s in chosen],
-            allow_replica_identity_full=task.settings.allow_replica_identity_full,
-            start_position=task.cdc_start_position,
-        )
-    finally:
-        conn.close()
-    return True

@@ -384,7 +384,7 @@ def test_a_crash_before_progress_keeps_the_added_column(env: Env, monkeypatch: p
 
 
 def test_cdc_only_starts_now_or_at_a_given_binlog_position(env: Env, tmp_path: Path) -> None:
-    from bulkmig.fullload.plan import start_cdc_stream
+    from bulkmig.capture.start import start_cdc_stream
 
     env.sql("CREATE TABLE c (id int PRIMARY KEY, v text); INSERT INTO c VALUES (1, 'before')")
     env.create_target(env.tables())  # a target loaded by other means: the row that is already there

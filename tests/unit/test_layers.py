@@ -27,7 +27,6 @@ KNOWN = {
     "engines/mysql/compare.py -> validation",  # the canonical row forms live in validation/compare.py
     "engines/mysql/scan.py -> validation",
     "engines/sqlite/compare.py -> validation",
-    "fullload/plan.py -> capture",  # plan starts the change stream (start_cdc_stream)
     # The MySQL target (issue 18) arrived before the target protocol: its stage orchestration (load, replay,
     # validate into MySQL) sits in engines/mysql/target/ and reaches up; it moves into the stages with the protocol.
     "engines/mysql/target/__init__.py -> convert",
