@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulkmig.convert import collations, ddl, expressions, names, report
+from bulkmig.config import names
+from bulkmig.convert import collations, ddl, expressions, report
 from bulkmig.convert.report import Item
 from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Catalog, CatalogColumn, CatalogTable, Index
 from bulkmig.core.model import Column, Table

@@ -1,11 +1,11 @@
-"""Target identifiers (bulkmig.convert.names): folding, collisions, DMS rules, schema mapping, PG limits."""
+"""Target identifiers (bulkmig.config.names): folding, collisions, DMS rules, schema mapping, PG limits."""
 
 from __future__ import annotations
 
 import pytest
 
+from bulkmig.config import names
 from bulkmig.config.mappings import Mappings
-from bulkmig.convert import names
 from bulkmig.core.errors import ConfigError
 
 

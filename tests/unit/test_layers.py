@@ -23,7 +23,6 @@ LAYERS = [
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 KNOWN = {
-    "engines/mysql/capture.py -> convert",  # convert.names.decide for a column added during capture
     "engines/mysql/compare.py -> validation",  # the canonical row forms live in validation/compare.py
     "engines/mysql/scan.py -> validation",
     "engines/sqlite/compare.py -> validation",

@@ -641,7 +641,7 @@ class _Session:
     def add_column(self, st: Statement, key: tuple[str, str], start: BinlogPos, end: BinlogPos) -> None:
         """ADD COLUMN of a nullable column at the end: the batches before it are closed, the next batch
         carries the change (replay adds the column before that batch's rows), the definition grows."""
-        from bulkmig.convert.names import decide
+        from bulkmig.config.names import decide
 
         d = self.defs[key]
         assert st.column and st.column_type
