@@ -7,18 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from bulkmig.validation import compare
-from bulkmig.validation.compare import (
+from bulkmig.core.canonical import (
     Converted,
-    Tally,
     canonical_decimal,
     canonical_float,
     canonical_json,
-    hash_join,
     key_text,
-    merge,
     parse_duration,
 )
+from bulkmig.validation import compare
+from bulkmig.validation.compare import Tally, hash_join, merge
 
 
 @pytest.mark.parametrize(

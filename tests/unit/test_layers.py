@@ -23,9 +23,6 @@ LAYERS = [
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 KNOWN = {
-    "engines/mysql/compare.py -> validation",  # the canonical row forms live in validation/compare.py
-    "engines/mysql/scan.py -> validation",
-    "engines/sqlite/compare.py -> validation",
     # The MySQL target (issue 18) arrived before the target protocol: its stage orchestration (load, replay,
     # validate into MySQL) sits in engines/mysql/target/ and reaches up; it moves into the stages with the protocol.
     "engines/mysql/target/__init__.py -> convert",
@@ -34,7 +31,6 @@ KNOWN = {
     "engines/mysql/target/apply.py -> validation",
     "engines/mysql/target/compare.py -> validation",
     "engines/mysql/target/ddl.py -> convert",
-    "engines/postgres/compare.py -> validation",
 }
 
 

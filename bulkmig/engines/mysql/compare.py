@@ -1,12 +1,12 @@
 """MySQL/MariaDB's side of ``bulkmig validate``: what to SELECT per column, and the driver's answers turned
-into the canonical forms of :mod:`bulkmig.validation.compare`.
+into the canonical forms of :mod:`bulkmig.core.canonical`.
 
 Validation reads the source itself, not what extraction read, so it does not reuse every ``read_as``:
 
 - dates, DATETIME and TIMESTAMP are read raw.  Extraction's ``read_as`` turns zero dates into NULL
   (``zero_dates: null``); here they must stay visible, so the driver's converters keep any date it cannot
   parse as its text (mysqlclient's own would give None, which would hide exactly what validate must count)
-  and :func:`normaliser` marks '0000-00-00' and zero months/days as :class:`~bulkmig.validation.compare.Converted`.
+  and :func:`normaliser` marks '0000-00-00' and zero months/days as :class:`~bulkmig.core.canonical.Converted`.
 - FLOAT is read as ``col + 0E0``: MySQL's text for a FLOAT keeps 6 significant digits (16777217 reads as
   ``16777200``), the widened double is the stored float32 exactly.
 - everything else uses the column's ``read_as`` (``CAST(… AS CHAR)`` for TIME, JSON, SET; ``BIN`` for BIT;
@@ -24,10 +24,10 @@ from typing import Any
 import MySQLdb.converters
 from MySQLdb.constants import FIELD_TYPE
 
+from bulkmig.core.canonical import Canon, Converted, RowNormaliser, canonical, per_column
 from bulkmig.core.model import Column, Table
 from bulkmig.engines.mysql.connect import connect as mysql_connect
 from bulkmig.engines.mysql.reflect import quote_ident
-from bulkmig.validation.compare import Canon, Converted, RowNormaliser, canonical, per_column
 
 _TEMPORAL = ("date", "timestamp", "timestamptz")
 ZERO_DATE_WHY = "zero date loaded as NULL (zero_dates: null)"
@@ -111,7 +111,7 @@ def _timestamp_utc(value: Any) -> Any:
 
 
 def canon(column: Column) -> Canon:
-    """The driver's value for ``column`` → the canonical value (:func:`bulkmig.validation.compare.canonical`).
+    """The driver's value for ``column`` → the canonical value (:func:`bulkmig.core.canonical.canonical`).
 
     A zero date is a converted value only where the load can have made it NULL (a nullable column); in a
     NOT NULL column it stopped the load, so here it stays text and differs from anything the target holds."""

@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bulkmig.core.canonical import key_text
 from bulkmig.core.catalog import ACTION, CHANGED, Catalog, CatalogColumn, CatalogTable, Note
 from bulkmig.engines.mysql import types
 from bulkmig.engines.mysql.reflect import Connection, quote_ident
-from bulkmig.validation.compare import key_text
 
 
 @dataclass(frozen=True)

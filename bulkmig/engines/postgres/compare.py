@@ -1,5 +1,5 @@
 """PostgreSQL's side of ``bulkmig validate`` when the target is another engine (MySQL/MariaDB): what to SELECT
-per column and the driver's values turned into the canonical forms of :mod:`bulkmig.validation.compare`.
+per column and the driver's values turned into the canonical forms of :mod:`bulkmig.core.canonical`.
 
 Columns that travelled as PostgreSQL's text (arrays, intervals, tsvector, …) are read as that text, which is
 exactly what the target holds; uuid as its text (the target's CHAR(36)); everything else as psycopg hands it
@@ -12,10 +12,10 @@ import datetime as dt
 import re
 from typing import Any
 
+from bulkmig.core.canonical import RowNormaliser, canonical, per_column
 from bulkmig.core.model import TRANSFER_TEXT, Column, Table
 from bulkmig.engines.postgres.connect import connect as pg_connect
 from bulkmig.engines.postgres.sql import ident, qualified
-from bulkmig.validation.compare import RowNormaliser, canonical, per_column
 
 
 def connect(endpoint: Any) -> Any:

@@ -1,5 +1,5 @@
 """SQLite's side of ``bulkmig validate``: what to SELECT per column, and the stored values turned into the
-canonical forms of :mod:`bulkmig.validation.compare`.
+canonical forms of :mod:`bulkmig.core.canonical`.
 
 A SQLite cell holds whatever storage class it was given, so the question "is the target's value the same
 value?" is answered the way the load answers it: each stored value goes through the same conversion the
@@ -9,7 +9,7 @@ value that conversion refuses (a misfit the load would have stopped on) stays as
 whatever the target holds instead of being coerced into agreement.
 
 Dates stored as numbers are read through the column's ``read_as`` (SQLite's own date functions, as the
-extraction reads them) *and* raw: such a value is a :class:`~bulkmig.validation.compare.Converted` — the number is
+extraction reads them) *and* raw: such a value is a :class:`~bulkmig.core.canonical.Converted` — the number is
 reported with its column and key as a converted value, as the assessment report announced it.
 """
 
@@ -19,11 +19,11 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
+from bulkmig.core.canonical import Canon, Converted, RowNormaliser, canonical
 from bulkmig.core.model import Column, Table
 from bulkmig.engines.postgres.sql import ident, qualified
 from bulkmig.engines.sqlite import values
 from bulkmig.engines.sqlite.connect import connect as sqlite_connect
-from bulkmig.validation.compare import Canon, Converted, RowNormaliser, canonical
 
 DATE_LOGICAL = ("date", "timestamp", "timestamptz")
 NUMERIC_DATE_WHY = "a number read as a date by SQLite's date functions (numeric_dates)"

@@ -10,19 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from bulkmig.core.canonical import canonical, per_column
 from bulkmig.core.model import Table
 from bulkmig.engines.mysql import compare as mysql_compare
-from bulkmig.validation.compare import (
-    ORDERED_LOGICAL,
-    Tally,
-    _OutOfOrder,
-    _stream,
-    canonical,
-    engine_module,
-    hash_join,
-    merge,
-    per_column,
-)
+from bulkmig.validation.compare import ORDERED_LOGICAL, Tally, _OutOfOrder, _stream, engine_module, hash_join, merge
 
 
 def compare_table(task: Any, target: Any, table: Table) -> Tally:
