@@ -313,8 +313,8 @@ def test_s3_upload_is_checked_against_the_stored_checksum(
     st = open_store(f"s3://{bucket}", s3)
     src = tmp_path / "f.bin"
     src.write_bytes(b"real bytes")
-    real = store._hashes
-    monkeypatch.setattr(store, "_hashes", lambda p, n: ("0" * 64, *real(p, n)[1:]))
+    real = store.s3._hashes
+    monkeypatch.setattr(store.s3, "_hashes", lambda p, n: ("0" * 64, *real(p, n)[1:]))
     with pytest.raises(IntegrityError, match="did not verify"):
         st.put_file("x.bin", src)
     assert st.stat("x.bin") is None

@@ -87,7 +87,7 @@ def test_replace_is_atomic_when_the_disk_fills(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(store.os, "write", full_disk)
+    monkeypatch.setattr(store.local.os, "write", full_disk)
     with pytest.raises(StoreError) as info:
         vol.put_file(KEY, src)
     message = str(info.value)
@@ -102,8 +102,8 @@ def test_too_big_for_the_free_space_is_refused_before_writing(
     vol: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = write(tmp_path / "big.bin", b"y" * 10_000)
-    real = store.shutil.disk_usage
-    monkeypatch.setattr(store.shutil, "disk_usage", lambda p: real(p)._replace(free=1_000))
+    real = store.local.shutil.disk_usage
+    monkeypatch.setattr(store.local.shutil, "disk_usage", lambda p: real(p)._replace(free=1_000))
     with pytest.raises(StoreError, match=r"10,000 bytes needed, 1,000 free"):
         vol.put_file(KEY, src)
     assert not vol.exists(KEY) and files_under(vol.root) == []
@@ -140,7 +140,7 @@ def test_put_if_absent(vol: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None
     def no_links(src: object, dst: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(store.os, "link", no_links)
+    monkeypatch.setattr(store.local.os, "link", no_links)
     vol.put_bytes("other.json", b"a", if_absent=True)
     with pytest.raises(AlreadyExists):
         vol.put_bytes("other.json", b"b", if_absent=True)
