@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -81,6 +83,56 @@ class _Throwaway:
         if self._tmp is not None and not self.keep:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+class _DatabaseServer(_Throwaway):
+    """What the PostgreSQL and MariaDB servers share: a random password, a port (pinned or free), and a temp
+    dir holding ``data/`` and ``server.log``."""
+
+    kind = "database"  # the engine's name, for messages
+
+    def _init_server(self, port: int | None, keep: bool, name: str) -> None:
+        self.password: str = secrets.token_urlsafe(24)
+        self.port: int = port or 0
+        self.keep = keep
+        self.name = name
+        self._fixed_port = port is not None
+        self._tmp = None
+        self._run_as: str | None = None
+
+    def _start_on_a_port(self, launch: Callable[[], str | None], bind_failed: tuple[str, ...]) -> None:
+        """Run ``launch`` (it returns None once the server is up, else what went wrong), retrying on a new free
+        port when the log says another process grabbed ours in between."""
+        attempts = 1 if self._fixed_port else 4
+        for attempt in range(attempts):
+            if not self._fixed_port:
+                self.port = free_port()
+            why = launch()
+            if why is None:
+                return
+            log = _tail(self.logfile)
+            if attempt + 1 < attempts and any(s in log for s in bind_failed):
+                continue
+            raise DevServerError(
+                f"{self.kind} {self.name!r} did not start on port {self.port}{why}\n"
+                f"--- tail of server.log{self._kept_note()} ---\n{log}",
+                "read the server log above",
+            )
+
+    @property
+    def tmpdir(self) -> Path:
+        """The temp dir holding ``data/``, ``server.log`` and the unix socket."""
+        if self._tmp is None:
+            raise DevServerError(f"{self.kind} server {self.name!r} is not started", "call start() first")
+        return self._tmp
+
+    @property
+    def datadir(self) -> Path:
+        return self.tmpdir / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.tmpdir / "server.log"
 
 
 def _end_child(proc: subprocess.Popen[bytes] | None, grace: float) -> None:

@@ -6,7 +6,6 @@ import atexit
 import contextlib
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     pass
 
 
-from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _end_child, _tail, _Throwaway, free_port
+from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _DatabaseServer, _end_child
 from bulkmig.demo.servers.postgres import _SETTING_NAME, _service_user
 
 
@@ -105,7 +104,7 @@ def _mysql_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-class MariaDBServer(_Throwaway):
+class MariaDBServer(_DatabaseServer):
     """A throwaway MariaDB (or MySQL) server on 127.0.0.1 with row-based binlog, for the MySQL engine.
 
     ``mariadbd`` runs in the foreground as our child, with its own datadir, unix socket and free TCP port,
@@ -122,6 +121,7 @@ class MariaDBServer(_Throwaway):
     """
 
     host = LOOPBACK
+    kind = "MariaDB"
     user = "bulkmig"
 
     def __init__(
@@ -140,31 +140,10 @@ class MariaDBServer(_Throwaway):
         for key in self.settings:
             _mysql_option(key, "x")  # validates the name now rather than in a failed start
         self.mysqld: Path = Path(mysqld) if mysqld else find_mariadbd()
-        self.password: str = secrets.token_urlsafe(24)
-        self.port: int = port or 0
-        self.keep = keep
-        self.name = name
-        self._fixed_port = port is not None
-        self._tmp: Path | None = None
-        self._run_as: str | None = None
+        self._init_server(port, keep, name)
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ paths
-
-    @property
-    def tmpdir(self) -> Path:
-        """The temp dir holding ``data/``, ``server.log``, the socket and the pid file."""
-        if self._tmp is None:
-            raise DevServerError(f"MariaDB server {self.name!r} is not started", "call start() first")
-        return self._tmp
-
-    @property
-    def datadir(self) -> Path:
-        return self.tmpdir / "data"
-
-    @property
-    def logfile(self) -> Path:
-        return self.tmpdir / "server.log"
 
     @property
     def socket(self) -> Path:
@@ -254,10 +233,8 @@ class MariaDBServer(_Throwaway):
 
     def _start_server(self) -> None:
         """Start mariadbd, retrying with a new port if another process grabbed ours in between."""
-        attempts = 1 if self._fixed_port else 4
-        for attempt in range(attempts):
-            if not self._fixed_port:
-                self.port = free_port()
+
+        def launch() -> str | None:
             self._proc = subprocess.Popen(
                 self._server_argv(),
                 cwd=self.tmpdir,
@@ -267,16 +244,11 @@ class MariaDBServer(_Throwaway):
                 **self._child_ids(),
             )
             if self._wait_ready():
-                return
-            log = _tail(self.logfile)
+                return None
             self._terminate()
-            if attempt + 1 < attempts and any(s in log for s in _MARIADB_BIND_FAILED):
-                continue
-            raise DevServerError(
-                f"MariaDB {self.name!r} did not start on port {self.port}\n"
-                f"--- tail of server.log{self._kept_note()} ---\n{log}",
-                "read the server log above",
-            )
+            return ""
+
+        self._start_on_a_port(launch, _MARIADB_BIND_FAILED)
 
     def _wait_ready(self, timeout: float = 60) -> bool:
         """True once root can log in over the socket; False if the server died or never got there."""

@@ -8,7 +8,6 @@ import glob
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -30,9 +29,8 @@ if TYPE_CHECKING:
 from bulkmig.demo.servers.common import (
     LOOPBACK,
     DevServerError,
+    _DatabaseServer,
     _tail,
-    _Throwaway,
-    free_port,
 )
 
 # The system user a root-started cluster runs as when there is no ``postgres`` user (initdb refuses root).
@@ -134,7 +132,7 @@ def _conf_value(value: str | int | bool) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-class PostgresServer(_Throwaway):
+class PostgresServer(_DatabaseServer):
     """A throwaway PostgreSQL cluster on 127.0.0.1, superuser ``postgres`` with a random password.
 
     The URL it hands out never contains the password (tasks must take secrets from the environment);
@@ -142,6 +140,7 @@ class PostgresServer(_Throwaway):
     """
 
     host = LOOPBACK
+    kind = "PostgreSQL"
     user = "postgres"
 
     def __init__(
@@ -161,31 +160,10 @@ class PostgresServer(_Throwaway):
                 raise ValueError(f"not a PostgreSQL setting name: {key!r}")
         self.settings: dict[str, str | int | bool] = merged
         self.bindir: Path = Path(bindir) if bindir else find_pg_bindir()
-        self.password: str = secrets.token_urlsafe(24)
-        self.port: int = port or 0
-        self.keep = keep
-        self.name = name
-        self._fixed_port = port is not None
-        self._tmp: Path | None = None
-        self._run_as: str | None = None
+        self._init_server(port, keep, name)
         self._running = False
 
     # ------------------------------------------------------------------ paths
-
-    @property
-    def tmpdir(self) -> Path:
-        """The temp dir holding ``data/``, ``server.log`` and the unix socket."""
-        if self._tmp is None:
-            raise DevServerError(f"PostgreSQL server {self.name!r} is not started", "call start() first")
-        return self._tmp
-
-    @property
-    def datadir(self) -> Path:
-        return self.tmpdir / "data"
-
-    @property
-    def logfile(self) -> Path:
-        return self.tmpdir / "server.log"
 
     def _exe(self, name: str) -> str:
         local = self.bindir / name
@@ -267,23 +245,16 @@ class PostgresServer(_Throwaway):
 
     def _start_server(self) -> None:
         """pg_ctl start, retrying with a new port if another process grabbed ours in between."""
-        attempts = 1 if self._fixed_port else 4
-        for attempt in range(attempts):
-            if not self._fixed_port:
-                self.port = free_port()
+
+        def launch() -> str | None:
             self._write_settings()
             done = self._pg_ctl("-l", str(self.logfile), "-w", "-t", "60", "start")
-            if done.returncode == 0:
-                self._wait_ready()
-                return
-            log = _tail(self.logfile)
-            if attempt + 1 < attempts and any(s in log for s in _BIND_FAILED):
-                continue
-            raise DevServerError(
-                f"PostgreSQL {self.name!r} did not start on port {self.port}: {done.stderr.strip()}\n"
-                f"--- tail of server.log{self._kept_note()} ---\n{log}",
-                "read the server log above",
-            )
+            if done.returncode != 0:
+                return f": {done.stderr.strip()}"
+            self._wait_ready()
+            return None
+
+        self._start_on_a_port(launch, _BIND_FAILED)
 
     def _wait_ready(self, timeout: float = 30) -> None:
         """pg_ctl -w already waited; logging in over TCP also proves the password and pg_hba work."""
