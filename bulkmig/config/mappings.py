@@ -763,15 +763,7 @@ class Mappings:
     # ---------------------------------------------------------------------------------------- names
 
     def _renamed(self, name: str, rules: Iterable[TransformationRule]) -> str:
-        for rule in rules:
-            new = rule.apply(name)
-            if not new:
-                raise ConfigError(
-                    f"transformation rule {rule.rule_name!r} turns {name!r} into an empty name",
-                    "fix its value/old-value in the table mappings",
-                )
-            name = new
-        return name
+        return apply_rules(name, rules)
 
     def target_schema_name(self, schema: str) -> str:
         rules = [r for r in self.transformations if r.target == "schema" and r.matches(schema)]
@@ -806,16 +798,7 @@ class Mappings:
         cols = list(columns)
         removed = self.removed_columns(schema, table, cols)
         out = {c: self.target_column_name(schema, table, c) for c in cols if c not in removed}
-        by_target: dict[str, list[str]] = {}
-        for src, dst in out.items():
-            by_target.setdefault(dst, []).append(src)
-        clashes = {dst: srcs for dst, srcs in by_target.items() if len(srcs) > 1}
-        if clashes:
-            desc = "; ".join(f"{', '.join(map(repr, srcs))} -> {dst!r}" for dst, srcs in clashes.items())
-            raise ConfigError(
-                f"table {schema}.{table}: transformation rules give several columns one name: {desc}",
-                "change the column rules so every target column name is unique",
-            )
+        refuse_duplicates(f"table {schema}.{table}: columns", out)
         return out
 
     def check_target_tables(self, tables: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
@@ -894,3 +877,30 @@ def _other_rule_warning(label: str, rtype: str, doc: Mapping[str, Any]) -> str:
     if rtype == "post-processing":
         return f"{label}: post-processing (S3 object tags) ignored: bulkmig does not tag objects yet"
     return f"{label}: {rtype} rule ignored: bulkmig validates with its own row hash comparison"
+
+
+def apply_rules(name: str, rules: Iterable[TransformationRule]) -> str:
+    """``name`` after each rename rule in turn (DMS applies them in rule order); an empty result is an error."""
+    for rule in rules:
+        new = rule.apply(name)
+        if not new:
+            raise ConfigError(
+                f"transformation rule {rule.rule_name!r} turns {name!r} into an empty name",
+                "fix its value/old-value in the table mappings",
+            )
+        name = new
+    return name
+
+
+def refuse_duplicates(what: str, mapping: dict[str, str]) -> None:
+    """Refuse two source objects that the rules send to one target name (DMS cannot merge objects either)."""
+    by_target: dict[str, list[str]] = {}
+    for src, dst in mapping.items():
+        by_target.setdefault(dst, []).append(src)
+    clashes = {dst: srcs for dst, srcs in by_target.items() if len(srcs) > 1}
+    if clashes:
+        desc = "; ".join(f"{', '.join(map(repr, srcs))} -> {dst!r}" for dst, srcs in clashes.items())
+        raise ConfigError(
+            f"{what} land on one target name: {desc}",
+            "change the transformation rules so every target name is unique",
+        )

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bulkmig.config.mappings import RENAME_ACTIONS, Mappings, TransformationRule
+from bulkmig.config.mappings import RENAME_ACTIONS, Mappings, apply_rules, refuse_duplicates
 from bulkmig.core.errors import ConfigError
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes, silently: two long names could become one.
@@ -52,18 +52,6 @@ def fold_all(names: Iterable[str], mode: str) -> tuple[dict[str, str], list[list
     clashes = [g for g in groups.values() if len(g) > 1]
     clashing = {n for g in clashes for n in g}
     return {n: (n if n in clashing else n.lower()) for n in names}, clashes
-
-
-def _apply_rules(name: str, rules: Iterable[TransformationRule]) -> str:
-    for rule in rules:
-        new = rule.apply(name)
-        if not new:
-            raise ConfigError(
-                f"transformation rule {rule.rule_name!r} turns {name!r} into an empty name",
-                "fix its value/old-value in the table mappings",
-            )
-        name = new
-    return name
 
 
 def truncate(name: str, limit: int = MAX_IDENT_BYTES) -> str:
@@ -132,7 +120,7 @@ def target_schema(dialect: str, schema: str, mode: str, mappings: Mappings) -> s
     base = SQLITE_TARGET_SCHEMA if dialect == "sqlite" and schema == SQLITE_MAIN else schema
     base = fold(base, mode)
     rules = [r for r in mappings.transformations if r.target == "schema" and r.matches(schema)]
-    return _apply_rules(base, rules)
+    return apply_rules(base, rules)
 
 
 def decide(
@@ -153,7 +141,7 @@ def decide(
     for table, columns in tables.items():
         rules = [r for r in mappings.transformations if r.target == "table" and r.matches(schema, table)]
         # A table rule may move it to another schema only through schema rules (DMS has no per-table schema).
-        tname = _apply_rules(folded[table], rules)
+        tname = apply_rules(folded[table], rules)
         removed = mappings.removed_columns(schema, table, columns)
         kept = [c for c in columns if c not in removed]
         cfold, cclash = fold_all(kept, mode)
@@ -165,18 +153,18 @@ def decide(
                 for r in mappings.transformations
                 if r.target == "column" and r.action in RENAME_ACTIONS and r.matches(schema, table, c)
             ]
-            cols[c] = _apply_rules(cfold[c], crules)
+            cols[c] = apply_rules(cfold[c], crules)
             if crules:
                 renamed[c] = cols[c]
-        _refuse_duplicates(f"table {schema}.{table}: columns", cols)
+        refuse_duplicates(f"table {schema}.{table}: columns", cols)
         _refuse_long(f"table {schema}.{table}: column", cols)
         out[table] = TableNames(table, target, tname, cols, [c for c in columns if c in removed], cclash, renamed)
     view_names = {}
     for view in views:
         rules = [r for r in mappings.transformations if r.target == "table" and r.matches(schema, view)]
-        view_names[view] = _apply_rules(folded[view], rules)
+        view_names[view] = apply_rules(folded[view], rules)
     relations = {**{t: n.name for t, n in out.items()}, **{f"view {v}": n for v, n in view_names.items()}}
-    _refuse_duplicates(f"schema {target}: tables and views", relations)
+    refuse_duplicates(f"schema {target}: tables and views", relations)
     _refuse_long(f"schema {target}: table", relations)
     if _too_long(target):
         raise ConfigError(
@@ -184,19 +172,6 @@ def decide(
             "add a DMS rename rule for the schema (rule-target: schema)",
         )
     return Names(schema, target, out, view_names, clashes, Namespace(relations.values()))
-
-
-def _refuse_duplicates(what: str, mapping: dict[str, str]) -> None:
-    by_target: dict[str, list[str]] = {}
-    for src, dst in mapping.items():
-        by_target.setdefault(dst, []).append(src)
-    clashes = {dst: srcs for dst, srcs in by_target.items() if len(srcs) > 1}
-    if clashes:
-        desc = "; ".join(f"{', '.join(map(repr, srcs))} -> {dst!r}" for dst, srcs in clashes.items())
-        raise ConfigError(
-            f"{what} land on one target name: {desc}",
-            "change the transformation rules so every target name is unique",
-        )
 
 
 def _refuse_long(what: str, mapping: dict[str, str]) -> None:
