@@ -161,7 +161,9 @@ def _in_snapshot(pos: int | None, below: int) -> bool:
 
 def names_are_target(task: Task, doc: Mapping[str, Any] | None) -> bool:
     """Whether the stream carries target names (``stream.json`` ``doc``: ``"names": "target"``; MySQL
-    capture).  Without the document the source engine decides: only MySQL capture writes target names."""
+    capture).  Without the document the source engine's capabilities decide."""
     if doc is None:
-        return task.source.engine == "mysql"
+        from bulkmig.engines.protocols import source_capabilities
+
+        return source_capabilities(task.source.engine).capture_writes_target_names
     return doc.get("names") == "target"

@@ -166,11 +166,12 @@ def compare_foreign_table(task: Task, table: Table, compare: Any = compare_forei
 
 
 def compare_table(task: Task, table: Table) -> TableResult:
+    from bulkmig.engines.protocols import source_capabilities
     from bulkmig.targets import target_engine
 
     if (engine := target_engine(task)) is not None:
         return compare_foreign_table(task, table, engine.compare)
-    if task.source.engine != "postgresql":
+    if not source_capabilities(task.source.engine).native_schema:  # no common text form: value by value
         return compare_foreign_table(task, table)
     tschema, tname = table.target_schema or table.schema, table.target_name or table.name
     src = connect(task.source, autocommit=True)

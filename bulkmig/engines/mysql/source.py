@@ -39,6 +39,7 @@ from bulkmig.engines.mysql import connect as my
 from bulkmig.engines.mysql import scan, types
 from bulkmig.engines.mysql.reflect import quote_ident, reflect
 from bulkmig.engines.postgres.reader import arrow_schema
+from bulkmig.engines.protocols import ClosingSnapshot
 
 # How long FLUSH TABLES WITH READ LOCK may wait for running statements (writes are held up meanwhile).
 LOCK_WAIT_SECONDS = 60
@@ -122,7 +123,7 @@ def binlog_position(conn: Any, mariadb: bool, version: tuple[int, int, int]) -> 
     }
 
 
-class Snapshot:
+class Snapshot(ClosingSnapshot):
     """``workers`` connections reading one moment of the source, and that moment's binlog position.
 
     ``raw`` connections return values as the server's text (for :class:`Reader`); ``raw=False`` gives the
@@ -208,12 +209,6 @@ class Snapshot:
             with contextlib.suppress(my.DriverError):
                 conn.close()
         self.connections = []
-
-    def __enter__(self) -> Snapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_snapshot(endpoint: Any, workers: int, *, batch_rows: int = 65536) -> Snapshot:

@@ -29,6 +29,7 @@ from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import SourceError
 from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres.reader import arrow_schema
+from bulkmig.engines.protocols import ClosingSnapshot
 from bulkmig.engines.sqlite import connect as lite
 from bulkmig.engines.sqlite import reflect as rf
 from bulkmig.engines.sqlite import sqltext, types, values
@@ -152,7 +153,7 @@ def check_columns(conn: Any, tables: list[Table]) -> None:
 # ------------------------------------------------------------------------------------------- snapshot
 
 
-class Snapshot:
+class Snapshot(ClosingSnapshot):
     """``workers`` read-only connections on one committed state of the file (see the module docstring)."""
 
     def __init__(self, endpoint: Any, workers: int = 1, *, batch_rows: int = 65536) -> None:
@@ -196,12 +197,6 @@ class Snapshot:
         for conn in self.connections:
             lite.end(conn)
         self.connections = []
-
-    def __enter__(self) -> Snapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open_snapshot(endpoint: Any, workers: int, *, batch_rows: int = 65536) -> Snapshot:
