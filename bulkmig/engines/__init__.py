@@ -55,3 +55,15 @@ def cdc_driver(engine: str) -> Any:
             f"use migration_type: full-load, or a source of: {', '.join(CDC_DRIVERS)}",
         )
     return importlib.import_module(CDC_DRIVERS[engine]).DRIVER
+
+
+def check_cdc_ready(task: Any) -> None:
+    """Refuse change capture from a foreign source that has none, or whose server is not set up for it
+    (the source module's ``check_cdc_ready``: binlog on, ROW format, FULL images...)."""
+    check = getattr(foreign_source(task.source.engine), "check_cdc_ready", None)
+    if check is None:
+        raise ConfigError(
+            f"migration_type {task.migration_type} is not supported for {task.source.engine} sources",
+            "use migration_type: full-load",
+        )
+    check(task)

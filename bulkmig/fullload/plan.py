@@ -28,7 +28,7 @@ from bulkmig.core.manifest import check_format
 from bulkmig.core.model import Partition, Table
 from bulkmig.core.retry import first_line
 from bulkmig.core.store import Store, open_store
-from bulkmig.engines import foreign_source
+from bulkmig.engines import check_cdc_ready, foreign_source
 from bulkmig.engines.postgres import privileges, reflect, schema
 from bulkmig.engines.postgres.connect import connect, require_version, snapshot_importable
 from bulkmig.engines.postgres.sql import ident, literal
@@ -125,6 +125,26 @@ def new_volume_id(task: Task) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in task.name)[:40] or "volume"
     return f"{safe}-{stamp}-{secrets.token_hex(3)}"
+
+
+def new_plan(task: Task, volume_id: str, encryption_key: crypto.Key | None, **fields: Any) -> Plan:
+    """A plan for ``task`` with what every engine's plan records the same way (when, which task, the part
+    and encryption settings); ``fields`` are the engine's own (source, snapshot, schema files, tables...)."""
+    return Plan(
+        volume_id=volume_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        task_name=task.name,
+        task_fingerprint=task.fingerprint(),
+        migration_type=task.migration_type,
+        settings={
+            "max_part_bytes": task.settings.max_part_bytes,
+            "max_row_group_rows": task.settings.max_row_group_rows,
+            "compression": task.settings.compression,
+            **crypto.plan_settings(encryption_key),
+        },
+        task_inputs=task.fingerprint_inputs(),
+        **fields,
+    )
 
 
 def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.SourceTable]:
@@ -273,12 +293,10 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
             digest, size = store.put_file(key, path)
             schema_files[name] = {"key": key, "sha256": digest, "bytes": size}
 
-    plan = Plan(
-        volume_id=volume_id,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        task_name=task.name,
-        task_fingerprint=task.fingerprint(),
-        migration_type=task.migration_type,
+    plan = new_plan(
+        task,
+        volume_id,
+        encryption_key,
         source={
             "engine": "postgresql",
             "url": task.source.redacted(),
@@ -296,14 +314,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         schema_files=schema_files,
         sequences=sequences,
         tables=[s.table for s in chosen],
-        settings={
-            "max_part_bytes": task.settings.max_part_bytes,
-            "max_row_group_rows": task.settings.max_row_group_rows,
-            "compression": task.settings.compression,
-            **crypto.plan_settings(encryption_key),
-        },
         skipped_objects=list(files.skipped),
-        task_inputs=task.fingerprint_inputs(),
     )
     store.put_bytes(layout.PLAN, plan.to_bytes())
     say(
@@ -338,13 +349,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
     from bulkmig.convert import convert
 
     if task.cdc:
-        check_cdc = getattr(source, "check_cdc_ready", None)
-        if check_cdc is None:
-            raise ConfigError(
-                f"migration_type {task.migration_type} is not supported for {task.source.engine} sources",
-                "use migration_type: full-load",
-            )
-        check_cdc(task)
+        check_cdc_ready(task)
     catalog, position = source.open_catalog(task)
     if task.cdc and not position.get("lsn"):
         raise ConfigError(
@@ -392,12 +397,10 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
     volume_id = new_volume_id(task)
     snapshot = {"name": None, **position}
     snapshot.setdefault("taken_at", datetime.now(UTC).isoformat(timespec="seconds"))
-    plan = Plan(
-        volume_id=volume_id,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        task_name=task.name,
-        task_fingerprint=task.fingerprint(),
-        migration_type=task.migration_type,
+    plan = new_plan(
+        task,
+        volume_id,
+        encryption_key,
         source={
             "engine": task.source.engine,
             "dialect": catalog.dialect,
@@ -410,14 +413,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         schema_files=schema_files,
         sequences=[],
         tables=tables,
-        settings={
-            "max_part_bytes": task.settings.max_part_bytes,
-            "max_row_group_rows": task.settings.max_row_group_rows,
-            "compression": task.settings.compression,
-            **crypto.plan_settings(encryption_key),
-        },
         skipped_objects=[],
-        task_inputs=task.fingerprint_inputs(),
     )
     store.put_bytes(layout.PLAN, plan.to_bytes())
     summary = conversion.report.get("summary", {})

@@ -299,7 +299,7 @@ def _mysql_source(c: _Checks) -> None:
 
 
 def _sqlite_source(c: _Checks) -> None:
-    from bulkmig.engines import foreign_source
+    from bulkmig.engines import check_cdc_ready
     from bulkmig.engines.sqlite import connect as lite
     from bulkmig.engines.sqlite import reflect as rf
 
@@ -320,14 +320,7 @@ def _sqlite_source(c: _Checks) -> None:
 
     def cdc() -> str:
         _no_cdc(task)
-        module = foreign_source(task.source.engine)
-        check_cdc = getattr(module, "check_cdc_ready", None)
-        if check_cdc is None:
-            raise ConfigError(
-                f"migration_type {task.migration_type} is not supported for {task.source.engine} sources",
-                "use migration_type: full-load",
-            )
-        check_cdc(task)
+        check_cdc_ready(task)
         return "change data capture is possible"
 
     c.run("source.connect", connected)
