@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # TypeSettings fields that change only what the assessment report says, never the data moved: the task
 # fingerprint leaves them out, so switching one does not orphan a volume.
@@ -60,3 +63,15 @@ class SqliteTypeSettings:
     def declared(self, table: str, column: str, declared: str) -> str:
         """The declared type to map: the task's override for ``table.column``, else the file's own."""
         return self.column_types.get(f"{table}.{column}", declared)
+
+
+def settings_of(task: Any, key: str, cls: type[T]) -> T:
+    """The task's ``settings.<key>`` as ``cls`` (defaults when the task, or a test's stand-in, has none)."""
+    raw = getattr(task.settings, key, None)
+    if raw is None:
+        return cls()
+    if isinstance(raw, cls):
+        return raw
+    if isinstance(raw, dict):
+        return cls(**raw)
+    return cls(**{k: getattr(raw, k) for k in cls.__dataclass_fields__})  # type: ignore[attr-defined]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+
+from bulkmig.core.errors import SourceError
 
 # How a column travels in Parquet.
 #   native: the driver's Arrow type is exact for every value the source type can hold.
@@ -119,6 +122,18 @@ class Table:
     def copied_columns(self) -> list[Column]:
         """Columns whose values travel; generated columns are recomputed by the target."""
         return [c for c in self.columns if not c.generated]
+
+    def refuse_changed_columns(self, now: Mapping[str, str], where: str) -> None:
+        """Refuse to extract when the planned columns changed since the plan (``now``: column -> the source
+        type it has today): data would land in the wrong target columns.  Columns added since are not read."""
+        if not now:
+            raise SourceError(f"table {self.qualified} no longer exists {where}", "re-plan with --force")
+        changed = [c.name for c in self.columns if now.get(c.name) != c.source_type]
+        if changed:
+            raise SourceError(
+                f"the columns of {self.qualified} changed since the plan ({', '.join(changed)})",
+                "re-plan with `bulkmig plan --force` (the volume's parts would not match the new schema)",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

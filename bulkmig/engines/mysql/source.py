@@ -30,6 +30,7 @@ import MySQLdb.converters
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bulkmig.config.engine_settings import settings_of
 from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import ConfigError, SourceError
@@ -225,14 +226,7 @@ def _has_cast_double(snap: Snapshot) -> bool:
 
 def type_settings(task: Any) -> types.TypeSettings:
     """The task's ``settings.mysql`` as :class:`types.TypeSettings` (defaults when the task has none)."""
-    raw = getattr(task.settings, "mysql", None)
-    if raw is None:
-        return types.TypeSettings()
-    if isinstance(raw, types.TypeSettings):
-        return raw
-    if isinstance(raw, dict):
-        return types.TypeSettings(**raw)
-    return types.TypeSettings(**{k: getattr(raw, k) for k in types.TypeSettings.__dataclass_fields__})
+    return settings_of(task, "mysql", types.TypeSettings)
 
 
 @dataclass
@@ -377,14 +371,7 @@ def check_columns(conn: Any, tables: list[Table]) -> None:
             now = {_text(r[0]): _text(r[1]) for r in cur.fetchall()}
         finally:
             cur.close()
-        if not now:
-            raise SourceError(f"table {table.qualified} no longer exists on the source", "re-plan with --force")
-        changed = [c.name for c in table.columns if now.get(c.name) != c.source_type]
-        if changed:
-            raise SourceError(
-                f"the columns of {table.qualified} changed since the plan ({', '.join(changed)})",
-                "re-plan with `bulkmig plan --force` (the volume's parts would not match the new schema)",
-            )
+        table.refuse_changed_columns(now, "on the source")
 
 
 # ----------------------------------------------------------------------------------------------- reading

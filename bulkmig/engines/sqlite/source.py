@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bulkmig.config.engine_settings import settings_of
 from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import SourceError
@@ -55,14 +56,7 @@ def literal(value: Any) -> str:
 
 def type_settings(task: Any) -> types.TypeSettings:
     """The task's ``settings.sqlite`` as :class:`types.TypeSettings` (defaults when the task has none)."""
-    raw = getattr(task.settings, "sqlite", None)
-    if raw is None:
-        return types.TypeSettings()
-    if isinstance(raw, types.TypeSettings):
-        return raw
-    if isinstance(raw, dict):
-        return types.TypeSettings(**raw)
-    return types.TypeSettings(**{k: getattr(raw, k) for k in types.TypeSettings.__dataclass_fields__})
+    return settings_of(task, "sqlite", types.TypeSettings)
 
 
 def _position(version: str) -> dict[str, Any]:
@@ -140,14 +134,7 @@ def check_columns(conn: Any, tables: list[Table]) -> None:
     wrong target columns).  Columns added since are not read."""
     for table in tables:
         now = {r[1]: r[2] or "" for r in conn.execute(f"PRAGMA main.table_xinfo({quote_ident(table.name)})")}
-        if not now:
-            raise SourceError(f"table {table.qualified} no longer exists in the source file", "re-plan with --force")
-        changed = [c.name for c in table.columns if now.get(c.name) != c.source_type]
-        if changed:
-            raise SourceError(
-                f"the columns of {table.qualified} changed since the plan ({', '.join(changed)})",
-                "re-plan with `bulkmig plan --force` (the volume's parts would not match the new schema)",
-            )
+        table.refuse_changed_columns(now, "in the source file")
 
 
 # ------------------------------------------------------------------------------------------- snapshot
