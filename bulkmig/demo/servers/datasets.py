@@ -47,21 +47,7 @@ def load_dataset(server: PostgresServer | MariaDBServer, dataset: str, dbname: s
         return _load_mysql_dataset(server, dataset, dbname)
     if dataset not in PG_DATASETS:
         raise ValueError(f"not a PostgreSQL dataset: {dataset!r} (choose from {', '.join(PG_DATASETS)})")
-    root = datasets_dir()
-    if root is None:
-        raise DevServerError(
-            "the shared sample datasets are not there",
-            "set BULKMIG_DATASETS to the folder holding load.sh, or put it in ../shared/datasets",
-        )
-    env = {**os.environ, **server.env(), "PAGILA_DB": dbname, "PSQL": server._exe("psql")}
-    done = subprocess.run(
-        ["bash", str(root / "load.sh"), dataset], env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise DevServerError(
-            f"load.sh {dataset} failed (exit {done.returncode}):\n{done.stderr[-4000:]}{done.stdout[-2000:]}",
-            "see the loader output above",
-        )
+    done = _run_load_sh(dataset, {**os.environ, **server.env(), "PAGILA_DB": dbname, "PSQL": server._exe("psql")})
     created = PG_DATASETS[dataset]
     if created is not None and created != dbname:
         server.drop_database(dbname)
@@ -87,14 +73,20 @@ def _load_mysql_dataset(server: MariaDBServer, dataset: str, dbname: str) -> str
             f"{dataset} always loads into database {created!r} (MySQL cannot rename a database with its "
             f"views, triggers and routines); pass dbname={created!r}"
         )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
+    env.update(server.env(), MYSQL=server._tool("mariadb", "mysql"))
+    done = _run_load_sh(dataset, env)
+    return done.stdout + done.stderr
+
+
+def _run_load_sh(dataset: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The shared datasets' own loader, ``load.sh <dataset>``, with the server's client and credentials in ``env``."""
     root = datasets_dir()
     if root is None:
         raise DevServerError(
             "the shared sample datasets are not there",
             "set BULKMIG_DATASETS to the folder holding load.sh, or put it in ../shared/datasets",
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
-    env.update(server.env(), MYSQL=server._tool("mariadb", "mysql"))
     done = subprocess.run(
         ["bash", str(root / "load.sh"), dataset], env=env, capture_output=True, text=True, check=False
     )
@@ -103,4 +95,4 @@ def _load_mysql_dataset(server: MariaDBServer, dataset: str, dbname: str) -> str
             f"load.sh {dataset} failed (exit {done.returncode}):\n{done.stderr[-4000:]}{done.stdout[-2000:]}",
             "see the loader output above",
         )
-    return done.stdout + done.stderr
+    return done
