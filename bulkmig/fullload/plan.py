@@ -247,8 +247,7 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         # Always without a stream; with one, only when a selected table appeared between the stream's own
         # selection and its snapshot (the rest were checked moments ago, before the slot was created).
         privileges.require_select(conn, selected)
-    for src in chosen:
-        src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes, task.settings.workers)
+    reflect.partition_tables(conn, chosen, task, task.settings.max_part_bytes, task.settings.workers)
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
     sequences = schema.sequence_values(conn, subset)
     volume_id = new_volume_id(task)
