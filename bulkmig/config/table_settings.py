@@ -270,6 +270,17 @@ def parallel_load_for(task: Any, table: Any) -> ParallelLoad | None:
     return rule.parallel_load if rule is not None else None
 
 
+def lob_limit(task: Any, table: Any) -> LobLimit:
+    """How ``table``'s LOBs move: its table-settings ``lob-settings`` (unless mode none), else the task
+    settings' LOB mode (``TargetMetadata``), else whole values."""
+    rule = rule_for(task, table)
+    if rule is not None and rule.lob is not None:
+        return rule.lob
+    dms = getattr(task, "dms", None)
+    limit = getattr(dms, "lob", None)
+    return limit if isinstance(limit, LobLimit) else FULL
+
+
 def not_partitioned(rule: TableSettingsRule, table: str, kind: str) -> ConfigError:
     """The error for a partition type of parallel-load on a table that has no such partitions."""
     return ConfigError(

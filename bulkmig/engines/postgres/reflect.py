@@ -239,7 +239,7 @@ def partition_table(
 # --------------------------------------------------------------------------- DMS table-settings (parallel-load)
 
 _TREE_SQL = """
-SELECT t.relid, t.parentrelid, t.isleaf, t.level, c.relname
+SELECT t.relid::oid, t.parentrelid::oid, t.isleaf, t.level, c.relname
 FROM pg_catalog.pg_partition_tree(to_regclass(%(root)s)) t JOIN pg_class c ON c.oid = t.relid
 """
 
@@ -307,4 +307,37 @@ def _ancestors(tree: dict[int, tuple[int | None, bool, int, str]], oid: int) -> 
         if level >= 1:
             out.append(name)
         node = parent
+    return out
+
+
+# ------------------------------------------------------------------------------- LOB sizes (DMS LOB modes)
+
+# The types DMS migrates as LOBs from PostgreSQL (its BLOB/CLOB/NCLOB mapping): unbounded text, bytea, JSON,
+# XML and arrays.  Bounded varchar(n) is not a LOB to DMS, and is never cut by a LOB limit.
+_LOB_TYPES = ("text", "bytea", "json", "jsonb", "xml", "character varying")
+
+
+def lob_columns(table: Table) -> list[str]:
+    """The copied columns DMS's LOB settings apply to."""
+    out = []
+    for col in table.copied_columns:
+        base = col.read_as or col.source_type
+        if base in _LOB_TYPES or base.endswith("[]"):
+            out.append(col.name)
+    return out
+
+
+def measure_lobs(conn: psycopg.Connection, requests: list[tuple[Table, list[str]]]) -> list[dict[str, int]]:
+    """Per request, the largest value of each named column in bytes (as stored text; bytea as bytes), over the
+    rows the table's filter moves; a column with no non-NULL value is left out.  Reads every row of each table
+    once, inside the caller's snapshot."""
+    out: list[dict[str, int]] = []
+    for table, columns in requests:
+        types_of = {c.name: c.read_as or c.source_type for c in table.columns}
+        exprs = [f"max(octet_length({ident(c)}{'' if types_of.get(c) == 'bytea' else '::text'}))" for c in columns]
+        where = f" WHERE {table.filter}" if table.filter else ""
+        row = conn.execute(
+            f"SELECT {', '.join(exprs)} FROM ONLY {qualified(table.schema, table.name)}{where}"
+        ).fetchone()
+        out.append({c: int(v) for c, v in zip(columns, row or (), strict=False) if v is not None})
     return out
