@@ -202,6 +202,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     (it cannot outlive this process), and a full load simply lets its snapshot go: extraction then
     exports its own.
     """
+    for note in task.notes:  # DMS keys accepted but not used, settings the task file overrides
+        say(f"plan: warning: {note}")
     store = open_store(task.volume, task.volume_s3_options())
     existing = read_plan(store)
     if existing is not None and not force:
