@@ -9,7 +9,10 @@ CHAP_Tasks.CustomizingTasks.TableMapping.SelectionTransformation.Tablesettings),
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 SALES_ROWS = 4_000
 REGIONS = ("EAST", "NORTH", "SOUTH", "WEST")
@@ -97,6 +100,8 @@ def test_parallel_load_decides_the_parts(make_flow, pg_source, pg_target, source
     assert run.code == 0, run.text
     assert "all equal" in run.err
     plan = json.loads((flow.volume / "plan.json").read_text())
+    schemas = Path(__file__).parents[2] / "manifests"
+    jsonschema.validate(plan, json.loads((schemas / "plan.schema.json").read_text()))
 
     # ranges: exactly len(boundaries) + 1 parts, each holding exactly the rows of its segment.
     sales = parts_of(plan, "sales")

@@ -7,7 +7,10 @@ than the largest value is refused up front.  Rule shapes as in the DMS User Guid
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 SOURCE_SQL = """
 CREATE TABLE sales (sales_no int NOT NULL, region varchar(10) NOT NULL, amount decimal(10, 2),
@@ -59,6 +62,7 @@ def test_parallel_load_from_mariadb(make_mysql_flow, mariadb, mysql_db, pg_targe
     assert run.code == 0, run.text
     assert "all equal" in run.err
     plan = json.loads((flow.volume / "plan.json").read_text())
+    jsonschema.validate(plan, json.loads((Path(__file__).parents[2] / "manifests" / "plan.schema.json").read_text()))
     tables = {t["name"]: t for t in plan["tables"]}
 
     def ledger(table: str) -> list[int]:
