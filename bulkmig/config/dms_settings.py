@@ -404,6 +404,8 @@ class _Reader:
                 self.charset(body)
             elif body is not None and not isinstance(body, bool):
                 self.problem(f"{name}: must be true or false, not {body!r}")
+            elif body:
+                self.warnings.append(f"{self.origin}: {name} accepted, not used: DMS's own task clean-up")
         return self.settings(values, migration_type)
 
     def section(self, name: str, body: Any) -> dict[str, Any]:
