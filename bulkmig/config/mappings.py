@@ -3,11 +3,12 @@
 A DMS user's existing table-mapping JSON (``{"rules": [...]}``) must work here unchanged, so this
 module reads the DMS format itself rather than a look-alike: ``selection`` rules with ``%``/``_``/
 ``[...]`` wildcards, ``load-order`` and source ``filters``; ``transformation`` rules that rename,
-re-case, prefix/suffix, remove or include.  What bulkmig cannot honour yet (``add-column``,
-``change-data-type``, ``define-primary-key``, data masking, ...) is refused when the file is read,
-never skipped: a migration that quietly ignores a masking rule or an added column is worse than one
-that stops at once.  Rules that only tune DMS itself (``table-settings``: parallel-load, LOB modes;
-``post-processing`` S3 tags) change no data, so they are accepted and reported in ``warnings``.
+re-case, prefix/suffix, remove or include; ``table-settings`` rules (parallel-load, LOB modes), which
+decide a table's parts and refuse a LOB limit that would cut a value (:mod:`bulkmig.config.table_settings`).
+What bulkmig cannot honour yet (``add-column``, ``change-data-type``, ``define-primary-key``, data
+masking, ...) is refused when the file is read, never skipped: a migration that quietly ignores a masking
+rule or an added column is worse than one that stops at once.  Rules that only tune DMS itself
+(``post-processing`` S3 tags) change no data, so they are accepted and reported in ``warnings``.
 
 Semantics chosen where the DMS documentation is silent or contradictory (see docs/design.md):
 
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bulkmig.config import table_settings as tsettings
+from bulkmig.config.table_settings import TableSettingsRule
 from bulkmig.core.errors import ConfigError
 
 QuoteFn = Callable[[str], str]
@@ -295,7 +298,7 @@ class TransformationRule:
 
 @dataclass(frozen=True)
 class OtherRule:
-    """A rule bulkmig accepts but does not act on (table-settings, post-processing, validation)."""
+    """A rule bulkmig accepts but does not act on (post-processing, validation)."""
 
     rule_id: int
     rule_name: str
@@ -592,6 +595,7 @@ class Mappings:
     unsupported: tuple[TransformationRule, ...] = ()  # only non-empty with allow_unsupported=True
     warnings: tuple[str, ...] = ()
     is_default: bool = False
+    table_settings: tuple[TableSettingsRule, ...] = ()  # one per table (several rules on a table are merged)
 
     # ----------------------------------------------------------------------------------- construction
 
@@ -639,6 +643,7 @@ class Mappings:
         others: list[OtherRule] = []
         unsupported: list[TransformationRule] = []
         warnings: list[str] = []
+        settings_rules: list[TableSettingsRule] = []
         seen_ids: dict[int, str] = {}
         seen_names: set[str] = set()
         for index, rdoc in enumerate(doc["rules"], 1):
@@ -681,11 +686,16 @@ class Mappings:
                         )
                 else:
                     transformations.append(trule)
+            elif rtype == "table-settings":
+                srule = tsettings.parse_rule(rdoc, rid, name, label, p.add)
+                if srule is not None:
+                    settings_rules.append(srule)
             elif rtype == "object-mapping":
                 p.add(label, "object-mapping rules are for DynamoDB/Kinesis/Kafka targets; remove it")
             else:
                 others.append(OtherRule(rid, name, rtype, rdoc))
                 warnings.append(_other_rule_warning(label, rtype, rdoc))
+        merged = tsettings.merge(settings_rules, p.add)
         if not selections and not p.items:
             p.add("", "no selection rule: add at least one (e.g. include schema-name '%', table-name '%')")
         if p.items:
@@ -698,6 +708,7 @@ class Mappings:
             tuple(sorted(others, key=lambda r: r.rule_id)),
             tuple(sorted(unsupported, key=lambda r: r.rule_id)),
             tuple(warnings),
+            table_settings=tuple(merged.values()),
         )
 
     # ------------------------------------------------------------------------------------- selection
@@ -759,6 +770,16 @@ class Mappings:
         s_rx = re.compile(rule.schema.regex.pattern, re.DOTALL | re.IGNORECASE)
         t_rx = re.compile(rule.table.regex.pattern, re.DOTALL | re.IGNORECASE)
         return [(s, t) for s, t in tables if s_rx.fullmatch(s) and t_rx.fullmatch(t)]
+
+    def table_settings_for(self, schema: str, table: str, parent: str | None = None) -> TableSettingsRule | None:
+        """The table-settings of a source table; a partition leaf (``parent``: ``schema.root``) has its root's."""
+        for rule in self.table_settings:
+            if rule.schema == schema and rule.table == table:
+                return rule
+        if parent:
+            root_schema, _, root = parent.partition(".")
+            return self.table_settings_for(root_schema, root)
+        return None
 
     # ---------------------------------------------------------------------------------------- names
 
@@ -860,6 +881,7 @@ class Mappings:
                     "old_value": t.old_value,
                 }
             )
+        out.extend(r.canonical() for r in self.table_settings if r.parallel_load is not None)
         return out
 
 
@@ -868,12 +890,6 @@ def _jsonable(v: Any) -> Any:
 
 
 def _other_rule_warning(label: str, rtype: str, doc: Mapping[str, Any]) -> str:
-    if rtype == "table-settings":
-        what = ", ".join(k for k in ("parallel-load", "lob-settings") if k in doc) or "its settings"
-        return (
-            f"{label}: table-settings ({what}) ignored: bulkmig splits tables into parts by key or ctid "
-            "ranges itself and never truncates LOBs"
-        )
     if rtype == "post-processing":
         return f"{label}: post-processing (S3 object tags) ignored: bulkmig does not tag objects yet"
     return f"{label}: {rtype} rule ignored: bulkmig validates with its own row hash comparison"

@@ -16,6 +16,7 @@ Example (see ``examples/task.yaml``)::
     bucket: s3://migration/shop
     s3: {endpoint_url: http://127.0.0.1:5000, region: us-east-1}
     table_mappings: mappings.json        # AWS DMS table-mapping JSON; default: every table
+    task_settings: task-settings.json    # AWS DMS task-settings JSON, as DMS exports it (optional)
     settings: {workers: 2, max_part_bytes: 256MB}
 
 Sizes: ``MB``/``GB`` (and ``k``/``M``/``G``) are powers of 1000, ``MiB``/``GiB`` powers of 1024,
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import yaml
 
+from bulkmig.config.dms_settings import DmsTaskSettings
 from bulkmig.config.engine_settings import NUMERIC_DATES, REPORT_ONLY_SETTINGS, SqliteTypeSettings
 from bulkmig.config.engine_settings import MysqlTypeSettings as TypeSettings
 from bulkmig.config.mappings import Mappings
@@ -75,6 +77,7 @@ TOP_KEYS = (
     "s3",
     "volume_s3",
     "table_mappings",
+    "task_settings",
     "settings",
     "cdc_start_position",
 )
@@ -97,11 +100,15 @@ SETTINGS_KEYS = (
     "mysql",
     "encryption",
     "sqlite",
+    "existing_tables",
 )
 ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
-VALIDATION_SETTINGS_KEYS = ("enabled",)
+VALIDATION_SETTINGS_KEYS = ("enabled", "threads", "only")
+# settings.existing_tables: what load does with target tables that already exist (DMS TargetTablePrepMode:
+# DO_NOTHING = append, DROP_AND_CREATE = drop, TRUNCATE_BEFORE_LOAD = truncate); refuse is bulkmig's own default.
+EXISTING_TABLES = ("refuse", "append", "drop", "truncate")
 # settings.mysql: the type-mapping choices of schema conversion (bulkmig.config.engine_settings.MysqlTypeSettings).
 MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis", "scan_values")
 # settings.sqlite: how SQLite values are read (bulkmig.config.engine_settings.SqliteTypeSettings).
@@ -490,7 +497,9 @@ class EncryptionSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    enabled: bool = True
+    enabled: bool = True  # false: `migrate` ends after load without validating (`validate` still runs when asked)
+    threads: int | None = None  # tables compared at once (None: settings.workers)
+    only: bool = False  # `migrate` only validates: it moves nothing (DMS ValidationOnly)
 
 
 @dataclass(frozen=True)
@@ -510,6 +519,7 @@ class Settings:
     mysql: TypeSettings = TypeSettings()  # MySQL/MariaDB sources: type-mapping choices (issue 5)
     encryption: EncryptionSettings = EncryptionSettings()
     sqlite: SqliteTypeSettings = SqliteTypeSettings()  # SQLite sources: numeric dates, column type overrides
+    existing_tables: str = "refuse"  # load and target tables that exist: refuse | append | drop | truncate
 
 
 # ----------------------------------------------------------------------------------------------- task
@@ -529,6 +539,8 @@ class Task:
     name: str = "task"
     volume_s3: S3Settings | None = None  # a device's S3 adapter when volume is s3://; default: s3
     cdc_start_position: str | None = None  # migration_type cdc: start the stream at this LSN instead of now
+    dms: DmsTaskSettings | None = None  # the task_settings file (AWS DMS task settings), as read
+    notes: tuple[str, ...] = ()  # one-line warnings about the task (DMS keys accepted but not used, overrides)
 
     @classmethod
     def from_dict(
@@ -815,6 +827,13 @@ class _Builder:
         volume_s3 = self.s3(doc.get("volume_s3"), "volume_s3") if doc.get("volume_s3") is not None else None
         settings = self.settings(doc.get("settings"))
         mappings = self.mappings(doc.get("table_mappings"))
+        dms = self.task_settings(doc.get("task_settings"), doc.get("migration_type"))
+        notes: list[str] = list(mappings.warnings) if mappings else []
+        if dms is not None and settings is not None and mappings is not None:
+            raw_settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+            settings, overridden = dms.apply_to(settings, raw_settings)
+            mappings = dms.apply_to_mappings(mappings)
+            notes += [*dms.warnings, *overridden]
         name = doc.get("name")
         if name is None:
             name = self.path.stem if self.path else "task"
@@ -836,6 +855,8 @@ class _Builder:
             name=str(name),
             volume_s3=volume_s3,
             cdc_start_position=(cdc_start if binlog_start else cdc_start.upper()) if cdc_start else None,
+            dms=dms,
+            notes=tuple(notes),
         )
 
     # ------------------------------------------------------------------------------------ sections
@@ -959,6 +980,22 @@ class _Builder:
             self.problem(str(exc))
         return None
 
+    def task_settings(self, raw: Any, migration_type: Any) -> DmsTaskSettings | None:
+        """``task_settings``: an AWS DMS task-settings JSON file (relative to the task file), or the document inline."""
+        if raw in (None, ""):
+            return None
+        kind = migration_type if isinstance(migration_type, str) else None
+        try:
+            if isinstance(raw, dict):
+                return DmsTaskSettings.from_doc(raw, "task_settings", kind)
+            if isinstance(raw, str):
+                p = Path(raw).expanduser()
+                return DmsTaskSettings.load(p if p.is_absolute() else self.base_dir / p, kind)
+            self.problem("task_settings: must be a file path (the JSON a DMS task exports) or a mapping")
+        except ConfigError as exc:
+            self.problem(str(exc))
+        return None
+
     def settings(self, raw: Any) -> Settings | None:
         if raw is None:
             return Settings()
@@ -995,9 +1032,16 @@ class _Builder:
             privileges=self.bool_(schema, "privileges", False, "settings.schema."),
             primary_keys=self.choice(schema, "primary_keys", PRIMARY_KEYS, "before"),
         )
+        threads = validation.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            self.problem(f"settings.validation.threads: must be an integer ≥ 1, not {threads!r}")
+            threads = None
         validation_settings = ValidationSettings(
-            enabled=self.bool_(validation, "enabled", True, "settings.validation.")
+            enabled=self.bool_(validation, "enabled", True, "settings.validation."),
+            threads=threads,
+            only=self.bool_(validation, "only", False, "settings.validation."),
         )
+        existing_tables = self.choice(raw, "existing_tables", EXISTING_TABLES, d.existing_tables)
         encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
         mysql_settings = self.mysql(self.section(raw, "mysql", MYSQL_SETTINGS_KEYS))
         sqlite_settings = self.sqlite(self.section(raw, "sqlite", SQLITE_SETTINGS_KEYS))
@@ -1019,6 +1063,7 @@ class _Builder:
             mysql=mysql_settings,
             encryption=encryption_settings,
             sqlite=sqlite_settings,
+            existing_tables=existing_tables,
         )
 
     def encryption(self, raw: Mapping[str, Any]) -> EncryptionSettings:

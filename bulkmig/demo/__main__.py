@@ -129,6 +129,7 @@ def run(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             report = migrate(load_task(task_path))
+            assert report is not None  # the demo's task validates (settings.validation.enabled)
         except BulkmigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bulkmig.config.task import Task
 from bulkmig.core import layout
@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS bulkmig.loaded_parts (
     PRIMARY KEY (volume_id, part_key)
 );
 """
+
+
+# settings.existing_tables -> schema.apply_schema's ``existing``.
+EXISTING_MODES: dict[str, Literal["error", "append", "drop", "truncate"]] = {
+    "refuse": "error",
+    "append": "append",
+    "drop": "drop",
+    "truncate": "truncate",
+}
 
 
 @dataclass
@@ -202,8 +211,12 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
     with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
         tmp = Path(tmpname)
         pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
+        # settings.existing_tables (DMS TargetTablePrepMode): what happens to target tables that already exist.
+        existing = EXISTING_MODES[task.settings.existing_tables]
         retry.call(
-            lambda: schema.apply_schema(target_env, task.target.database, pre, "pre-data", volume_id=plan.volume_id),
+            lambda: schema.apply_schema(
+                target_env, task.target.database, pre, "pre-data", volume_id=plan.volume_id, existing=existing
+            ),
             what="pre-data",
         )
         conn.call(lambda c: c.execute(LEDGER_DDL))

@@ -32,6 +32,7 @@ from bulkmig.engines import check_cdc_ready, foreign_source
 from bulkmig.engines.postgres import privileges, reflect, schema
 from bulkmig.engines.postgres.connect import connect, require_version, snapshot_importable
 from bulkmig.engines.postgres.sql import ident, literal
+from bulkmig.fullload.lobs import check_lob_limits
 
 PLAN_FORMAT = "bulkmig-plan"
 PLAN_VERSION = 1
@@ -155,6 +156,7 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
         if src.root_name:
             names.append((src.table.schema, src.root_name))
     chosen = {(s.schema, s.table): s for s in task.mappings.select_or_refuse(sorted(set(names)))}
+    refuse_unmatched_table_settings(task, set(chosen))
     out = []
     for src in found:
         sel = chosen.get((src.table.schema, src.table.name))
@@ -166,6 +168,18 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
         _refuse_renames(task, src.table)
         out.append(src)
     return out
+
+
+def refuse_unmatched_table_settings(task: Task, selected: set[tuple[str, str]]) -> None:
+    """A table-settings rule for a table the selection rules do not select is almost always a typo (its names
+    are exact and case-sensitive): refused, as a selection rule that matches nothing is."""
+    unmatched = [r for r in task.mappings.table_settings if (r.schema, r.table) not in selected]
+    if unmatched:
+        names = ", ".join(f"{r.rule_name!r} ({r.schema}.{r.table})" for r in unmatched)
+        raise ConfigError(
+            f"table-settings rule {names} names a table the selection rules do not select",
+            "fix its object-locator (one table, exact and case-sensitive names) or remove the rule",
+        )
 
 
 def _refuse_renames(task: Task, table: Table) -> None:
@@ -208,6 +222,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     (it cannot outlive this process), and a full load simply lets its snapshot go: extraction then
     exports its own.
     """
+    for note in task.notes:  # DMS keys accepted but not used, settings the task file overrides
+        say(f"plan: warning: {note}")
     store = open_store(task.volume, task.volume_s3_options())
     existing = read_plan(store)
     if existing is not None and not force:
@@ -267,8 +283,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         # Always without a stream; with one, only when a selected table appeared between the stream's own
         # selection and its snapshot (the rest were checked moments ago, before the slot was created).
         privileges.require_select(conn, selected)
-    for src in chosen:
-        src.table.partitions = reflect.partition_table(conn, src, task.settings.max_part_bytes, task.settings.workers)
+    reflect.partition_tables(conn, chosen, task, task.settings.max_part_bytes, task.settings.workers)
+    check_lob_limits(task, [s.table for s in chosen], reflect.lob_columns, lambda r: reflect.measure_lobs(conn, r))
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
     sequences = schema.sequence_values(conn, subset)
     volume_id = new_volume_id(task)
@@ -358,6 +374,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         )
     names = [(catalog.schema, t.table.name) for t in catalog.tables]
     selected = task.mappings.select_or_refuse(names)
+    refuse_unmatched_table_settings(task, {(sel.schema, sel.table) for sel in selected})
     order = {(sel.schema, sel.table): n for n, sel in enumerate(selected)}
     by_name = {(sel.schema, sel.table): sel for sel in selected}
     for ct in catalog.tables:
@@ -379,6 +396,9 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         for t in tables:
             t.split = {"method": "whole"}
             t.partitions = [Partition(0, f"({t.filter})" if t.filter else None, {}, t.estimated_bytes)]
+    lob_columns, measure = getattr(source, "lob_columns", None), getattr(source, "measure_lobs", None)
+    if lob_columns is not None and measure is not None:
+        check_lob_limits(task, tables, lob_columns, lambda r: measure(task, r))
 
     schema_files: dict[str, dict[str, Any]] = {}
     for name, key, text in (

@@ -34,16 +34,28 @@ def import_task(task: Task, *, workers: int | None = None, progress: bool = True
     return dest_url
 
 
-def migrate(task: Task, *, workers: int | None = None, progress: bool = True) -> ValidationReport:
+def migrate(task: Task, *, workers: int | None = None, progress: bool = True) -> ValidationReport | None:
     """Every stage in order.  With full-load-and-cdc, capture runs in the background from the moment the
     parts are extracted, and the run ends with the cutover report (replay caught up, sequences set,
-    tables equal) — stop the application's writes before it reaches that point, or rerun `cutover`."""
+    tables equal) — stop the application's writes before it reaches that point, or rerun `cutover`.
+
+    ``settings.validation.only`` (DMS ``ValidationOnly``): plan (which tables, which filters) and validate,
+    moving nothing.  ``settings.validation.enabled`` false (DMS ``EnableValidation: false``): a full load ends
+    after load, without validating (returns None); `bulkmig validate` still runs when asked.
+    """
     clock = Clock()
     if task.migration_type == "cdc":
         raise ConfigError(
             "`migrate` runs a full load; migration_type cdc has none",
             "run `bulkmig capture` and `bulkmig replay --follow`, then `bulkmig cutover`",
         )
+    if task.settings.validation.only:
+        make_plan(task)
+        clock.lap("plan")
+        result = validate(task, workers=workers, progress=progress)
+        took = human_duration(clock.total)
+        say(f"migrate: validation only (settings.validation.only): nothing moved; done in {took}")
+        return result
     plan, holder = make_plan(task, keep_snapshot=True)
     clock.lap("plan")
     try:
@@ -74,9 +86,12 @@ def migrate(task: Task, *, workers: int | None = None, progress: bool = True) ->
                 background.check()
                 raise
             clock.lap("replay+cutover")
-        else:
+        elif task.settings.validation.enabled:
             result = validate(task, workers=workers, progress=progress)
             clock.lap("validate")
+        else:
+            say("migrate: not validating (settings.validation.enabled is false); run `bulkmig validate` to check")
+            result = None
     finally:
         if background is not None:
             background.stop()

@@ -226,7 +226,8 @@ def validate(
     task: Task, *, workers: int | None = None, raise_on_difference: bool = True, progress: bool = True
 ) -> ValidationReport:
     plan = plan_for_validation(task)
-    n = max(1, workers or task.settings.workers)
+    # settings.validation.threads (DMS ThreadCount) when the command line does not say.
+    n = max(1, workers or task.settings.validation.threads or task.settings.workers)
     bar = Progress("validate", len(plan.tables), unit="tables") if progress and plan.tables else None
 
     def one(table: Table) -> TableResult:

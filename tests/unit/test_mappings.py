@@ -244,12 +244,19 @@ def test_dms_example_transformations_in_rule_id_order() -> None:
     assert m.target_columns("HR", "EMPLOYEE", cols) == {"EMPID": "EMPID", "FIRST_NAME": "fname", "DEPT": "DEPT"}
 
 
-def test_dms_example_table_settings_are_warnings_not_errors() -> None:
+def test_dms_example_table_settings_are_parsed_not_ignored() -> None:
     m = Mappings.from_doc(dms_example_supported())
-    assert [r.rule_type for r in m.other_rules] == ["table-settings"] * 3
-    assert len(m.warnings) == 3
-    assert "parallel-load" in m.warnings[0] and "ignored" in m.warnings[0]
-    assert "lob-settings" in m.warnings[2]
+    assert m.other_rules == () and m.warnings == ()
+    sales = m.table_settings_for("HR", "SALES")
+    assert sales is not None and sales.parallel_load is not None
+    assert sales.parallel_load.type == "ranges"
+    assert sales.parallel_load.columns == ("SALES_NO", "REGION")
+    assert sales.parallel_load.boundaries == (("1000", "NORTH"), ("3000", "WEST"))
+    orders = m.table_settings_for("HR", "ORDERS")
+    assert orders is not None and orders.parallel_load is not None and orders.parallel_load.type == "partitions-auto"
+    docs = m.table_settings_for("HR", "DOCS")
+    assert docs is not None and docs.parallel_load is None and docs.lob is not None and docs.lob.mode == "full"
+    assert m.table_settings_for("HR", "EMPLOYEE") is None
 
 
 def test_example_file_in_repo_parses() -> None:

@@ -30,6 +30,7 @@ import MySQLdb.converters
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bulkmig.config import table_settings
 from bulkmig.config.engine_settings import settings_of
 from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
@@ -344,7 +345,8 @@ def partition_table(conn: Any, table: Table, max_part_bytes: int, workers: int =
 
 
 def partition_tables(task: Any, tables: list[Table]) -> None:
-    """Fill every table's partitions (the engine contract, see ``bulkmig.engines``).
+    """Fill every table's partitions (the engine contract, see ``bulkmig.engines``): as its DMS
+    table-settings ``parallel-load`` says, else by size (:func:`partition_table`).
 
     The key bounds come from a plain connection, outside the catalog's snapshot: they only balance the
     parts, and the open-ended first and last ranges cover every row whatever the bounds are.
@@ -352,9 +354,103 @@ def partition_tables(task: Any, tables: list[Table]) -> None:
     conn = my.connect(task.source)
     try:
         for table in tables:
-            table.partitions = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
+            rule = table_settings.rule_for(task, table)
+            load = rule.parallel_load if rule is not None else None
+            parts = partitions.by_settings(table, load, quote_ident=quote_ident, literal=literal)
+            if parts is None and rule is not None and load is not None:
+                parts = _native_partitions(conn, table, rule)
+            if parts is None:
+                parts = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
+            table.partitions = parts
     finally:
         conn.close()
+
+
+def _native_partitions(conn: Any, table: Table, rule: table_settings.TableSettingsRule) -> list[Partition]:
+    """Parts from the table's own MySQL partitions (``FROM t PARTITION (p…)``, see :func:`select_sql`).
+
+    ``partitions-auto``: one part per partition; ``subpartitions-auto``: one per subpartition;
+    ``partitions-list``: one per listed partition or subpartition, and one more for all the others
+    (bulkmig never skips rows), refusing a name the table does not have.
+    """
+    load = rule.parallel_load
+    assert load is not None
+    cur = conn.cursor()
+    try:
+        cur.execute(
+            "SELECT PARTITION_NAME, SUBPARTITION_NAME FROM information_schema.PARTITIONS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND PARTITION_NAME IS NOT NULL "
+            "ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION",
+            (table.schema, table.name),
+        )
+        rows = [(_text(p), _text(sp) if sp is not None else None) for p, sp in cur.fetchall()]
+    finally:
+        cur.close()
+    parts = list(dict.fromkeys(p for p, _ in rows))
+    subs = [sp for _, sp in rows if sp is not None]
+    if not parts:
+        raise table_settings.not_partitioned(rule, table.qualified, "partitions")
+    split = {"method": "partition"}
+    if load.type == "partitions-auto":
+        return partitions.named(table, [[p] for p in parts], split)
+    if load.type == "subpartitions-auto":
+        if not subs:
+            raise table_settings.not_partitioned(rule, table.qualified, "subpartitions")
+        return partitions.named(table, [[sp] for sp in subs], split)
+    unknown = [n for n in load.partitions if n not in parts] + [n for n in load.subpartitions if n not in subs]
+    if unknown:
+        raise ConfigError(
+            f"table-settings rule {rule.rule_name!r}: {table.qualified} has no partition "
+            f"{', '.join(map(repr, unknown))} (its partitions: {', '.join(parts + subs)})",
+            "fix the partitions list (names are case-sensitive)",
+        )
+    listed = set(load.partitions)
+    # A subpartition of a listed partition is already in that partition's part.
+    chosen_subs = [sp for p, sp in rows if sp in load.subpartitions and p not in listed]
+    groups = [[p] for p in load.partitions] + [[sp] for sp in chosen_subs]
+    split_up = {p for p, sp in rows if sp in chosen_subs}  # partitions read subpartition by subpartition
+    rest = list(
+        dict.fromkeys(
+            (sp if p in split_up else p) for p, sp in rows if p not in listed and (sp is None or sp not in chosen_subs)
+        )
+    )
+    return partitions.named(table, groups + ([rest] if rest else []), split)
+
+
+# The MySQL types DMS migrates as LOBs (TEXT and BLOB of every size, JSON).
+_LOB_TYPES = frozenset(
+    {"tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob", "json"}
+)
+
+
+def lob_columns(table: Table) -> list[str]:
+    """The copied columns DMS's LOB settings apply to."""
+    out = []
+    for col in table.copied_columns:
+        try:
+            name = types.parse_column_type(col.source_type).name
+        except ValueError:
+            continue
+        if name in _LOB_TYPES:
+            out.append(col.name)
+    return out
+
+
+def measure_lobs(task: Any, requests: list[tuple[Table, list[str]]]) -> list[dict[str, int]]:
+    """Per request, the largest value of each named column in bytes (``LENGTH``), over the rows the table's
+    filter moves; a column with no non-NULL value is left out.  Like the key bounds, read on a plain
+    connection after the catalog's snapshot: a value written since is still copied whole, never cut."""
+    conn = my.connect(task.source)
+    out: list[dict[str, int]] = []
+    try:
+        for table, columns in requests:
+            exprs = ", ".join(f"MAX(LENGTH({quote_ident(c)}))" for c in columns)
+            where = f" WHERE {table.filter}" if table.filter else ""
+            row = _one(conn, f"SELECT {exprs} FROM {quote_ident(table.schema)}.{quote_ident(table.name)}{where}")
+            out.append({c: int(_text(v)) for c, v in zip(columns, row or (), strict=False) if v is not None})
+    finally:
+        conn.close()
+    return out
 
 
 def check_columns(conn: Any, tables: list[Table]) -> None:
@@ -397,6 +493,8 @@ def select_sql(table: Table, partition: Partition | None, as_text: frozenset[str
             expr = f"CAST({expr} AS DOUBLE)" if float_as_double else f"({expr}) + 0E0"
         exprs.append(expr)
     sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(table.schema)}.{quote_ident(table.name)}"
+    if partition is not None and partition.bounds.get("partitions"):  # DMS parallel-load by partitions
+        sql += f" PARTITION ({', '.join(quote_ident(p) for p in partition.bounds['partitions'])})"
     if partition is not None and partition.where:
         sql += f" WHERE {partition.where}"
     return sql

@@ -7,10 +7,13 @@ describe one moment of the source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
+from bulkmig.config import table_settings
 from bulkmig.core import partitions
+from bulkmig.core.errors import ConfigError
 from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres import types
 from bulkmig.engines.postgres.sql import ident, literal, qualified
@@ -231,3 +234,110 @@ def partition_table(
         literal=lambda page: f"'({page},0)'::tid",
         bound_keys=("page_lo", "page_hi"),
     )
+
+
+# --------------------------------------------------------------------------- DMS table-settings (parallel-load)
+
+_TREE_SQL = """
+SELECT t.relid::oid, t.parentrelid::oid, t.isleaf, t.level, c.relname
+FROM pg_catalog.pg_partition_tree(to_regclass(%(root)s)) t JOIN pg_class c ON c.oid = t.relid
+"""
+
+
+def _tree(conn: psycopg.Connection, schema: str, root: str) -> dict[int, tuple[int | None, bool, int, str]]:
+    """oid -> (parent oid, is leaf, level, name) for every member of a partitioned table's tree."""
+    rows = conn.execute(_TREE_SQL, {"root": qualified(schema, root)}).fetchall()
+    return {int(r[0]): (int(r[1]) if r[1] is not None else None, bool(r[2]), int(r[3]), str(r[4])) for r in rows}
+
+
+def partition_tables(
+    conn: psycopg.Connection, chosen: list[SourceTable], task: Any, max_part_bytes: int, workers: int
+) -> None:
+    """Fill every chosen table's parts: as its DMS table-settings ``parallel-load`` says, else by size
+    (:func:`partition_table`).
+
+    PostgreSQL moves the leaves of a partitioned table one by one, so the partition types read the tree
+    under the rule's table: ``partitions-auto`` makes each leaf one part (a sub-partitioned partition's rows
+    are in its leaves); ``subpartitions-auto`` the same, refused when no partition is itself partitioned;
+    ``partitions-list`` makes each leaf under a listed partition one part and moves the other leaves as
+    without the setting (bulkmig never skips rows), refusing a name the table does not have.
+    """
+    trees: dict[str, dict[int, tuple[int | None, bool, int, str]]] = {}
+    for src in chosen:
+        table = src.table
+        rule = table_settings.rule_for(task, table)
+        load = rule.parallel_load if rule is not None else None
+        parts = partitions.by_settings(table, load, quote_ident=ident, literal=lambda v: literal(str(v)))
+        if parts is not None:
+            table.partitions = parts
+            continue
+        if load is None or rule is None:
+            table.partitions = partition_table(conn, src, max_part_bytes, workers)
+            continue
+        if src.root is None or f"{rule.schema}.{rule.table}" != src.root:
+            raise table_settings.not_partitioned(rule, table.qualified, "partitions")
+        tree = trees.get(src.root)
+        if tree is None:
+            tree = trees[src.root] = _tree(conn, rule.schema, rule.table)
+        chain = _ancestors(tree, src.oid)
+        if load.type == "subpartitions-auto" and not any(leaf and level >= 2 for _, leaf, level, _ in tree.values()):
+            raise table_settings.not_partitioned(rule, src.root, "subpartitions (no partition of it is partitioned)")
+        if load.type == "partitions-list":
+            names = {name for _, _, level, name in tree.values() if level >= 1}
+            unknown = [n for n in (*load.partitions, *load.subpartitions) if n not in names]
+            if unknown:
+                raise ConfigError(
+                    f"table-settings rule {rule.rule_name!r}: {src.root} has no partition "
+                    f"{', '.join(map(repr, unknown))} (its partitions: {', '.join(sorted(names))})",
+                    "fix the partitions list (names are case-sensitive)",
+                )
+            if not set(chain) & {*load.partitions, *load.subpartitions}:
+                table.partitions = partition_table(conn, src, max_part_bytes, workers)
+                continue
+        table.partitions = partitions.whole(table)
+        table.split = {"method": "partition", "partitions": [table.name]}
+
+
+def _ancestors(tree: dict[int, tuple[int | None, bool, int, str]], oid: int) -> list[str]:
+    """The names of ``oid`` and its ancestors below the root (level >= 1), leaf first."""
+    out = []
+    node: int | None = oid
+    while node is not None and node in tree:
+        parent, _, level, name = tree[node]
+        if level >= 1:
+            out.append(name)
+        node = parent
+    return out
+
+
+# ------------------------------------------------------------------------------- LOB sizes (DMS LOB modes)
+
+# The types DMS migrates as LOBs from PostgreSQL (its BLOB/CLOB/NCLOB mapping): unbounded text, bytea, JSON,
+# XML and arrays.  Bounded varchar(n) is not a LOB to DMS, and is never cut by a LOB limit.
+_LOB_TYPES = ("text", "bytea", "json", "jsonb", "xml", "character varying")
+
+
+def lob_columns(table: Table) -> list[str]:
+    """The copied columns DMS's LOB settings apply to."""
+    out = []
+    for col in table.copied_columns:
+        base = col.read_as or col.source_type
+        if base in _LOB_TYPES or base.endswith("[]"):
+            out.append(col.name)
+    return out
+
+
+def measure_lobs(conn: psycopg.Connection, requests: list[tuple[Table, list[str]]]) -> list[dict[str, int]]:
+    """Per request, the largest value of each named column in bytes (as stored text; bytea as bytes), over the
+    rows the table's filter moves; a column with no non-NULL value is left out.  Reads every row of each table
+    once, inside the caller's snapshot."""
+    out: list[dict[str, int]] = []
+    for table, columns in requests:
+        types_of = {c.name: c.read_as or c.source_type for c in table.columns}
+        exprs = [f"max(octet_length({ident(c)}{'' if types_of.get(c) == 'bytea' else '::text'}))" for c in columns]
+        where = f" WHERE {table.filter}" if table.filter else ""
+        row = conn.execute(
+            f"SELECT {', '.join(exprs)} FROM ONLY {qualified(table.schema, table.name)}{where}"
+        ).fetchone()
+        out.append({c: int(v) for c, v in zip(columns, row or (), strict=False) if v is not None})
+    return out

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bulkmig.config import table_settings
 from bulkmig.config.engine_settings import settings_of
 from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
@@ -113,13 +114,42 @@ def partition_table(conn: Any, table: Table, max_part_bytes: int, workers: int =
 
 
 def partition_tables(task: Any, tables: list[Table]) -> None:
-    """Fill every table's partitions (the engine contract, see ``bulkmig.engines``)."""
+    """Fill every table's partitions (the engine contract, see ``bulkmig.engines``): as its DMS
+    table-settings ``parallel-load`` says (SQLite has no partitions: only ``ranges`` and ``none``), else by
+    rowid ranges."""
     conn = lite.connect(task.source)
     try:
         for table in tables:
-            table.partitions = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
+            rule = table_settings.rule_for(task, table)
+            load = rule.parallel_load if rule is not None else None
+            parts = partitions.by_settings(table, load, quote_ident=quote_ident, literal=literal)
+            if parts is None and rule is not None and load is not None:
+                raise table_settings.not_partitioned(rule, table.qualified, "partitions (SQLite has none)")
+            if parts is None:
+                parts = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
+            table.partitions = parts
     finally:
         lite.end(conn)
+
+
+def lob_columns(table: Table) -> list[str]:
+    """The copied columns DMS's LOB settings would apply to: text, blob and JSON (SQLite bounds no length)."""
+    return [c.name for c in table.copied_columns if c.logical_type in ("text", "binary", "json")]
+
+
+def measure_lobs(task: Any, requests: list[tuple[Table, list[str]]]) -> list[dict[str, int]]:
+    """Per request, the largest value of each named column in bytes, over the rows the table's filter moves."""
+    conn = lite.connect(task.source)
+    out: list[dict[str, int]] = []
+    try:
+        for table, columns in requests:
+            exprs = ", ".join(f"max(length(CAST({quote_ident(c)} AS BLOB)))" for c in columns)
+            where = f" WHERE {table.filter}" if table.filter else ""
+            row = conn.execute(f"SELECT {exprs} FROM main.{quote_ident(table.name)}{where}").fetchone()
+            out.append({c: int(v) for c, v in zip(columns, row or (), strict=False) if v is not None})
+    finally:
+        lite.end(conn)
+    return out
 
 
 def _row_ref(conn: Any, table: Table) -> rf.RowRef:

@@ -277,6 +277,13 @@ class MysqlTarget:
         names = [st.name for st in ddl.parse(statements_sql) if st.kind == "table"]
         cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
         there = sorted({r[0] for r in cur.fetchall()} & set(names))
+        mode = getattr(self.task.settings, "existing_tables", "refuse")
+        if there and mode != "refuse":
+            raise ConfigError(
+                f"settings.existing_tables {mode} (DMS TargetTablePrepMode) is supported for PostgreSQL targets "
+                f"only yet, and {self.endpoint.database} already holds {', '.join(there[:5])}",
+                "drop those tables on the MySQL target (or load into an empty database) and rerun `bulkmig load`",
+            )
         if there:
             raise TargetError(
                 f"target database {self.endpoint.database} already holds {len(there)} of the tables "

@@ -14,7 +14,14 @@ from psycopg import sql
 
 from bulkmig.core.errors import BulkmigError, ConfigError, TargetError
 from bulkmig.core.log import say
-from bulkmig.engines.postgres.schema.common import _SCHEMA_LOCK, BULKMIG_SCHEMA, MARKER_TABLE, PRE_DATA, SECTIONS
+from bulkmig.engines.postgres.schema.common import (
+    _SCHEMA_LOCK,
+    BULKMIG_SCHEMA,
+    MARKER_TABLE,
+    POST_DATA,
+    PRE_DATA,
+    SECTIONS,
+)
 from bulkmig.engines.postgres.schema.tools import (
     _child_env,
     _connect_error,
@@ -62,19 +69,23 @@ def _marker(conn: psycopg.Connection, section: str) -> tuple[str | None] | None:
     return (row[0],) if row else None
 
 
-def _marker_sql(section: str, volume_id: str | None) -> str:
+def _marker_sql(section: str, volume_id: str | None, *, replace: bool = False, sections: tuple[str, ...] = ()) -> str:
     """Run in the section's own transaction, so the marker exists exactly when the section does.
 
-    ``client_min_messages`` hides the "already exists, skipping" notices of the second section.
+    ``client_min_messages`` hides the "already exists, skipping" notices of the second section.  ``replace``
+    first removes the markers of an earlier volume (the tables it loaded are being dropped or truncated);
+    ``sections`` marks more sections at once (tables kept as they are: post-data is the target's own).
     """
     table = qualified(BULKMIG_SCHEMA, MARKER_TABLE)
     vol = literal(volume_id) if volume_id is not None else "NULL"
+    rows = ", ".join(f"({literal(one)}, {vol})" for one in (section, *sections))
     return (
         "SET client_min_messages = warning;\n"
         f"CREATE SCHEMA IF NOT EXISTS {ident(BULKMIG_SCHEMA)};\n"
         f"CREATE TABLE IF NOT EXISTS {table} (section text PRIMARY KEY, volume_id text, "
         "applied_at timestamptz NOT NULL DEFAULT pg_catalog.now());\n"
-        f"INSERT INTO {table} (section, volume_id) VALUES ({literal(section)}, {vol});"
+        + (f"DELETE FROM {table};\n" if replace else "")
+        + f"INSERT INTO {table} (section, volume_id) VALUES {rows};"
     )
 
 
@@ -85,7 +96,7 @@ def apply_schema(
     section: str,
     *,
     volume_id: str | None = None,
-    existing: Literal["error", "skip"] = "error",
+    existing: Literal["error", "skip", "append", "drop", "truncate"] = "error",
     psql: str | None = None,
 ) -> None:
     """Apply one section file to the target with psql, all of it or nothing (one transaction).
@@ -93,13 +104,25 @@ def apply_schema(
     Rerunnable: the section's transaction also writes its row in ``bulkmig.schema_applied``, so a
     rerun (a resumed load) finds the section done and returns.  A section applied from another
     volume is refused.  Before pre-data, tables it would create must not exist: that is someone
-    else's data, and is refused with their names unless ``existing="skip"`` (then pre-data is not
-    applied at all and the existing tables are trusted to match).
+    else's data, and is refused with their names unless ``existing`` says otherwise (``settings.existing_tables``,
+    DMS ``TargetTablePrepMode``):
+
+    - ``skip``: pre-data is not applied at all and the existing tables are trusted to match;
+    - ``append`` (DO_NOTHING) and ``truncate`` (TRUNCATE_BEFORE_LOAD): when every table exists, they are kept as
+      they are, metadata included — neither pre-data nor post-data is applied (both are marked, in one
+      transaction with the TRUNCATE for ``truncate``, so a resumed load never truncates twice); when only
+      some exist, refused (pre-data cannot create part of a schema);
+    - ``drop`` (DROP_AND_CREATE): the existing tables are dropped (RESTRICT: an object that depends on them
+      and is not dropped with them stops it, named by PostgreSQL) in pre-data's own transaction.
+
+    ``drop`` and ``truncate`` also replace the markers of an earlier volume's load: its tables are going.
     """
     if section not in SECTIONS:
         raise ValueError(f"section must be one of {SECTIONS}, not {section!r}")
-    if existing not in ("error", "skip"):
-        raise ConfigError(f"existing must be 'error' or 'skip', not {existing!r}", "fix the caller")
+    if existing not in ("error", "skip", "append", "drop", "truncate"):
+        raise ConfigError(f"existing must be error, skip, append, drop or truncate, not {existing!r}", "fix the caller")
+    replace = existing in ("drop", "truncate")
+    drop: list[str] = []
     psql_exe = find_tool("psql", psql)
     if _has_restrict(sql_file):
         version = tool_version(psql_exe)
@@ -111,24 +134,37 @@ def apply_schema(
             )
 
     with connect_env(target_env, dbname, "target") as conn:
-        if _already_applied(conn, section, volume_id):
+        if _already_applied(conn, section, volume_id, replace=replace):
             return
+        replace = replace and _marker(conn, section) is not None
         if section == PRE_DATA:
-            clash = _existing(conn, created_tables(sql_file))
+            creates = created_tables(sql_file)
+            clash = _existing(conn, creates)
             if clash:
                 if existing == "skip":
                     say(f"schema: {len(clash)} tables of pre-data already exist on the target; not applying it")
                     return
+                if existing in ("append", "truncate"):
+                    _keep_tables(conn, existing, creates, clash, volume_id, replace)
+                    return
+            if clash and existing == "drop":
+                drop = clash
+                say(f"schema: existing_tables drop: dropping {len(clash)} existing tables before pre-data")
+            elif clash:
                 shown = ", ".join(clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
                 raise TargetError(
                     f"the target already holds {shown}; pre-data would create {'it' if len(clash) == 1 else 'them'}",
-                    "drop them or use a fresh database",
+                    "drop them or use a fresh database, or set settings.existing_tables (append, drop or truncate; "
+                    "DMS TargetTablePrepMode)",
                 )
 
     # Lock, marker, then the file, all in one transaction.  The marker goes first so that its DDL runs
     # before post-data creates event triggers (pg_dump puts them last), which could refuse it.
     argv = [psql_exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
-    argv += ["-c", f"SELECT pg_catalog.pg_advisory_xact_lock({_SCHEMA_LOCK})", "-c", _marker_sql(section, volume_id)]
+    argv += ["-c", f"SELECT pg_catalog.pg_advisory_xact_lock({_SCHEMA_LOCK})"]
+    argv += ["-c", _marker_sql(section, volume_id, replace=replace)]
+    if drop:
+        argv += ["-c", f"DROP TABLE {', '.join(drop)} RESTRICT"]
     argv += ["-f", str(sql_file)]
     done = _run(argv, _child_env(target_env, dbname))
     if done.returncode == 0:
@@ -139,10 +175,42 @@ def apply_schema(
     raise _psql_error(done.stderr, sql_file, section, target_env, dbname)
 
 
-def _already_applied(conn: psycopg.Connection, section: str, volume_id: str | None, quiet: bool = False) -> bool:
+def _keep_tables(
+    conn: psycopg.Connection, mode: str, creates: list[str], clash: list[str], volume_id: str | None, replace: bool
+) -> None:
+    """``append`` / ``truncate`` with the tables there: keep them (truncated, for ``truncate``) and mark both
+    schema sections done, in one transaction under the schema lock."""
+    missing = sorted(set(creates) - set(clash))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise TargetError(
+            f"settings.existing_tables {mode}: the target holds {len(clash)} of the tables but not {shown}, "
+            "and pre-data cannot create only some of them",
+            "create the missing tables on the target, drop the existing ones, or use existing_tables drop",
+        )
+    with conn.transaction():
+        conn.execute(f"SELECT pg_catalog.pg_advisory_xact_lock({_SCHEMA_LOCK})")
+        marker = _marker(conn, PRE_DATA)
+        if marker is not None and marker[0] == volume_id:
+            return  # another loader did it while we looked
+        if mode == "truncate":
+            conn.execute(f"TRUNCATE TABLE {', '.join(clash)} RESTRICT")
+        conn.execute(_marker_sql(PRE_DATA, volume_id, replace=replace, sections=(POST_DATA,)))
+    done = "truncated" if mode == "truncate" else "kept with their rows"
+    say(
+        f"schema: existing_tables {mode}: the target's {len(clash)} tables are {done}, their definitions "
+        "as they are (pre-data and post-data not applied)"
+    )
+
+
+def _already_applied(
+    conn: psycopg.Connection, section: str, volume_id: str | None, quiet: bool = False, replace: bool = False
+) -> bool:
     marker = _marker(conn, section)
     if marker is None:
         return False
+    if marker[0] != volume_id and replace and section == PRE_DATA:
+        return False  # an earlier volume's load, whose tables this one drops or truncates
     if marker[0] != volume_id:
         raise TargetError(
             f"the target's {section} was applied from volume {marker[0]!r}, not {volume_id!r}",
