@@ -41,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url: str, timeout: float = 10) -> str:
+def get(url: str, timeout: float = 60) -> str:  # a scrape builds the status document: slow on a loaded machine
     with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback test server
         return r.read().decode()
 
@@ -85,12 +85,35 @@ def browser(unavailable):  # noqa: ANN001, ANN201
     return webdriver.Chrome(service=Service(DRIVER), options=opts)
 
 
+def text_of(driver, element_id: str) -> str:  # noqa: ANN001
+    """An element's text, read in one script run (the page may replace the element between two calls)."""
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.innerText : ''", element_id
+    )
+
+
+def attribute_of(driver, element_id: str, name: str) -> str | None:  # noqa: ANN001
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.getAttribute(arguments[1]) : null",
+        element_id,
+        name,
+    )
+
+
 def page_tables(driver) -> dict[str, dict[str, str]]:  # noqa: ANN001
-    out = {}
-    for tr in driver.find_elements("css selector", "#tables tbody tr"):
-        cells = {td.get_attribute("data-field"): td.text for td in tr.find_elements("css selector", "td")}
-        out[tr.get_attribute("data-table")] = cells
-    return out
+    """The table rows as the page shows them, read in one script run: the page redraws its table on every
+    refresh, so reading the cells one WebDriver call at a time can meet rows already replaced."""
+    return driver.execute_script(
+        """
+        const out = {};
+        for (const tr of document.querySelectorAll('#tables tbody tr')) {
+          const cells = {};
+          for (const td of tr.querySelectorAll('td')) cells[td.dataset.field] = td.innerText.trim();
+          out[tr.dataset.table] = cells;
+        }
+        return out;
+        """
+    )
 
 
 def test_dashboard_status_and_metrics_follow_a_real_migration(
@@ -119,7 +142,7 @@ def test_dashboard_status_and_metrics_follow_a_real_migration(
         try:
             driver.get(base)
             # Before plan: the page loads and says so.
-            wait_for(lambda: "plan" in driver.find_element("id", "stages").text, 20, "the stages")
+            wait_for(lambda: "plan" in text_of(driver, "stages"), 20, "the stages")
             # plan holds the slot's snapshot until every part is extracted: it runs beside extract.
             planner = flow.start("plan", log=tmp_path / "plan.log")
             wait_for(lambda: (flow.volume / "plan.json").exists() or planner.poll() is not None, 60, "plan")
@@ -172,14 +195,14 @@ def test_dashboard_status_and_metrics_follow_a_real_migration(
                 )
 
             wait_for(page_matches, 30, "the page to show status --json's numbers")
-            assert "nosuch" in driver.find_element("id", "errors").text
+            assert "nosuch" in text_of(driver, "errors")
 
             # CDC: capture follows; replay follows with its own /metrics; a change burst, a capture crash.
             procs.append(flow.start("capture", log=tmp_path / "capture.log"))
             procs.append(flow.start("replay", "--follow", "--metrics-port", str(rport), log=tmp_path / "replay.log"))
             wait_for(lambda: _up(f"http://127.0.0.1:{rport}/metrics"), 30, "replay's /metrics")
             before = metric(get(f"http://127.0.0.1:{rport}/metrics"), "bulkmig_replayed_changes_total") or 0
-            points0 = int(driver.find_element("id", "lag-line").get_attribute("data-points") or 0)
+            points0 = int(attribute_of(driver, "lag-line", "data-points") or 0)
             for i in range(5):
                 pg_source.execute(
                     source_db,
@@ -213,7 +236,7 @@ def test_dashboard_status_and_metrics_follow_a_real_migration(
             assert metric(dash_metrics, "bulkmig_errors_total") is None  # the dashboard itself failed nothing
 
             wait_for(
-                lambda: int(driver.find_element("id", "lag-line").get_attribute("data-points")) > points0 + 3,
+                lambda: int(attribute_of(driver, "lag-line", "data-points") or 0) > points0 + 3,
                 30,
                 "the lag chart to gain points",
             )
