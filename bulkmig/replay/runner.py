@@ -122,6 +122,9 @@ GAP_CHECK_SECONDS = 10.0
 # follow mode's back-off when the target or the bucket cannot be reached: RECONNECT_DELAYS, the capture loop's.
 # How often follow mode re-reads the source position for the lag figure.
 SOURCE_POLL_SECONDS = 10.0
+# --until-caught-up with capture not advancing: say what replay waits for this often (a silent wait at 3 a.m.
+# looks like a hang; the usual cause is that no `bulkmig capture` is running).
+WAITING_NOTE_SECONDS = 30.0
 
 
 # ============================================================================================ replay
@@ -435,7 +438,8 @@ def _run(
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
-        last_source = last_listing = time.monotonic()
+        last_source = last_listing = last_progress = time.monotonic()
+        last_captured: int | None = None
         while not stop.is_set():
             # progress.json first: every batch it vouches for is durable, so listed by the steps below.
             captured = stream.captured_through() if goal is not None else None
@@ -456,6 +460,16 @@ def _run(
                 if not runner.check_gap(stream.batches()) and deciding:
                     report.caught_up = True
                     break
+            if goal is not None and not follow:
+                if captured != last_captured:
+                    last_captured, last_progress = captured, now
+                elif now - last_progress >= WAITING_NOTE_SECONDS:
+                    last_progress = now
+                    say(
+                        f"replay: waiting for capture to pass {format_lsn(goal)} (captured through "
+                        f"{format_lsn(captured) if captured is not None else 'nothing yet'}, nothing new for "
+                        f"{WAITING_NOTE_SECONDS:.0f}s): is `bulkmig capture` running for this task?"
+                    )
             if follow and now - last_source >= SOURCE_POLL_SECONDS:
                 last_source = now
                 _update_lag(task, report)

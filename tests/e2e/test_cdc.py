@@ -241,9 +241,24 @@ def test_migrate_full_load_and_cdc_on_one_machine(make_flow, pg_source, pg_targe
     pg_source.execute(source_db, "UPDATE t SET v = 'after migrate' WHERE id = 7")
     cap = flow.bulkmig("capture", "--once")
     assert cap.code == 0, cap.text
-    rep = flow.bulkmig("replay", "--until-caught-up")
+    # Plain replay: what capture put in the bucket.  (--until-caught-up would wait for a capture to pass the
+    # source's position, which any WAL written meanwhile, by another database too, moves past this one.)
+    rep = flow.bulkmig("replay")
     assert rep.code == 0, rep.text
     assert pg_target.execute(target_db, "SELECT v FROM t WHERE id = 7") == [("after migrate",)]
+    # With no capture running, --until-caught-up says what it waits for instead of hanging silently.
+    pg_source.execute(source_db, "UPDATE t SET v = 'not captured' WHERE id = 8")
+    log = flow.task.parent / "waiting-replay.log"
+    waiting = flow.start("replay", "--until-caught-up", log=log, quiet=False)
+    try:
+        deadline = time.monotonic() + 120
+        while "is `bulkmig capture` running" not in log.read_text() and time.monotonic() < deadline:
+            assert waiting.poll() is None, log.read_text()
+            time.sleep(1)
+        assert "replay: waiting for capture to pass" in log.read_text(), log.read_text()
+    finally:
+        waiting.terminate()
+        waiting.wait(timeout=60)
     assert flow.bulkmig("cleanup").code == 0
     assert pg_source.execute(source_db, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
 
