@@ -142,9 +142,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, load_dms
     from bulkmig.fullload.load import load
 
-    load(_task(args), workers=args.workers, progress=not args.quiet)
+    task = _task(args)
+    if is_dms_source(task):  # an AWS DMS S3 target's folder: its LOAD files, with the same ledger
+        load_dms(task, progress=not args.quiet)
+        return EXIT_OK
+    load(task, workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -165,9 +170,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, load_dms, replay_dms
     from bulkmig.ops.migrate import migrate
 
-    migrate(_task(args), workers=args.workers, progress=not args.quiet)
+    task = _task(args)
+    if is_dms_source(task):  # nothing to plan or extract: the DMS files are loaded, then their changes applied
+        if task.full_load:
+            load_dms(task, progress=not args.quiet)
+        if task.cdc:
+            replay_dms(task)
+        return EXIT_OK
+    migrate(task, workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -210,19 +223,24 @@ def _capture_line(report: Any) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, replay_dms
     from bulkmig.replay import replay
 
     stop = _stop_on_signals()
+    task = _task(args)
     if not args.quiet:
         open_bar(Progress("replay", 0, unit="batches", rows="changes"))
     try:
-        report = replay(
-            _task(args),
-            follow=args.follow,
-            until_caught_up=args.until_caught_up,
-            stop=stop,
-            skip_drift_check=args.skip_drift_check,
-        )
+        if is_dms_source(task):  # an AWS DMS S3 target's CDC files, one batch each, in file-name order
+            report = replay_dms(task, follow=args.follow, stop=stop)
+        else:
+            report = replay(
+                task,
+                follow=args.follow,
+                until_caught_up=args.until_caught_up,
+                stop=stop,
+                skip_drift_check=args.skip_drift_check,
+            )
     finally:
         close_bar("replay")
     print(

@@ -156,7 +156,9 @@ def load_settings(path: Path | None) -> DmsFormat:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read DMS endpoint settings {path}: {exc.strerror or exc}", "check the path") from None
+        raise ConfigError(
+            f"cannot read DMS endpoint settings {path}: {exc.strerror or exc}", "check the path"
+        ) from None
     except ValueError as exc:
         raise ConfigError(f"DMS endpoint settings {path} is not JSON ({exc})", "fix the file") from None
     return parse_settings(doc, str(path))
@@ -263,7 +265,9 @@ class _Reader:
             return None
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str, *, lower: bool = False, upper: bool = False) -> str:
+    def choice(
+        self, key: str, choices: tuple[str, ...], default: str, *, lower: bool = False, upper: bool = False
+    ) -> str:
         value = self.raw(key)
         if value is None:
             return default

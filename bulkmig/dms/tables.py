@@ -106,7 +106,7 @@ def parse_table_definition(text: str, origin: str, bucket_folder: str = "") -> l
     tables: list[DmsTable] = []
     raw_tables = doc.get("Tables") if isinstance(doc, dict) else None
     if not isinstance(raw_tables, list):
-        raise ConfigError(f"{origin}: no \"Tables\" list", "write it as the DMS S3 external table definition")
+        raise ConfigError(f'{origin}: no "Tables" list', "write it as the DMS S3 external table definition")
     count = _number(doc.get("TableCount"), "TableCount", problems)
     if count is not None and count != len(raw_tables):
         problems.append(f"TableCount is {count} but {len(raw_tables)} tables are listed")
@@ -127,7 +127,9 @@ def parse_table_definition(text: str, origin: str, bucket_folder: str = "") -> l
             continue
         total = _number(t.get("TableColumnsTotal"), f"{where}.TableColumnsTotal", problems)
         if total is not None and total != len(cols):
-            problems.append(f"{where} ({schema}.{name}): TableColumnsTotal is {total} but {len(cols)} columns are listed")
+            problems.append(
+                f"{where} ({schema}.{name}): TableColumnsTotal is {total} but {len(cols)} columns are listed"
+            )
         table = DmsTable(schema, name)
         for j, c in enumerate(cols):
             cw = f"{where}.TableColumns[{j}]"
