@@ -561,11 +561,12 @@ def replay_dms(task: Task, *, follow: bool = False, stop: Any = None) -> ReplayR
         tables = {(f.schema, f.table) for f in folder.cdc}
         for name in sorted(tables):
             table = folder.tables[name]
+            prepare_table(conn, folder, table)  # the target's columns and key, when it has the table
             if not table.columns:
                 first = next(f for f in folder.cdc if (f.schema, f.table) == name)
                 if first.parquet:  # learns the columns from the file's schema
                     read_frame(folder, first, table, folder.store.get_bytes(first.key))
-            prepare_table(conn, folder, table)
+                prepare_table(conn, folder, table)
             if not table.primary_key:
                 raise ConfigError(
                     f"{table.qualified} has CDC files but no primary key: DMS's updates and deletes cannot be "
