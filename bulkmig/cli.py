@@ -37,6 +37,7 @@ stages (each resumable; `migrate` chains them on one machine):
   replay           change batches -> target, each in one transaction with its position
   cutover          replay caught up + sequences set + tables equal -> go / no-go
   cleanup          drop the replication slot and the publication
+  export           bucket -> an AWS DMS S3 target layout (LOAD00000001.parquet, CDC files, Op column)
   status           every stage's progress at a glance, from its durable state (--json: the status document)
   runbook          this task's runbook: inventory, transfer calculator, every step's command and checks
   dashboard        a live web page of the migration (127.0.0.1:8787), read from durable state
@@ -250,6 +251,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bulkmig.dms.write import export_dms
+
+    export_dms(
+        _task(args),
+        args.to,
+        Path(args.settings) if args.settings else None,
+        before_image_prefix=args.before_image_prefix,
+        before_image_suffix=args.before_image_suffix,
+        progress=not args.quiet,
+    )
+    return EXIT_OK
+
+
 def cmd_cutover(args: argparse.Namespace) -> int:
     from bulkmig.ops.cutover import cutover
 
@@ -431,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="skip the table comparison")
     p = add("cleanup", cmd_cleanup, "drop the replication slot and the publication on the source")
     p.add_argument("--delete-batches", action="store_true", help="also delete the stream's batches from the bucket")
+    p = add("export", cmd_export, "write the full load and the change batches as AWS DMS's S3 target writes them")
+    p.add_argument("--format", choices=("dms",), required=True, help="dms: the AWS DMS S3 target layout")
+    p.add_argument("--to", required=True, metavar="s3://BUCKET/FOLDER", help="where (DMS's BucketName/BucketFolder)")
+    p.add_argument("--settings", metavar="S3SETTINGS.json", help="the DMS S3 endpoint settings (default: DMS's)")
+    p.add_argument(
+        "--before-image-prefix",
+        metavar="PREFIX",
+        help="add the key's old values as columns PREFIX<key> (DMS add-before-image-columns, pk-only; e.g. BI_)",
+    )
+    p.add_argument("--before-image-suffix", default="", metavar="SUFFIX", help="suffix of the before-image columns")
     p = add("status", cmd_status, "the whole migration at a glance: parts, capture and replay lag")
     p.add_argument("--json", action="store_true", help="print the status document (manifests/status.schema.json)")
     p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")

@@ -148,6 +148,15 @@ DMS_DATE_SEQUENCES = {
 DMS_DATE_DELIMITERS = {"SLASH": "/", "DASH": "-", "UNDERSCORE": "_", "NONE": ""}
 
 
+# In bulkmig's own bucket: how far an export to a DMS layout got (one document per destination).
+EXPORTS_DIR = "exports"
+
+
+def dms_export_state(destination_id: str) -> str:
+    """``exports/dms-3f2a9c0d1e4b5a6f.json``: the export to one destination (an id derived from its URL)."""
+    return f"{EXPORTS_DIR}/dms-{destination_id}.json"
+
+
 def dms_table_dir(schema: str, table: str) -> str:
     """``hr/employee``: a table's folder under the DMS bucket folder."""
     return f"{schema}/{table}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bulkmig.core.errors import ConfigError, IntegrityError
+from bulkmig.core.model import Column
 from bulkmig.dms.settings import DmsFormat
 from bulkmig.engines.postgres import types as pgtypes
 from bulkmig.engines.postgres.writer import hex_encode, to_copy_text
@@ -59,6 +61,31 @@ def dms_column(arr: pa.Array | pa.ChunkedArray, fmt: DmsFormat) -> pa.Array | pa
     if pa.types.is_large_binary(t):
         return arr.cast(pa.binary())
     return arr
+
+
+_NUMERIC = re.compile(r"^\s*(?:numeric|decimal)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$", re.I)
+
+
+def column_type(column: Column, part_type: pa.DataType) -> pa.DataType:
+    """The Arrow type a column has in DMS's files: its part type, except a ``numeric(p,s)`` that travels
+    as exact text in bulkmig's parts, which DMS writes as DECIMAL (p up to 38)."""
+    m = _NUMERIC.match(column.target_type or column.source_type or "")
+    if pa.types.is_string(part_type) and column.logical_type == "decimal" and m and int(m.group(1)) <= 38:
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    return part_type
+
+
+def as_type(arr: pa.Array | pa.ChunkedArray, t: pa.DataType, where: str) -> pa.Array | pa.ChunkedArray:
+    """``arr`` cast to ``t`` (exact text to DECIMAL); a value without such a form is named."""
+    if arr.type == t:
+        return arr
+    try:
+        return pc.cast(arr, t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise IntegrityError(
+            f"{where}: a value has no {t} form ({str(exc).splitlines()[0]})",
+            "write CSV (DataFormat csv), where every value keeps its text",
+        ) from None
 
 
 def dms_type(t: pa.DataType, fmt: DmsFormat) -> pa.DataType:

@@ -35,10 +35,12 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -82,15 +84,19 @@ class Dms:
 
     def task(self, migration_type: str = "full-load-and-cdc", **settings: Any) -> Task:
         doc = self.doc(migration_type, **settings)
-        path = self.tmp / "task.yaml"
+        path = self.task_file
         path.write_text(yaml.safe_dump(doc))
         return Task.from_dict(doc, self.tmp, path=path, env={"BULKMIG_TARGET_PASSWORD": self.pg.password})
+
+    @property
+    def task_file(self) -> Path:
+        return self.tmp / f"task-{self.folder}.yaml"
 
     def doc(self, migration_type: str, **settings: Any) -> dict[str, Any]:
         dms: dict[str, Any] = {}
         for name in ("endpoint_settings", "table_definition"):
             if name in settings:
-                file = self.tmp / f"{name}.json"
+                file = self.tmp / f"{self.folder}-{name}.json"
                 file.write_text(json.dumps(settings.pop(name)))
                 dms[name] = file.name
         return {
@@ -106,7 +112,7 @@ class Dms:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "bulkmig.cli", *args, "--task", str(self.tmp / "task.yaml")],
+            [sys.executable, "-m", "bulkmig.cli", *args, "--task", str(self.task_file)],
             env=self.env,
             capture_output=True,
             text=True,
@@ -453,7 +459,7 @@ def test_killed_midway_then_rerun_loads_and_applies_each_file_once(dms: Dms) -> 
         "CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON app.acct FOR EACH ROW EXECUTE FUNCTION app.count();"
         "ALTER TABLE app.acct ENABLE ALWAYS TRIGGER audit"
     )
-    argv = [sys.executable, "-m", "bulkmig.cli", "--quiet", "load", "--task", str(dms.tmp / "task.yaml")]
+    argv = [sys.executable, "-m", "bulkmig.cli", "--quiet", "load", "--task", str(dms.task_file)]
     proc = subprocess.Popen(argv, env=dms.env, start_new_session=True, stdin=subprocess.DEVNULL)
     _wait_and_kill(proc, dms, "SELECT count(*) FROM bulkmig.loaded_parts", 3, LOG_FILES + 1)
     run = dms.cli("load")
@@ -472,3 +478,126 @@ def test_killed_midway_then_rerun_loads_and_applies_each_file_once(dms: Dms) -> 
     assert dms.rows("SELECT count(*) FROM app.audit") == [(rows_total,)]  # no change applied twice
     run = dms.cli("replay")
     assert run.returncode == 0 and "replay: 0 batches" in run.stdout, run.stdout + run.stderr
+
+
+# ------------------------------------------------------------------------------------------ write, and read back
+
+SOURCE_DDL = (
+    "CREATE TABLE t (id int PRIMARY KEY, name text, price numeric(12,2), seen timestamptz, day date, flag boolean,"
+    " raw bytea, u uuid)"
+)
+SOURCE_ROWS = (
+    "INSERT INTO t SELECT g, CASE g % 5 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN 'say \"hi\", ok' "
+    "WHEN 3 THEN E'two\\nlines' ELSE 'plain ' || g END, g * 1.25, '2024-01-01 00:00:00+00'::timestamptz "
+    "+ g * interval '1 hour 1.000001 second', DATE '2024-02-01' + g, CASE WHEN g % 3 = 0 THEN NULL ELSE g % 2 = 0 END,"
+    " CASE WHEN g % 4 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END, md5(g::text)::uuid"
+    " FROM generate_series(1, 40) g"
+)
+CHANGES = (
+    "UPDATE t SET name = 'upd \"q\", c', price = 0.01 WHERE id = 1;"
+    "UPDATE t SET id = 100 WHERE id = 2;"  # a key update
+    "DELETE FROM t WHERE id = 3; INSERT INTO t (id, name) VALUES (3, 'back');"  # delete, then reinsert
+    "INSERT INTO t VALUES (41, 'new', -5.5, '2025-06-30 23:59:59.999999+00', '2025-07-01', true, '\\x00ff', "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');"
+    "DELETE FROM t WHERE id = 4"
+)
+ROW_SQL = "SELECT id, name, price, seen, day, flag, raw, u FROM t ORDER BY id"
+CDC_NAME = r"\d{8}-\d{9}\.(parquet|csv)"
+
+
+def _read_back(dms: Dms, pg: PostgresServer, db: str, folder: str, **settings: Any) -> list[tuple[Any, ...]]:
+    """Load an exported folder into database ``db`` through a dms-s3:// source, and return its table ``t``."""
+    reader = Dms(dms.s3, dms.bucket, folder, pg, db, dms.tmp, dms.env, dms.client)
+    task = reader.task(**settings)
+    load_dms(task, progress=False)
+    replay_dms(task)
+    return pg.execute(db, "SELECT id, name, price, seen, day, flag, raw, u FROM public.t ORDER BY id")
+
+
+def _loaded_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """A DMS Parquet file's table columns as the source query returns them (uuid text as uuid)."""
+    cols = ["id", "name", "price", "seen", "day", "flag", "raw", "u"]
+    return [
+        tuple(uuid.UUID(v) if c == "u" and v is not None else v for c, v in r.items())
+        for r in table.select(cols).to_pylist()
+    ]
+
+
+def test_export_writes_what_dms_writes_and_reads_back_equal(
+    make_flow,
+    pg_source,
+    source_db,
+    dms: Dms,
+    request: pytest.FixtureRequest,  # noqa: ANN001
+) -> None:
+    pg_source.execute(source_db, SOURCE_DDL + ";" + SOURCE_ROWS)
+    flow = make_flow(migration_type="full-load-and-cdc", bucket=f"s3://{dms.bucket}/shop")
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    snapshot = pg_source.execute(source_db, ROW_SQL)
+    pg_source.execute(source_db, CHANGES)
+    assert flow.bulkmig("capture", "--once").code == 0
+    source = pg_source.execute(source_db, ROW_SQL)
+    exports = {
+        "dms-parquet": {"DataFormat": "parquet", "TimestampColumnName": "ts", "DatePartitionEnabled": True},
+        "dms-csv": {},  # DMS's defaults: CSV, no header, no Op in full-load files
+        "dms-inserts": {"DataFormat": "parquet", "CdcInsertsOnly": True},
+    }
+    for folder, settings in exports.items():
+        file = dms.tmp / f"{folder}.json"
+        file.write_text(json.dumps(settings))
+        extra = ["--before-image-prefix", "BI_"] if folder != "dms-inserts" else []
+        to = f"s3://{dms.bucket}/{folder}"
+        run = flow.bulkmig("export", "--format", "dms", "--to", to, "--settings", str(file), *extra)
+        assert run.code == 0, run.text
+    out = Dms(dms.s3, dms.bucket, "dms-parquet", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
+    keys = out.keys()
+    # [layout] one full-load file (the table is one part), [date] CDC files in commit-date folders.
+    assert [k for k in keys if "LOAD" in k] == ["public/t/LOAD00000001.parquet"]
+    cdc = [k for k in keys if "LOAD" not in k]
+    assert cdc and all(re.fullmatch(rf"public/t/\d{{4}}/\d{{2}}/\d{{2}}/{CDC_NAME}", k) for k in cdc), cdc
+    assert all("".join(k.split("/")[2:5]) == k.split("/")[5][:8] for k in cdc)
+    raw = out.get("public/t/LOAD00000001.parquet")
+    load = pq.read_table(io.BytesIO(raw))
+    # [ts] the timestamp column first, no Op (IncludeOpForFullLoad false), [parquet] DMS's types, uuid as STRING.
+    assert load.column_names == ["ts", "id", "name", "price", "seen", "day", "flag", "raw", "u", "BI_id"]
+    assert [str(f.type) for f in load.schema][1:] == [
+        "int32",
+        "string",
+        "decimal128(12, 2)",
+        "timestamp[us, tz=UTC]",
+        "date32[day]",
+        "bool",
+        "binary",
+        "string",
+        "int32",
+    ]
+    assert pq.ParquetFile(io.BytesIO(raw)).metadata.metadata is None  # no Arrow schema stored, as DMS's files
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", v) for v in load.column("ts").to_pylist())
+    assert _loaded_rows(load) == snapshot  # every column of every row of the full load
+    changes = pa.concat_tables([pq.read_table(io.BytesIO(out.get(k))) for k in cdc])
+    # [op] [ts] Op first, then the commit time, then the columns, then the key before the update.
+    assert changes.column_names == ["Op", "ts", "id", "name", "price", "seen", "day", "flag", "raw", "u", "BI_id"]
+    moves = [(r["Op"], r["id"], r["BI_id"]) for r in changes.select(["Op", "id", "BI_id"]).to_pylist()]
+    assert {("U", 1, 1), ("U", 100, 2), ("D", 3, 3), ("I", 3, None), ("I", 41, None), ("D", 4, 4)} <= set(moves)
+    # [csv] DMS's defaults: no header, no Op in the full load, quotes only where needed, NULL as nothing.
+    csv = Dms(dms.s3, dms.bucket, "dms-csv", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
+    lines = csv.get("public/t/LOAD00000001.csv").decode()
+    first = '1,"",1.25,2024-01-01 01:00:01.000001,2024-02-02,false,\\xc4ca4238a0b923820dcc509a6f75849b,'
+    assert lines.startswith(first + "c4ca4238-a0b9-2382-0dcc-509a6f75849b,\n")  # "" is the empty string, BI_id NULL
+    assert '2,"say ""hi"", ok",2.50,' in lines and '3,"two\nlines",3.75,' in lines and "\n5,,6.25," in lines
+    assert all(re.fullmatch(rf"public/t/{CDC_NAME}", k) for k in csv.keys() if "LOAD" not in k)
+    assert csv.get([k for k in csv.keys() if "LOAD" not in k][0]).decode()[:2] in ("I,", "U,", "D,")
+    # [op] CdcInsertsOnly without IncludeOpForFullLoad: only the inserts, and no Op field.
+    ins = Dms(dms.s3, dms.bucket, "dms-inserts", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
+    only = pa.concat_tables([pq.read_table(io.BytesIO(ins.get(k))) for k in ins.keys() if "LOAD" not in k])
+    assert only.column_names == ["id", "name", "price", "seen", "day", "flag", "raw", "u"]
+    assert sorted(only.column("id").to_pylist()) == [3, 41]
+    # Read back into new databases: every column of every row equals the source's.
+    for folder in ("dms-parquet", "dms-csv"):
+        name = f"{dms.db[:40]}_{folder[4:]}"
+        dms.pg.create_database(name)
+        request.addfinalizer(lambda name=name: dms.pg.drop_database(name))
+        # The table as the schema conversion made it (DMS's files name no key; CSV names no column either).
+        dms.pg.execute(name, SOURCE_DDL.replace("TABLE t", "TABLE public.t"))
+        assert _read_back(dms, dms.pg, name, folder, endpoint_settings=exports[folder]) == source, folder
