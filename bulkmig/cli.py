@@ -45,10 +45,22 @@ stages (each resumable; `migrate` chains them on one machine):
 """
 
 
+# What a dms-s3:// source (an AWS DMS S3 target's folder) is read by; the other stages need a database.
+DMS_SOURCE_COMMANDS = ("load", "replay", "migrate")
+
+
 def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to keep --help fast
     from bulkmig.config.task import load_task
+    from bulkmig.core.errors import ConfigError
 
-    return load_task(Path(args.task))
+    task = load_task(Path(args.task))
+    if task.source.engine == "dms-s3" and args.command not in DMS_SOURCE_COMMANDS:
+        raise ConfigError(
+            f"`bulkmig {args.command}` needs a source database; {task.source.redacted()} is a DMS S3 folder",
+            "a dms-s3:// source is read by `bulkmig load` (its full-load files) and `bulkmig replay` (its CDC "
+            "files), or `bulkmig migrate` (both)",
+        )
+    return task
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

@@ -119,6 +119,11 @@ def open_folder(task: Task) -> Folder:
     """List the folder once: every full-load and CDC file of the tables the table mappings select."""
     if not is_dms_source(task):
         raise ConfigError(f"source {task.source.redacted()} is not a dms-s3:// folder", "this is for DMS sources")
+    if task.target.engine != "postgresql":
+        raise ConfigError(
+            f"a dms-s3:// source loads into PostgreSQL; the target is {task.target.redacted()}",
+            "point target: at a PostgreSQL database",
+        )
     fmt = load_settings(Path(task.settings.dms.endpoint_settings) if task.settings.dms.endpoint_settings else None)
     for warning in fmt.warnings:
         say(f"dms: endpoint settings {warning}")

@@ -75,7 +75,7 @@ class Dms:
         body = data.encode() if isinstance(data, str) else data
         self.client.put_object(Bucket=self.bucket, Key=f"{self.folder}/{key}", Body=body)
 
-    def keys(self) -> list[str]:
+    def listing(self) -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.folder + "/")
         return sorted(o["Key"][len(self.folder) + 1 :] for p in pages for o in p.get("Contents", []))
 
@@ -551,7 +551,7 @@ def test_export_writes_what_dms_writes_and_reads_back_equal(
         run = flow.bulkmig("export", "--format", "dms", "--to", to, "--settings", str(file), *extra)
         assert run.code == 0, run.text
     out = Dms(dms.s3, dms.bucket, "dms-parquet", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
-    keys = out.keys()
+    keys = out.listing()
     # [layout] one full-load file (the table is one part), [date] CDC files in commit-date folders.
     assert [k for k in keys if "LOAD" in k] == ["public/t/LOAD00000001.parquet"]
     cdc = [k for k in keys if "LOAD" not in k]
@@ -586,11 +586,11 @@ def test_export_writes_what_dms_writes_and_reads_back_equal(
     first = '1,"",1.25,2024-01-01 01:00:01.000001,2024-02-02,false,\\xc4ca4238a0b923820dcc509a6f75849b,'
     assert lines.startswith(first + "c4ca4238-a0b9-2382-0dcc-509a6f75849b,\n")  # "" is the empty string, BI_id NULL
     assert '2,"say ""hi"", ok",2.50,' in lines and '3,"two\nlines",3.75,' in lines and "\n5,,6.25," in lines
-    assert all(re.fullmatch(rf"public/t/{CDC_NAME}", k) for k in csv.keys() if "LOAD" not in k)
-    assert csv.get([k for k in csv.keys() if "LOAD" not in k][0]).decode()[:2] in ("I,", "U,", "D,")
+    assert all(re.fullmatch(rf"public/t/{CDC_NAME}", k) for k in csv.listing() if "LOAD" not in k)
+    assert csv.get([k for k in csv.listing() if "LOAD" not in k][0]).decode()[:2] in ("I,", "U,", "D,")
     # [op] CdcInsertsOnly without IncludeOpForFullLoad: only the inserts, and no Op field.
     ins = Dms(dms.s3, dms.bucket, "dms-inserts", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
-    only = pa.concat_tables([pq.read_table(io.BytesIO(ins.get(k))) for k in ins.keys() if "LOAD" not in k])
+    only = pa.concat_tables([pq.read_table(io.BytesIO(ins.get(k))) for k in ins.listing() if "LOAD" not in k])
     assert only.column_names == ["id", "name", "price", "seen", "day", "flag", "raw", "u"]
     assert sorted(only.column("id").to_pylist()) == [3, 41]
     # Read back into new databases: every column of every row equals the source's.
