@@ -114,6 +114,32 @@ class Folder:
     def target_columns(self, table: DmsTable) -> dict[str, str]:
         return self.task.mappings.target_columns(table.schema, table.name, table.column_names)
 
+    def refresh(self) -> bool:
+        """List the CDC files again (DMS may still be writing: ``replay --follow``); True when there are new
+        ones.  The files known so far must still come first, else counting on would skip or repeat."""
+        found = []
+        for info in self.store.list(""):
+            parsed = layout.parse_dms_key(info.key)
+            if parsed and parsed[2] == "cdc" and (parsed[0], parsed[1]) in self.tables:
+                found.append(DmsFile(info.key, parsed[0], parsed[1], "cdc", parsed[3], info.size))
+        found.sort(key=lambda f: (f.order, f.schema, f.table))
+        known = [f.key for f in self.cdc]
+        if [f.key for f in found[: len(known)]] != known:
+            first = next((f.key for f, k in zip(found, known, strict=False) if f.key != k), "a file")
+            raise IntegrityError(
+                f"{self.store.url}: CDC file {first} appeared before files already applied, or files were removed",
+                "restore the folder as it was; a file DMS wrote late belongs in a new full load",
+            )
+        for f in found[len(known) :]:
+            if not self.tables[(f.schema, f.table)].primary_key:
+                raise ConfigError(
+                    f"{f.schema}.{f.table} has new CDC files but no primary key",
+                    "mark the key with ColumnIsPk in the table definition, or add a primary key on the target",
+                )
+        new = len(found) > len(known)
+        self.cdc = found
+        return new
+
 
 def open_folder(task: Task) -> Folder:
     """List the folder once: every full-load and CDC file of the tables the table mappings select."""
@@ -483,10 +509,12 @@ class DmsStream(Stream):
         return None
 
     def read(self, seq: int) -> Batch | None:
+        assert self.folder is not None
         files = self.files()
+        if seq > len(files) and self.folder.refresh():  # follow mode: the files DMS wrote since
+            files = self.files()
         if not 1 <= seq <= len(files):
             return None
-        assert self.folder is not None
         f = files[seq - 1]
         table = self.folder.tables[(f.schema, f.table)]
         frame = read_frame(self.folder, f, table, self.folder.store.get_bytes(f.key))
@@ -563,10 +591,12 @@ def replay_dms(task: Task, *, follow: bool = False, stop: Any = None) -> ReplayR
                     f"{len(missing)} DMS full-load files are not loaded yet (first: {missing[0]})",
                     f"run `bulkmig load --task {task.path or 'task.yaml'}` first",
                 )
-        tables = {(f.schema, f.table) for f in folder.cdc}
-        for name in sorted(tables):
+        with_cdc = {(f.schema, f.table) for f in folder.cdc}
+        for name in sorted(folder.tables):
             table = folder.tables[name]
             prepare_table(conn, folder, table)  # the target's columns and key, when it has the table
+            if name not in with_cdc:
+                continue
             if not table.columns:
                 first = next(f for f in folder.cdc if (f.schema, f.table) == name)
                 if first.parquet:  # learns the columns from the file's schema

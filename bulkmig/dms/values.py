@@ -205,17 +205,21 @@ def encode_csv(columns: Sequence[pa.Array], fmt: DmsFormat, header: Sequence[str
         out.write(delim.join(_quote_py(h, fmt) for h in header) + eol)
     if not fields or not len(fields[0]):
         return out.getvalue().encode()
-    lines = pc.binary_join_element_wise(*fields, delim)
-    out.write(eol.join(lines.to_pylist()) + eol)
-    return out.getvalue().encode()
+    # Each record with its delimiter, then the records' bytes as they lie in the array's buffer (no nulls:
+    # every field is filled), so a million-row file never becomes a million Python strings.
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*fields, delim), "", eol).cast(pa.large_string())
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+    data = lines.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+    return out.getvalue().encode() + data
 
 
 def _field(arr: pa.Array, fmt: DmsFormat) -> pa.Array:
     """Quoted as DMS quotes (RFC 4180): a value holding the delimiter, a quote or a line break, an empty
     string, and a value equal to the NULL marker; NULL itself becomes the marker (default: nothing)."""
     null = fmt.csv_null_value or ""
-    pattern = "[" + "".join("\\" + ch for ch in {fmt.csv_delimiter, '"', "\n", "\r"}) + "]"
-    special = pc.match_substring_regex(arr, pattern)
+    special = pc.match_substring(arr, fmt.csv_delimiter)
+    for ch in {'"', "\n", "\r"} - {fmt.csv_delimiter}:
+        special = pc.or_(special, pc.match_substring(arr, ch))
     if not fmt.rfc4180:
         if pc.any(special).as_py():
             raise ConfigError(
@@ -223,10 +227,13 @@ def _field(arr: pa.Array, fmt: DmsFormat) -> pa.Array:
                 "set Rfc4180 true (DMS's default) in the endpoint settings, or write Parquet",
             )
         return pc.fill_null(arr, null)
-    needs = pc.or_(special, pc.equal(arr, pa.scalar(null)))
+    needs = pc.or_(special, pc.equal(arr, ""))
     if null:
-        needs = pc.or_(needs, pc.equal(arr, ""))
-    quoted = pc.binary_join_element_wise('"', pc.replace_substring(arr, '"', '""'), '"', "")
+        needs = pc.or_(needs, pc.equal(arr, null))
+    if not pc.any(needs).as_py():
+        return pc.fill_null(arr, null)
+    inner = pc.replace_substring(arr, '"', '""') if pc.any(special).as_py() else arr
+    quoted = pc.binary_join_element_wise('"', inner, '"', "")
     return pc.fill_null(pc.if_else(needs, quoted, arr), null)
 
 
@@ -264,7 +271,3 @@ def decode_csv(data: bytes, fmt: DmsFormat, where: str, skip_rows: int = 0) -> p
             f"{where} is not CSV as the endpoint settings describe it ({str(exc).splitlines()[0]})",
             "give the endpoint settings the files were written with (settings.dms.endpoint_settings)",
         ) from None
-
-
-def strings(values: Sequence[str | None]) -> pa.Array:
-    return pa.array(np.asarray(values, dtype=object), pa.string())

@@ -39,6 +39,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -236,6 +237,33 @@ def test_csv_folder_loads_then_applies_every_change_exactly_once(dms: Dms) -> No
     dms.put("hr/employee/20230101-115959999.csv", "I,999,Late,File,,,\n")
     with pytest.raises(IntegrityError, match="a file was added before it"):
         replay_dms(task)
+
+
+def test_follow_applies_the_files_dms_writes_while_it_runs(dms: Dms) -> None:
+    for key, body in {**EMPLOYEE_LOAD, **EMPLOYEE_CDC}.items():
+        dms.put(key, body)
+    task = dms.task(table_definition=EMPLOYEE_DEFINITION)
+    load_dms(task, progress=False)
+    stop = threading.Event()
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(replay_dms(task, follow=True, stop=stop)), daemon=True)
+    worker.start()
+    try:
+        _wait_for(lambda: dms.rows(EMPLOYEE_SQL) == EMPLOYEE_AFTER)
+        dms.put("hr/employee/20230103-000000000.csv", "I,107,Late,Comer,2023-01-03 00:00:00,Oslo,\n")
+        _wait_for(lambda: dms.rows('SELECT "FirstName" FROM hr.employee WHERE "Id" = 107') == [("Comer",)])
+    finally:
+        stop.set()
+        worker.join(30)
+    assert result and result[0].applied_seq == 5
+    assert dms.rows("SELECT pos FROM bulkmig.replay_position") == [("hr/employee/20230103-000000000.csv",)]
+
+
+def _wait_for(check: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def test_replay_before_the_full_load_is_refused(dms: Dms) -> None:
