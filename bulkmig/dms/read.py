@@ -34,9 +34,12 @@ then must exist.  Keys come from ``ColumnIsPk``, else the target's primary key; 
 
 from __future__ import annotations
 
+import csv
 import gzip
-import hashlib
 import io
+import itertools
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +54,7 @@ from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import ConfigError, IntegrityError, PlanError, TargetError
 from bulkmig.core.log import Clock, Progress, say
-from bulkmig.core.store import Store, open_store
+from bulkmig.core.store import Store, open_store, sha256_file
 from bulkmig.dms.settings import DmsFormat, load_settings
 from bulkmig.dms.tables import DmsColumn, DmsTable, parse_table_definition, pg_type_of_arrow
 from bulkmig.dms.values import decode_csv, text_columns
@@ -236,48 +239,68 @@ def read_frame(folder: Folder, f: DmsFile, table: DmsTable, raw: bytes) -> Frame
     table's columns; learns the table's columns from the first Parquet file when nothing else gave them."""
     where = f"{folder.store.url}/{f.key}"
     data = gzip.decompress(raw) if f.gzip and not f.parquet else raw
-    fmt = folder.fmt
-    settings = folder.task.settings.dms
-    bi_name = {k: f"{settings.before_image_prefix}{k}{settings.before_image_suffix}" for k in table.primary_key}
+    bi_name = _before_names(folder, table)
     if f.parquet:
         try:
             tbl = pq.read_table(io.BytesIO(data))
         except pa.ArrowException as exc:
             raise IntegrityError(f"{where} is not a readable Parquet file ({exc})", "restore the file") from None
-        names = tbl.column_names
-        known = set(table.column_names)
-        op = OP_COLUMN if OP_COLUMN in names and OP_COLUMN not in known else None
-        ts = fmt.timestamp_column if fmt.timestamp_column in names and fmt.timestamp_column not in known else None
-        if not table.columns:
-            extra = {op, ts, *bi_name.values()}
-            table.columns = [
-                DmsColumn(fld.name, pg_type_of_arrow(fld.type), fld.nullable)
-                for fld in tbl.schema
-                if fld.name not in extra
-            ]
-        missing = [c for c in table.column_names if c not in names]
-        if missing:
-            raise IntegrityError(
-                f"{where} has no column {', '.join(map(repr, missing))} of {table.qualified}",
-                "the table definition and the files disagree; fix the definition (or the table on the target)",
-            )
-        cols = {c: tbl.column(c) for c in table.column_names}
-        bis = {k: tbl.column(n) for k, n in bi_name.items() if n in names and n not in known}
-        return Frame(
-            pa.table(cols),
-            _ops(tbl.column(op).to_pylist(), where) if op else None,
-            tbl.column(ts).cast(pa.string()).to_pylist() if ts else None,
-            pa.table(bis) if len(bis) == len(bi_name) and bis else None,
-        )
+        return _parquet_frame(folder, table, tbl, where, bi_name)
     return _csv_frame(folder, f, table, data, where, bi_name)
+
+
+def _before_names(folder: Folder, table: DmsTable) -> dict[str, str]:
+    """Key column -> its before-image column (add-before-image-columns: ``BI_<column>`` by default)."""
+    dms = folder.task.settings.dms
+    return {k: f"{dms.before_image_prefix}{k}{dms.before_image_suffix}" for k in table.primary_key}
+
+
+def frames(folder: Folder, f: DmsFile, table: DmsTable, path: Path) -> Iterator[Frame]:
+    """A downloaded file's rows a row group at a time (Parquet; DMS writes files up to 1 GB), or whole (CSV)."""
+    where = f"{folder.store.url}/{f.key}"
+    if not f.parquet:
+        yield read_frame(folder, f, table, path.read_bytes())
+        return
+    try:
+        parquet = pq.ParquetFile(path)
+        for group in range(parquet.num_row_groups):
+            yield _parquet_frame(folder, table, parquet.read_row_group(group), where, _before_names(folder, table))
+    except pa.ArrowException as exc:
+        raise IntegrityError(f"{where} is not a readable Parquet file ({exc})", "restore the file") from None
+
+
+def _parquet_frame(folder: Folder, table: DmsTable, tbl: pa.Table, where: str, bi_name: dict[str, str]) -> Frame:
+    """A Parquet table's DMS fields (by name) and the table's columns; learns them when nothing else did."""
+    fmt = folder.fmt
+    names = tbl.column_names
+    known = set(table.column_names)
+    op = OP_COLUMN if OP_COLUMN in names and OP_COLUMN not in known else None
+    ts = fmt.timestamp_column if fmt.timestamp_column in names and fmt.timestamp_column not in known else None
+    if not table.columns:
+        extra = {op, ts, *bi_name.values()}
+        table.columns = [
+            DmsColumn(fld.name, pg_type_of_arrow(fld.type), fld.nullable) for fld in tbl.schema if fld.name not in extra
+        ]
+    missing = [c for c in table.column_names if c not in names]
+    if missing:
+        raise IntegrityError(
+            f"{where} has no column {', '.join(map(repr, missing))} of {table.qualified}",
+            "the table definition and the files disagree; fix the definition (or the table on the target)",
+        )
+    cols = {c: tbl.column(c) for c in table.column_names}
+    bis = {k: tbl.column(n) for k, n in bi_name.items() if n in names and n not in known}
+    return Frame(
+        pa.table(cols),
+        _ops(tbl.column(op).to_pylist(), where) if op else None,
+        tbl.column(ts).cast(pa.string()).to_pylist() if ts else None,
+        pa.table(bis) if len(bis) == len(bi_name) and bis else None,
+    )
 
 
 def _csv_frame(folder: Folder, f: DmsFile, table: DmsTable, data: bytes, where: str, bi_name: dict[str, str]) -> Frame:
     fmt = folder.fmt
     header: list[str] | None = None
     if fmt.add_column_name:
-        import csv
-
         line = data.split(fmt.csv_row_delimiter.encode(), 1)[0].decode("utf-8")
         header = next(csv.reader([line], delimiter=fmt.csv_delimiter))
     skip = 1 if header is not None else fmt.ignore_header_rows
@@ -406,12 +429,14 @@ def load_dms(task: Task, *, progress: bool = True) -> DmsLoadReport:
         if report.files_skipped:
             say(f"load: {report.files_skipped} of {len(todo)} DMS full-load files already loaded (ledger); skipping")
         bar = Progress("load", len(pending), sum(f.size for _, f in pending)) if progress and pending else None
+        tmpdir = tempfile.TemporaryDirectory(prefix="bulkmig-dms-")
         for name, f in pending:
-            rows = _load_file(conn, folder, folder.tables[name], f)
+            rows = _load_file(conn, folder, folder.tables[name], f, Path(tmpdir.name))
             report.files_loaded += rows is not None
             report.rows += rows or 0
             if bar:
                 bar.advance(parts=1, rows=rows or 0, nbytes=f.size)
+        tmpdir.cleanup()
         if bar:
             bar.finish()
         for table in folder.tables.values():
@@ -427,22 +452,22 @@ def load_dms(task: Task, *, progress: bool = True) -> DmsLoadReport:
     return report
 
 
-def _load_file(conn: psycopg.Connection, folder: Folder, table: DmsTable, f: DmsFile) -> int | None:
+def _load_file(conn: psycopg.Connection, folder: Folder, table: DmsTable, f: DmsFile, tmp: Path) -> int | None:
     """One full-load file in one transaction with its ledger row; None when the ledger already had it."""
-    raw = folder.store.get_bytes(f.key)
-    digest = hashlib.sha256(raw).hexdigest()
     where = f"{folder.store.url}/{f.key}"
-    frame = read_frame(folder, f, table, raw)
+    local = tmp / "file"
+    folder.store.download(f.key, local)
+    digest, _ = sha256_file(local)
+    parts = frames(folder, f, table, local)
+    first = next(parts, None)  # a Parquet file's schema may be what says which columns the table has
     if not table.columns:
         raise ConfigError(f"{table.qualified}: no columns known", "give settings.dms.table_definition")
-    if frame.ops is not None and any(op != "I" for op in frame.ops):
-        raise IntegrityError(f"{where}: a full-load file holds rows that are not inserts", "is it a CDC file renamed?")
-    prepare_table(conn, folder, table)  # the first Parquet file may only now have said what the columns are
+    prepare_table(conn, folder, table)
     mapped = folder.target_columns(table)
     keep = [c for c in table.column_names if c in mapped]
-    data = _copyable(frame.data.select(keep))
     target = qualified(*folder.target_name(table))
     columns = ", ".join(ident(mapped[c]) for c in keep)
+    rows = 0
     try:
         with conn.transaction():
             recorded = claim_part(conn, folder.source_id, f.key)
@@ -455,16 +480,22 @@ def _load_file(conn: psycopg.Connection, folder: Folder, table: DmsTable, f: Dms
                     )
                 return None
             with conn.cursor().copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-                for batch in data.to_batches(max_chunksize=65536):
-                    copy.write(to_copy_csv(batch))
-            record_part(conn, folder.source_id, f.key, table.schema, table.name, data.num_rows, digest, "dms-csv")
+                for frame in itertools.chain([first] if first is not None else [], parts):
+                    if frame.ops is not None and any(op != "I" for op in frame.ops):
+                        raise IntegrityError(f"{where}: a full-load file holds rows that are not inserts", "")
+                    for batch in _copyable(frame.data.select(keep)).to_batches(max_chunksize=65536):
+                        copy.write(to_copy_csv(batch))
+                    rows += frame.data.num_rows
+            record_part(conn, folder.source_id, f.key, table.schema, table.name, rows, digest, "dms-csv")
     except psycopg.Error as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TargetError(
             f"loading {where} into {target} failed: {text}",
             "fix the cause and rerun `bulkmig load` (loaded files are kept)",
         ) from None
-    return data.num_rows
+    finally:
+        local.unlink(missing_ok=True)
+    return rows
 
 
 def _copyable(tbl: pa.Table) -> pa.Table:
