@@ -167,31 +167,56 @@ def _stamp(when: datetime) -> str:
 # ============================================================================================ writing files
 
 
+class _DmsFile:
+    """One DMS file, written in pieces (a part's row groups), then put whole: S3 shows an object only when
+    it is complete, so a reader never sees half a file."""
+
+    def __init__(self, path: Path, fmt: DmsFormat) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.parquet: pq.ParquetWriter | None = None
+        self.csv: Any = None
+
+    def write(self, columns: list[tuple[str, pa.Array | pa.ChunkedArray]]) -> None:
+        fmt = self.fmt
+        if fmt.data_format == "parquet":
+            table = pa.table({name: col for name, col in columns})
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(
+                    self.path,
+                    table.schema,
+                    version=fmt.parquet_version,
+                    compression="GZIP" if fmt.gzip else "NONE",
+                    use_dictionary=fmt.encoding != "plain",
+                    dictionary_pagesize_limit=fmt.dict_page_size,
+                    data_page_size=fmt.data_page_size,
+                    write_statistics=fmt.statistics,
+                    store_schema=False,
+                    data_page_version="1.0",
+                )
+            self.parquet.write_table(table, row_group_size=fmt.row_group_length)
+            return
+        first = self.csv is None
+        if first:
+            self.csv = gzip.open(self.path, "wb", mtime=0) if fmt.gzip else open(self.path, "wb")  # noqa: SIM115
+        arrays = [col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col for _, col in columns]
+        header = [name for name, _ in columns] if fmt.add_column_name and first else None
+        self.csv.write(encode_csv(arrays, fmt, header))
+
+    def put(self, dest: Store, key: str) -> None:
+        for handle in (self.parquet, self.csv):
+            if handle is not None:
+                handle.close()
+        dest.put_file(key, self.path)
+        self.path.unlink(missing_ok=True)
+
+
 def _write(
     dest: Store, key: str, columns: list[tuple[str, pa.Array | pa.ChunkedArray]], fmt: DmsFormat, tmp: Path
 ) -> None:
-    """One DMS file from (name, column) pairs, put whole (S3 shows an object only when complete)."""
-    local = tmp / "file"
-    if fmt.data_format == "parquet":
-        table = pa.table({name: col for name, col in columns})
-        pq.write_table(
-            table,
-            local,
-            version=fmt.parquet_version,
-            compression="GZIP" if fmt.gzip else "NONE",
-            use_dictionary=fmt.encoding != "plain",
-            dictionary_pagesize_limit=fmt.dict_page_size,
-            data_page_size=fmt.data_page_size,
-            row_group_size=fmt.row_group_length,
-            write_statistics=fmt.statistics,
-            store_schema=False,
-            data_page_version="1.0",
-        )
-    else:
-        arrays = [col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col for _, col in columns]
-        body = encode_csv(arrays, fmt, [name for name, _ in columns] if fmt.add_column_name else None)
-        local.write_bytes(gzip.compress(body, mtime=0) if fmt.gzip else body)
-    dest.put_file(key, local)
+    out = _DmsFile(tmp / "file", fmt)
+    out.write(columns)
+    out.put(dest, key)
 
 
 def _file_ext(fmt: DmsFormat) -> str:
@@ -225,7 +250,6 @@ def _export_load(
         if entry.rows:  # DMS writes no file (and no folder) for an empty table
             todo.append((table, index))
     bar = Progress("export", len(todo), 0, unit="files") if progress and todo else None
-    started = datetime.fromisoformat(state.started)
     counters: dict[tuple[str, str], int] = {}
     with tempfile.TemporaryDirectory(prefix="bulkmig-export-") as tmpname:
         tmp = Path(tmpname)
@@ -245,33 +269,57 @@ def _export_load(
             digest, size = sha256_file(local)
             if digest != entry.sha256 or size != entry.bytes:
                 raise IntegrityError(f"part {part} in {volume.url} does not match the sealed manifest", "re-import it")
-            data = open_part(local, decrypt_with, f"{volume.url}/{part}").read()
-            rows = data.num_rows
-            names = [c.target for c in table.copied_columns]
-            data = data.rename_columns(names)
-            for i, c in enumerate(table.copied_columns):
-                want = column_type(c, data.schema.field(i).type)
-                if want != data.schema.field(i).type:
-                    where = f"{table.qualified}.{c.name} (part {index})"
-                    data = data.set_column(i, c.target, as_type(data.column(i), want, where))
-            stamp = _stamp(started if fmt.task_start_time_for_full_load else datetime.now(UTC))
-            columns: list[tuple[str, Any]] = []
-            if fmt.include_op_for_full_load:
-                columns.append((OP_COLUMN, pa.array(["I"] * rows, pa.string())))
-            if fmt.timestamp_column:
-                columns.append((fmt.timestamp_column, pa.array([stamp] * rows, pa.string())))
-            columns += [(n, dms_column(data.column(n), fmt)) for n in names]
-            if bi_prefix is not None:  # add-before-image-columns: a full-load row has no before image
-                for k in _target_key(task, table):
-                    t = dms_type(data.schema.field(k).type, fmt)
-                    columns.append((f"{bi_prefix}{k}{bi_suffix}", pa.nulls(rows, t)))
-            _write(dest, key, columns, fmt, tmp)
+            parquet = open_part(local, decrypt_with, f"{volume.url}/{part}")
+            out = _DmsFile(tmp / "file", fmt)
+            rows = 0
+            for group in range(parquet.num_row_groups):  # a part a row group at a time: memory stays bounded
+                columns = _load_columns(
+                    task, table, parquet.read_row_group(group), index, fmt, state, bi_prefix, bi_suffix
+                )
+                out.write(columns)
+                rows += len(columns[0][1])
+            out.put(dest, key)
+            local.unlink(missing_ok=True)
             report.load_files += 1
             report.load_rows += rows
             if bar:
                 bar.advance(parts=1, rows=rows)
     if bar:
         bar.finish()
+
+
+def _load_columns(
+    task: Task,
+    table: Any,
+    data: pa.Table,
+    index: int,
+    fmt: DmsFormat,
+    state: _State,
+    bi_prefix: str | None,
+    bi_suffix: str,
+) -> list[tuple[str, Any]]:
+    """A row group of a part as the columns of a DMS full-load file: [Op][timestamp] columns [before-image]."""
+    rows = data.num_rows
+    names = [c.target for c in table.copied_columns]
+    data = data.rename_columns(names)
+    for i, c in enumerate(table.copied_columns):
+        want = column_type(c, data.schema.field(i).type)
+        if want != data.schema.field(i).type:
+            data = data.set_column(
+                i, c.target, as_type(data.column(i), want, f"{table.qualified}.{c.name} (part {index})")
+            )
+    started = datetime.fromisoformat(state.started)
+    stamp = _stamp(started if fmt.task_start_time_for_full_load else datetime.now(UTC))
+    columns: list[tuple[str, Any]] = []
+    if fmt.include_op_for_full_load:
+        columns.append((OP_COLUMN, pa.array(["I"] * rows, pa.string())))
+    if fmt.timestamp_column:
+        columns.append((fmt.timestamp_column, pa.array([stamp] * rows, pa.string())))
+    columns += [(n, dms_column(data.column(n), fmt)) for n in names]
+    if bi_prefix is not None:  # add-before-image-columns: a full-load row has no before image
+        for k in _target_key(task, table):
+            columns.append((f"{bi_prefix}{k}{bi_suffix}", pa.nulls(rows, dms_type(data.schema.field(k).type, fmt))))
+    return columns
 
 
 def _target_key(task: Task, table: Any) -> list[str]:
