@@ -47,6 +47,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges
@@ -229,9 +230,20 @@ class Frame:
     """One DMS file's rows: the table's columns (strings from CSV, typed from Parquet), and the DMS fields."""
 
     data: pa.Table  # columns named as the table's (source) columns, in its order
-    ops: list[str] | None  # I/U/D per row, None: the file has no Op field
-    stamps: list[str | None] | None  # the TimestampColumnName field, when there is one
+    op: Any  # the Op field (an Arrow column), None: the file has none
+    stamps: Any  # the TimestampColumnName field (an Arrow column), when there is one
     before: pa.Table | None  # before-image key columns (add-before-image-columns), named as the key
+    where: str = ""
+
+    def ops(self) -> list[str] | None:
+        """I/U/D per row (``INSERT``… too, any case), None without an Op field; anything else is named."""
+        return None if self.op is None else _ops(self.op.to_pylist(), self.where)
+
+    def inserts_only(self) -> bool:
+        """Every row an ``I`` (a full-load file), checked without a Python loop."""
+        if self.op is None:
+            return True
+        return bool(pc.all(pc.fill_null(pc.equal(pc.utf8_upper(self.op.cast(pa.string())), "I"), False)).as_py())
 
 
 def read_frame(folder: Folder, f: DmsFile, table: DmsTable, raw: bytes) -> Frame:
@@ -291,9 +303,10 @@ def _parquet_frame(folder: Folder, table: DmsTable, tbl: pa.Table, where: str, b
     bis = {k: tbl.column(n) for k, n in bi_name.items() if n in names and n not in known}
     return Frame(
         pa.table(cols),
-        _ops(tbl.column(op).to_pylist(), where) if op else None,
-        tbl.column(ts).cast(pa.string()).to_pylist() if ts else None,
+        tbl.column(op) if op else None,
+        tbl.column(ts) if ts else None,
         pa.table(bis) if len(bis) == len(bi_name) and bis else None,
+        where,
     )
 
 
@@ -313,7 +326,7 @@ def _csv_frame(folder: Folder, f: DmsFile, table: DmsTable, data: bytes, where: 
         )
     m = len(table.columns)
     if tbl.num_columns == 0:
-        return Frame(pa.table({c: pa.array([], pa.string()) for c in table.column_names}), [], None, None)
+        return Frame(pa.table({c: pa.array([], pa.string()) for c in table.column_names}), None, None, None, where)
     if header is not None:
         if len(header) != tbl.num_columns:
             raise IntegrityError(f"{where}: its header has {len(header)} names, its rows {tbl.num_columns}", "")
@@ -347,9 +360,10 @@ def _csv_frame(folder: Folder, f: DmsFile, table: DmsTable, data: bytes, where: 
         cols = list(table.column_names)
     return Frame(
         tbl.select(cols),
-        _ops(tbl.column(op).to_pylist(), where) if op else None,
-        tbl.column(ts).to_pylist() if ts else None,
+        tbl.column(op) if op else None,
+        tbl.column(ts) if ts else None,
         tbl.select(list(bis.values())).rename_columns(list(bis)) if bis and len(bis) == len(bi_name) else None,
+        where,
     )
 
 
@@ -481,7 +495,7 @@ def _load_file(conn: psycopg.Connection, folder: Folder, table: DmsTable, f: Dms
                 return None
             with conn.cursor().copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
                 for frame in itertools.chain([first] if first is not None else [], parts):
-                    if frame.ops is not None and any(op != "I" for op in frame.ops):
+                    if not frame.inserts_only():
                         raise IntegrityError(f"{where}: a full-load file holds rows that are not inserts", "")
                     for batch in _copyable(frame.data.select(keep)).to_batches(max_chunksize=65536):
                         copy.write(to_copy_csv(batch))
@@ -560,9 +574,11 @@ def _changes(folder: Folder, f: DmsFile, table: DmsTable, frame: Frame) -> Table
     key_pos = {k: cols.index(k) for k in table.primary_key}
     nosup = folder.fmt.csv_no_sup_value if not f.parquet else None
     file_time = _file_time(f.order)
+    ops = frame.ops()
+    stamps = frame.stamps.cast(pa.string()).to_pylist() if frame.stamps is not None else None
     rows = []
     for i in range(n):
-        op = frame.ops[i] if frame.ops is not None else "I"
+        op = ops[i] if ops is not None else "I"
         values = [col[i] for col in texts]
         unchanged: list[str] = []
         if nosup is not None and op == "U":
@@ -573,7 +589,7 @@ def _changes(folder: Folder, f: DmsFile, table: DmsTable, frame: Frame) -> Table
             old = [None] * len(cols)
             for j, k in enumerate(table.primary_key):
                 old[key_pos[k]] = before[j][i]
-        stamp = frame.stamps[i] if frame.stamps is not None else None
+        stamp = stamps[i] if stamps is not None else None
         rows.append(ChangeRow(op, f.key, i, 0, _stamp(stamp) or file_time, values, unchanged, old))
     types = [c.pg_type for c in table.columns]
     return TableChanges(table.schema, table.name, cols, types, list(table.primary_key), "d", rows)
