@@ -176,6 +176,7 @@ class _DmsFile:
         self.fmt = fmt
         self.parquet: pq.ParquetWriter | None = None
         self.csv: Any = None
+        self.raw: Any = None
 
     def write(self, columns: list[tuple[str, pa.Array | pa.ChunkedArray]]) -> None:
         fmt = self.fmt
@@ -198,13 +199,15 @@ class _DmsFile:
             return
         first = self.csv is None
         if first:
-            self.csv = gzip.open(self.path, "wb", mtime=0) if fmt.gzip else open(self.path, "wb")  # noqa: SIM115
+            raw = open(self.path, "wb")  # noqa: SIM115 - closed by put()
+            self.csv = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if fmt.gzip else raw
+            self.raw = raw
         arrays = [col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col for _, col in columns]
         header = [name for name, _ in columns] if fmt.add_column_name and first else None
         self.csv.write(encode_csv(arrays, fmt, header))
 
     def put(self, dest: Store, key: str) -> None:
-        for handle in (self.parquet, self.csv):
+        for handle in (self.parquet, self.csv, self.raw):
             if handle is not None:
                 handle.close()
         dest.put_file(key, self.path)

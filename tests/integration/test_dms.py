@@ -32,6 +32,7 @@ back with the reader.  The format facts, and where each comes from:
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import io
 import json
 import os
@@ -570,6 +571,15 @@ def test_export_writes_what_dms_writes_and_reads_back_equal(
         "dms-parquet": {"DataFormat": "parquet", "TimestampColumnName": "ts", "DatePartitionEnabled": True},
         "dms-csv": {},  # DMS's defaults: CSV, no header, no Op in full-load files
         "dms-inserts": {"DataFormat": "parquet", "CdcInsertsOnly": True},
+        # [csv] a header, gzip, a NULL marker, another delimiter, and the Op field in the full load
+        "dms-gzip": {
+            "CompressionType": "GZIP",
+            "AddColumnName": True,
+            "CsvNullValue": "NULL",
+            "CsvDelimiter": "|",
+            "IncludeOpForFullLoad": True,
+            "TimestampColumnName": "ts",
+        },
     }
     for folder, settings in exports.items():
         file = dms.tmp / f"{folder}.json"
@@ -621,8 +631,12 @@ def test_export_writes_what_dms_writes_and_reads_back_equal(
     only = pa.concat_tables([pq.read_table(io.BytesIO(ins.get(k))) for k in ins.listing() if "LOAD" not in k])
     assert only.column_names == ["id", "name", "price", "seen", "day", "flag", "raw", "u"]
     assert sorted(only.column("id").to_pylist()) == [3, 41]
+    gz = Dms(dms.s3, dms.bucket, "dms-gzip", dms.pg, dms.db, dms.tmp, dms.env, dms.client)
+    head = gzip.decompress(gz.get("public/t/LOAD00000001.csv.gz")).decode().split("\n")[:2]
+    assert head[0] == "Op|ts|id|name|price|seen|day|flag|raw|u|BI_id"
+    assert head[1].startswith("I|") and head[1].endswith("|c4ca4238-a0b9-2382-0dcc-509a6f75849b|NULL")
     # Read back into new databases: every column of every row equals the source's.
-    for folder in ("dms-parquet", "dms-csv"):
+    for folder in ("dms-parquet", "dms-csv", "dms-gzip"):
         name = f"{dms.db[:40]}_{folder[4:]}"
         dms.pg.create_database(name)
         request.addfinalizer(lambda name=name: dms.pg.drop_database(name))

@@ -231,3 +231,14 @@ def test_task_with_a_dms_source(tmp_path: Path) -> None:
         Task.from_dict({**doc, "target": "dms-s3://dms-out/y", "source": "postgresql://a@b/c"}, tmp_path, env={})
     with pytest.raises(ConfigError, match=r"settings.dms.endpoint_settings: .*missing.json is not a file"):
         Task.from_dict({**doc, "settings": {"dms": {"endpoint_settings": "missing.json"}}}, tmp_path, env={})
+
+
+def test_only_load_replay_and_migrate_take_a_dms_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bulkmig.cli import main
+    from bulkmig.core.errors import EXIT_CONFIG
+
+    task = tmp_path / "task.yaml"
+    task.write_text("source: dms-s3://dms-out/f\ntarget: postgresql://a@127.0.0.1:1/b\nmigration_type: full-load\n")
+    assert main(["--quiet", "plan", "--task", str(task)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "`bulkmig plan` needs a source database" in err and "`bulkmig load`" in err
