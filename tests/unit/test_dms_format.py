@@ -239,6 +239,6 @@ def test_only_load_replay_and_migrate_take_a_dms_source(tmp_path: Path, capsys: 
 
     task = tmp_path / "task.yaml"
     task.write_text("source: dms-s3://dms-out/f\ntarget: postgresql://a@127.0.0.1:1/b\nmigration_type: full-load\n")
-    assert main(["--quiet", "plan", "--task", str(task)]) == EXIT_CONFIG
+    assert main(["plan", "--task", str(task)]) == EXIT_CONFIG  # (not --quiet: it stays set for later tests)
     err = capsys.readouterr().err
     assert "`bulkmig plan` needs a source database" in err and "`bulkmig load`" in err
