@@ -37,6 +37,7 @@ stages (each resumable; `migrate` chains them on one machine):
   replay           change batches -> target, each in one transaction with its position
   cutover          replay caught up + sequences set + tables equal -> go / no-go
   cleanup          drop the replication slot and the publication
+  export           bucket -> an AWS DMS S3 target layout (LOAD00000001.parquet, CDC files, Op column)
   status           every stage's progress at a glance, from its durable state (--json: the status document)
   runbook          this task's runbook: inventory, transfer calculator, every step's command and checks
   dashboard        a live web page of the migration (127.0.0.1:8787), read from durable state
@@ -44,10 +45,22 @@ stages (each resumable; `migrate` chains them on one machine):
 """
 
 
+# What a dms-s3:// source (an AWS DMS S3 target's folder) is read by; the other stages need a database.
+DMS_SOURCE_COMMANDS = ("load", "replay", "migrate")
+
+
 def _task(args: argparse.Namespace):  # noqa: ANN202 - Task, imported lazily to keep --help fast
     from bulkmig.config.task import load_task
+    from bulkmig.core.errors import ConfigError
 
-    return load_task(Path(args.task))
+    task = load_task(Path(args.task))
+    if task.source.engine == "dms-s3" and args.command not in DMS_SOURCE_COMMANDS:
+        raise ConfigError(
+            f"`bulkmig {args.command}` needs a source database; {task.source.redacted()} is a DMS S3 folder",
+            "a dms-s3:// source is read by `bulkmig load` (its full-load files) and `bulkmig replay` (its CDC "
+            "files), or `bulkmig migrate` (both)",
+        )
+    return task
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -142,9 +155,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, load_dms
     from bulkmig.fullload.load import load
 
-    load(_task(args), workers=args.workers, progress=not args.quiet)
+    task = _task(args)
+    if is_dms_source(task):  # an AWS DMS S3 target's folder: its LOAD files, with the same ledger
+        load_dms(task, progress=not args.quiet)
+        return EXIT_OK
+    load(task, workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -165,9 +183,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, load_dms, replay_dms
     from bulkmig.ops.migrate import migrate
 
-    migrate(_task(args), workers=args.workers, progress=not args.quiet)
+    task = _task(args)
+    if is_dms_source(task):  # nothing to plan or extract: the DMS files are loaded, then their changes applied
+        if task.full_load:
+            load_dms(task, progress=not args.quiet)
+        if task.cdc:
+            replay_dms(task)
+        return EXIT_OK
+    migrate(task, workers=args.workers, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -210,24 +236,43 @@ def _capture_line(report: Any) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from bulkmig.dms.read import is_dms_source, replay_dms
     from bulkmig.replay import replay
 
     stop = _stop_on_signals()
+    task = _task(args)
     if not args.quiet:
         open_bar(Progress("replay", 0, unit="batches", rows="changes"))
     try:
-        report = replay(
-            _task(args),
-            follow=args.follow,
-            until_caught_up=args.until_caught_up,
-            stop=stop,
-            skip_drift_check=args.skip_drift_check,
-        )
+        if is_dms_source(task):  # an AWS DMS S3 target's CDC files, one batch each, in file-name order
+            report = replay_dms(task, follow=args.follow, stop=stop)
+        else:
+            report = replay(
+                task,
+                follow=args.follow,
+                until_caught_up=args.until_caught_up,
+                stop=stop,
+                skip_drift_check=args.skip_drift_check,
+            )
     finally:
         close_bar("replay")
     print(
         f"replay: {report.batches} batches, {report.changes} changes ({report.changes_per_second:,.0f}/s); "
         f"applied through {report.applied_pos} (batch {report.applied_seq}); {report.pending} batches pending"
+    )
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bulkmig.dms.write import export_dms
+
+    export_dms(
+        _task(args),
+        args.to,
+        Path(args.settings) if args.settings else None,
+        before_image_prefix=args.before_image_prefix,
+        before_image_suffix=args.before_image_suffix,
+        progress=not args.quiet,
     )
     return EXIT_OK
 
@@ -413,6 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="skip the table comparison")
     p = add("cleanup", cmd_cleanup, "drop the replication slot and the publication on the source")
     p.add_argument("--delete-batches", action="store_true", help="also delete the stream's batches from the bucket")
+    p = add("export", cmd_export, "write the full load and the change batches as AWS DMS's S3 target writes them")
+    p.add_argument("--format", choices=("dms",), required=True, help="dms: the AWS DMS S3 target layout")
+    p.add_argument("--to", required=True, metavar="s3://BUCKET/FOLDER", help="where (DMS's BucketName/BucketFolder)")
+    p.add_argument("--settings", metavar="S3SETTINGS.json", help="the DMS S3 endpoint settings (default: DMS's)")
+    p.add_argument(
+        "--before-image-prefix",
+        metavar="PREFIX",
+        help="add the key's old values as columns PREFIX<key> (DMS add-before-image-columns, pk-only; e.g. BI_)",
+    )
+    p.add_argument("--before-image-suffix", default="", metavar="SUFFIX", help="suffix of the before-image columns")
     p = add("status", cmd_status, "the whole migration at a glance: parts, capture and replay lag")
     p.add_argument("--json", action="store_true", help="print the status document (manifests/status.schema.json)")
     p = add("migrate", cmd_migrate, "plan, extract, seal, import, load and validate on this machine")

@@ -47,7 +47,7 @@ from bulkmig.core.errors import ConfigError
 
 MIGRATION_TYPES = ("full-load", "full-load-and-cdc", "cdc")
 ROLES = ("source", "target")
-ENGINES = ("postgresql", "mysql", "sqlite")
+ENGINES = ("postgresql", "mysql", "sqlite", "dms-s3")
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 # URL scheme (before any "+driver") -> engine.  SQLAlchemy spellings, so existing URLs paste in.
 SCHEMES = {
@@ -56,6 +56,8 @@ SCHEMES = {
     "mysql": "mysql",
     "mariadb": "mysql",
     "sqlite": "sqlite",
+    # An AWS DMS S3 target's folder, read as a source (bulkmig.dms.read): dms-s3://bucket/folder.
+    "dms-s3": "dms-s3",
 }
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 IDENTIFIERS = ("lower", "preserve")
@@ -101,6 +103,7 @@ SETTINGS_KEYS = (
     "encryption",
     "sqlite",
     "existing_tables",
+    "dms",
 )
 ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
@@ -111,6 +114,8 @@ VALIDATION_SETTINGS_KEYS = ("enabled", "threads", "only")
 EXISTING_TABLES = ("refuse", "append", "drop", "truncate")
 # settings.mysql: the type-mapping choices of schema conversion (bulkmig.config.engine_settings.MysqlTypeSettings).
 MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis", "scan_values")
+# settings.dms: how a dms-s3:// source's files are read (bulkmig.dms).
+DMS_SETTINGS_KEYS = ("table_definition", "endpoint_settings", "before_image_prefix", "before_image_suffix")
 # settings.sqlite: how SQLite values are read (bulkmig.config.engine_settings.SqliteTypeSettings).
 SQLITE_SETTINGS_KEYS = ("numeric_dates", "column_types")
 
@@ -233,7 +238,7 @@ class Endpoint:
     """
 
     role: str  # "source" | "target"
-    engine: str  # "postgresql" | "mysql" | "sqlite"
+    engine: str  # "postgresql" | "mysql" | "sqlite" | "dms-s3" (host: the bucket, database: the folder)
     scheme: str  # as written, e.g. "postgresql+psycopg"
     host: str | None = None
     port: int | None = None
@@ -256,10 +261,19 @@ class Endpoint:
         if engine is None:
             raise ConfigError(
                 f"{where}: unsupported scheme {scheme!r}",
-                "use postgresql://, postgres://, mysql://, mariadb:// or sqlite:///",
+                "use postgresql://, postgres://, mysql://, mariadb://, sqlite:/// or dms-s3://",
             )
         if engine == "sqlite":
             return cls._parse_sqlite(url, rest, role, scheme, base_dir)
+        if engine == "dms-s3":
+            bucket, _, folder = rest.partition("/")
+            bad = _check_s3_url(f"s3://{rest}") if bucket else "names no bucket"
+            if role != "source" or bad or "?" in rest:
+                raise ConfigError(
+                    f"{where}: " + (bad or ("a DMS S3 folder can only be a source" if role != "source" else "no ?")),
+                    "write source: dms-s3://bucket/folder (the BucketName and BucketFolder of the DMS S3 target)",
+                )
+            return cls(role, "dms-s3", "dms-s3", host=bucket, database=folder.strip("/") or None)
         userinfo, remainder = _split_authority(rest)
         hostport, _, tail = remainder.partition("/")
         path, _, query = tail.partition("?")
@@ -336,6 +350,8 @@ class Endpoint:
 
     def redacted(self) -> str:
         """The URL without any password: for messages, manifests and plan.json."""
+        if self.engine == "dms-s3":
+            return f"dms-s3://{self.host}" + (f"/{self.database}" if self.database else "")
         if self.engine == "sqlite":
             db = self.database or ""
             return f"{self.scheme}:///{quote(db, safe='/')}" + (
@@ -503,6 +519,17 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class DmsSourceSettings:
+    """``settings.dms``, for a ``dms-s3://`` source: the DMS files to read (absolute paths; None: not given)."""
+
+    table_definition: str | None = None  # the DMS S3 external table definition JSON
+    endpoint_settings: str | None = None  # the DMS S3 target endpoint's S3Settings JSON
+    # add-before-image-columns' default naming (BI_<column>): a key update's old key in CDC files
+    before_image_prefix: str = "BI_"
+    before_image_suffix: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     workers: int = 2
     max_part_bytes: int = 256 * MiB
@@ -520,6 +547,7 @@ class Settings:
     encryption: EncryptionSettings = EncryptionSettings()
     sqlite: SqliteTypeSettings = SqliteTypeSettings()  # SQLite sources: numeric dates, column type overrides
     existing_tables: str = "refuse"  # load and target tables that exist: refuse | append | drop | truncate
+    dms: DmsSourceSettings = DmsSourceSettings()  # dms-s3:// sources: table definition, endpoint settings
 
 
 # ----------------------------------------------------------------------------------------------- task
@@ -792,9 +820,15 @@ class _Builder:
             )
         self.unknown(doc, TOP_KEYS, "")
         cdc_only = doc.get("migration_type") == "cdc"
+        # A DMS S3 folder as the source: its files are read where DMS wrote them, no volume, no bucket of ours.
+        raw_source = doc.get("source")
+        raw_source = raw_source.get("url") if isinstance(raw_source, dict) else raw_source
+        dms_source = isinstance(raw_source, str) and raw_source.startswith("dms-s3://")
         for key in REQUIRED_KEYS:
-            if key == "volume" and cdc_only:
+            if key == "volume" and (cdc_only or dms_source):
                 continue  # replication only: no volume travels
+            if key == "bucket" and dms_source:
+                continue
             if doc.get(key) in (None, ""):
                 self.problem(f"{key}: missing (required; see examples/task.yaml)")
         source = self.endpoint(doc, "source")
@@ -807,8 +841,8 @@ class _Builder:
                 f"migration_type: {migration_type!r} is not one of {', '.join(MIGRATION_TYPES)}"
                 + _suggest(str(migration_type), MIGRATION_TYPES)
             )
-        volume = self.volume(doc.get("volume") or ("./volume" if cdc_only else None))
-        bucket = self.bucket(doc.get("bucket"))
+        volume = self.volume(doc.get("volume") or ("./volume" if cdc_only or dms_source else None))
+        bucket = self.bucket(doc.get("bucket") or (raw_source.replace("dms-s3://", "s3://", 1) if dms_source else None))
         cdc_start = doc.get("cdc_start_position")
         # A MySQL source starts at a binlog position (file:offset; file names are case-sensitive).
         mysql_source = source is not None and source.engine == "mysql"
@@ -1045,6 +1079,7 @@ class _Builder:
         encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
         mysql_settings = self.mysql(self.section(raw, "mysql", MYSQL_SETTINGS_KEYS))
         sqlite_settings = self.sqlite(self.section(raw, "sqlite", SQLITE_SETTINGS_KEYS))
+        dms_settings = self.dms(self.section(raw, "dms", DMS_SETTINGS_KEYS))
         if len(self.problems) > before:
             return None
         return Settings(
@@ -1064,6 +1099,7 @@ class _Builder:
             encryption=encryption_settings,
             sqlite=sqlite_settings,
             existing_tables=existing_tables,
+            dms=dms_settings,
         )
 
     def encryption(self, raw: Mapping[str, Any]) -> EncryptionSettings:
@@ -1096,6 +1132,30 @@ class _Builder:
         values["postgis"] = self.bool_(raw, "postgis", d.postgis, prefix)
         values["scan_values"] = self.bool_(raw, "scan_values", d.scan_values, prefix)
         return TypeSettings(**values)
+
+    def dms(self, raw: Mapping[str, Any]) -> DmsSourceSettings:
+        """``settings.dms``: the two DMS files (paths relative to the task file) and the before-image naming."""
+        paths: dict[str, str | None] = {}
+        for key in ("table_definition", "endpoint_settings"):
+            value = raw.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                self.problem(f"settings.dms.{key}: must be a file path")
+                value = None
+            if value is not None:
+                p = Path(value).expanduser()
+                p = p if p.is_absolute() else self.base_dir / p
+                if not p.is_file():
+                    self.problem(f"settings.dms.{key}: {p} is not a file")
+                value = os.path.normpath(p)
+            paths[key] = value
+        affixes = {}
+        for key, default in (("before_image_prefix", "BI_"), ("before_image_suffix", "")):
+            value = default if raw.get(key) is None else raw.get(key)
+            if not isinstance(value, str):
+                self.problem(f"settings.dms.{key}: must be a string")
+                value = default
+            affixes[key] = value
+        return DmsSourceSettings(paths["table_definition"], paths["endpoint_settings"], **affixes)
 
     def sqlite(self, raw: Mapping[str, Any]) -> SqliteTypeSettings:
         """``settings.sqlite``: how numbers in date columns are read, and columns read as another declared

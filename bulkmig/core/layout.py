@@ -22,6 +22,7 @@ are, every other byte of its UTF-8 form becomes ``%XX``.  ``"Order Items"`` beco
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import quote, unquote
 
 PLAN = "plan.json"
@@ -117,3 +118,85 @@ def batch_dir(seq: int) -> str:
 def join(*parts: str) -> str:
     """Join key segments with '/', ignoring empty ones and stray slashes."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+# ============================================================================ the AWS DMS S3 target layout
+#
+# What DMS's S3 target writes (and what `bulkmig export --format dms` writes, and the `dms-s3://` source
+# reads), relative to ``s3://<BucketName>/<BucketFolder>``; names are the database's own, never encoded
+# (DMS refuses names holding a slash)::
+#
+#     hr/employee/LOAD00000001.parquet                  full load, an 8-digit upper-case hex counter
+#     hr/employee/LOAD0000000A.csv                      (.csv, and .csv.gz with CompressionType GZIP)
+#     hr/employee/20221023-013830913.parquet            a CDC file, named by time (ms)
+#     hr/employee/2022/10/23/20221023-013830913.csv     the same with DatePartitionEnabled (YYYYMMDD, SLASH)
+#
+# Sources: https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Target.S3.html (layout listing, the
+# DatePartition* settings); real CDC file names have 9 digits after the dash (the docs' example has 10),
+# so both are read.
+
+DMS_LOAD_RE = re.compile(r"^(?:SEGMENT\d+_)?LOAD([0-9A-F]{8})\.(csv|parquet)(\.gz)?$")
+DMS_CDC_RE = re.compile(r"^(\d{8}-\d{9,10})\.(csv|parquet)(\.gz)?$")
+# DatePartitionSequence -> the strftime pieces of the folder, in order.
+DMS_DATE_SEQUENCES = {
+    "YYYYMMDD": ("%Y", "%m", "%d"),
+    "YYYYMMDDHH": ("%Y", "%m", "%d", "%H"),
+    "YYYYMM": ("%Y", "%m"),
+    "MMYYYYDD": ("%m", "%Y", "%d"),
+    "DDMMYYYY": ("%d", "%m", "%Y"),
+}
+DMS_DATE_DELIMITERS = {"SLASH": "/", "DASH": "-", "UNDERSCORE": "_", "NONE": ""}
+
+
+# In bulkmig's own bucket: how far an export to a DMS layout got (one document per destination).
+EXPORTS_DIR = "exports"
+
+
+def dms_export_state(destination_id: str) -> str:
+    """``exports/dms-3f2a9c0d1e4b5a6f.json``: the export to one destination (an id derived from its URL)."""
+    return f"{EXPORTS_DIR}/dms-{destination_id}.json"
+
+
+def dms_table_dir(schema: str, table: str) -> str:
+    """``hr/employee``: a table's folder under the DMS bucket folder."""
+    return f"{schema}/{table}"
+
+
+def dms_load_name(counter: int, ext: str) -> str:
+    """``LOAD0000000A.csv`` for counter 10 (counters start at 1)."""
+    return f"LOAD{counter:08X}.{ext}"
+
+
+def dms_cdc_name(ms_since_epoch: int, ext: str, tz: object = None) -> str:
+    """``20221023-013830913.parquet``: the file's time to the millisecond, in ``tz`` (a tzinfo; None: UTC)."""
+    return f"{_dms_time(ms_since_epoch, tz).strftime('%Y%m%d-%H%M%S')}{ms_since_epoch % 1000:03d}.{ext}"
+
+
+def dms_date_folder(ms_since_epoch: int, sequence: str, delimiter: str, tz: object = None) -> str:
+    """``2022/10/23`` (YYYYMMDD, SLASH), ``2022-10-23`` (DASH), ``20221023`` (NONE), ``10/2022/23`` (MMYYYYDD)."""
+    when = _dms_time(ms_since_epoch, tz)
+    return DMS_DATE_DELIMITERS[delimiter].join(when.strftime(p) for p in DMS_DATE_SEQUENCES[sequence])
+
+
+def dms_cdc_key(schema: str, table: str, name: str, date_folder: str | None = None) -> str:
+    """``hr/employee/[2022/10/23/]20221023-013830913.parquet``"""
+    return join(dms_table_dir(schema, table), date_folder or "", name)
+
+
+def parse_dms_key(key: str) -> tuple[str, str, str, str] | None:
+    """``hr/employee/2022/10/23/20221023-013830913.csv`` -> ``("hr", "employee", "cdc", "20221023-013830913")``;
+    ``("hr", "employee", "load", "<sub-folders/>LOAD00000001")`` for a full-load file (the sort key of its
+    kind); None for anything else (a Glue crawler's marker, a ``.dfm``, a folder object)."""
+    parts = key.split("/")
+    if len(parts) < 3:
+        return None
+    name = parts[-1]
+    if m := DMS_LOAD_RE.match(name):
+        return parts[0], parts[1], "load", "/".join(parts[2:-1] + [name.rsplit(".", 2 if m.group(3) else 1)[0]])
+    if m := DMS_CDC_RE.match(name):
+        return parts[0], parts[1], "cdc", m.group(1)
+    return None
+
+
+def _dms_time(ms_since_epoch: int, tz: object) -> datetime:
+    return datetime.fromtimestamp(ms_since_epoch // 1000, tz if isinstance(tz, tzinfo) else UTC)

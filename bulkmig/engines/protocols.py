@@ -55,6 +55,8 @@ SOURCE_CAPABILITIES: dict[str, SourceCapabilities] = {
     "postgresql": SourceCapabilities(True,  False, True,  True,  False, True,  False),
     "mysql":      SourceCapabilities(False, True,  False, True,  True,  False, False),
     "sqlite":     SourceCapabilities(False, False, False, False, False, False, True),
+    # an AWS DMS S3 target's folder (bulkmig.dms.read): its changes are files already, read by replay
+    "dms-s3":     SourceCapabilities(False, False, False, False, False, False, False),
 }
 # fmt: on
 

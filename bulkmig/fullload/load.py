@@ -127,8 +127,32 @@ def _schema_file(store: Store, manifest: VolumeManifest, key: str, dest: Path) -
     return dest
 
 
-def _loaded(conn: Any, volume_id: str) -> set[str]:
+def loaded_keys(conn: Any, volume_id: str) -> set[str]:
+    """The parts of ``volume_id`` the ledger holds."""
     return {r[0] for r in conn.execute("SELECT part_key FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,))}
+
+
+def claim_part(conn: Any, volume_id: str, key: str) -> str | None:
+    """Inside the caller's transaction: lock the part (until that transaction ends, so a second loader
+    waits), then the sha256 its ledger row records, or None when it is not loaded yet.  Other sources of
+    parts (the ``dms-s3://`` reader) keep their files in this same ledger through this and
+    :func:`record_part`, so one table and one rule say what is loaded."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{volume_id}/{key}",))
+    row = conn.execute(
+        "SELECT sha256 FROM bulkmig.loaded_parts WHERE volume_id = %s AND part_key = %s", (volume_id, key)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def record_part(
+    conn: Any, volume_id: str, key: str, schema_name: str, table_name: str, rows: int, sha256: str, copy_format: str
+) -> None:
+    """The ledger row of a part, in the transaction that loaded its rows."""
+    conn.execute(
+        "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, rows, sha256,"
+        " copy_format) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (volume_id, key, schema_name, table_name, rows, sha256, copy_format),
+    )
 
 
 def load_part(
@@ -159,12 +183,7 @@ def load_part(
         target = qualified(*table.target_qualified)
         rows = 0
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{plan.volume_id}/{key}",))
-            done = conn.execute(
-                "SELECT 1 FROM bulkmig.loaded_parts WHERE volume_id = %s AND part_key = %s",
-                (plan.volume_id, key),
-            ).fetchone()
-            if done:
+            if claim_part(conn, plan.volume_id, key) is not None:
                 return 0
             parquet = open_part(local, decrypt_with, f"{store.url}/{key}")
             # Binary COPY where every column has an exact binary form (2.5x faster: the server parses no
@@ -182,11 +201,7 @@ def load_part(
                     copy.write(binary.trailer())
             if rows != entry.rows:
                 raise IntegrityError(f"part {key} held {rows} rows, its manifest says {entry.rows}", "re-extract it")
-            conn.execute(
-                "INSERT INTO bulkmig.loaded_parts (volume_id, part_key, schema_name, table_name, rows, sha256,"
-                " copy_format) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (plan.volume_id, key, table.schema, table.name, rows, digest, fmt),
-            )
+            record_part(conn, plan.volume_id, key, table.schema, table.name, rows, digest, fmt)
         return rows
     finally:
         local.unlink(missing_ok=True)
@@ -221,7 +236,7 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         )
         conn.call(lambda c: c.execute(LEDGER_DDL))
         clock.lap("pre-data")
-        done = conn.call(lambda c: _loaded(c, plan.volume_id))
+        done = conn.call(lambda c: loaded_keys(c, plan.volume_id))
         todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
         report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
         if report.parts_skipped:
@@ -229,7 +244,7 @@ def load(task: Task, *, workers: int | None = None, progress: bool = True) -> Lo
         if todo:
             _load_parts(task, store, manifest, plan, todo, tmp, workers, progress, report, retry, decrypt_with)
         clock.lap("parts")
-        done = conn.call(lambda c: _loaded(c, plan.volume_id))
+        done = conn.call(lambda c: loaded_keys(c, plan.volume_id))
         missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
         if missing:
             raise TargetError(f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`")

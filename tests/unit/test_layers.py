@@ -18,6 +18,7 @@ LAYERS = [
     {"fullload", "volume"},
     {"validation"},
     {"capture", "replay"},
+    {"dms"},
     {"ops"},
     {"cli", "demo"},
 ]

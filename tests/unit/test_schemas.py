@@ -22,8 +22,10 @@ def _schema(name: str) -> dict:
 def test_task_schema_knows_exactly_the_keys_the_task_reader_takes() -> None:
     schema = _schema("task")
     assert set(schema["properties"]) == set(task_module.TOP_KEYS)
-    assert set(schema["required"]) == set(task_module.REQUIRED_KEYS) - {"volume"}  # a cdc-only task has none
+    # a cdc-only task has no volume; a dms-s3:// source needs neither volume nor bucket
+    assert set(schema["required"]) == set(task_module.REQUIRED_KEYS) - {"volume", "bucket"}
     assert schema["allOf"][0]["then"]["required"] == ["volume"]
+    assert schema["allOf"][1]["then"]["required"] == ["bucket"]
     settings = schema["properties"]["settings"]["anyOf"][1]["properties"]
     assert set(settings) == set(task_module.SETTINGS_KEYS)
     nested = {
@@ -32,6 +34,7 @@ def test_task_schema_knows_exactly_the_keys_the_task_reader_takes() -> None:
         "mysql": task_module.MYSQL_SETTINGS_KEYS,
         "encryption": task_module.ENCRYPTION_KEYS,
         "sqlite": task_module.SQLITE_SETTINGS_KEYS,
+        "dms": task_module.DMS_SETTINGS_KEYS,
     }
     for key, keys in nested.items():
         assert set(settings[key]["anyOf"][1]["properties"]) == set(keys), key
@@ -48,6 +51,11 @@ def test_example_task_matches_and_a_wrong_one_does_not() -> None:
     validate_document({**doc, "table_mappings": None, "settings": {"workers": None}}, "task")  # empty = default
     with pytest.raises(IntegrityError, match="'volume' is a required property"):
         validate_document({**no_volume, "migration_type": "full-load"}, "task")
+    # An AWS DMS S3 target's folder as the source: its files are read in place, no volume or bucket of ours.
+    no_bucket = {k: v for k, v in no_volume.items() if k != "bucket"}
+    validate_document({**no_bucket, "source": "dms-s3://dms-out/folder", "migration_type": "full-load"}, "task")
+    with pytest.raises(IntegrityError, match="'bucket' is a required property"):
+        validate_document({**no_bucket, "migration_type": "cdc"}, "task")
 
 
 def _batch() -> dict:
