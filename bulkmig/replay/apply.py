@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -185,13 +185,13 @@ class Applier:
             plans = []
             marked = self._marks_below is not None and _in_snapshot(_lsn(batch.first_pos), self._marks_below)
             for t in batch.tables:
-                if t.rows and self.selected(t.schema, t.table):
+                if t.count and self.selected(t.schema, t.table):
                     where = f" into {t.schema}.{t.table}"
                     if marked:
                         t = self.unseen(t, stats)
-                    if t.rows:
+                    if t.count:
                         plans.append(self.plan(t))
-            truncated = [p for p in plans if any(r.op == "T" for r in p.changes.rows)]
+            truncated = [p for p in plans if "T" in p.changes.ops()]
             if truncated:
                 where = " (TRUNCATE)"
                 items = ", ".join(("" if p.table.relkind == "p" else "ONLY ") + p.table.sql for p in truncated)
@@ -239,7 +239,7 @@ class Applier:
                 "re-plan now that the schema change is done (`bulkmig plan --restart`) and load again",
             )
         stats.skipped += len(changes.rows) - len(kept)
-        return replace(changes, rows=kept)
+        return changes.with_rows(kept)
 
     def _ordinal(self, pos: str) -> int:
         found = self._ordinals.get(pos)

@@ -403,7 +403,7 @@ class _Runner:
 
 
 def _last_commit(batch: Batch) -> datetime | None:
-    return max((r.commit_ts for t in batch.tables for r in t.rows if r.commit_ts is not None), default=None)
+    return max((ts for t in batch.tables if (ts := t.last_commit_ts()) is not None), default=None)
 
 
 def _age(ts: datetime | None) -> float:
