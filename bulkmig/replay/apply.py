@@ -5,12 +5,15 @@ Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runn
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg import errors as pgerrors
 
 from bulkmig.cdc.batch import Batch, TableChanges
@@ -25,18 +28,16 @@ from bulkmig.core.errors import (
 from bulkmig.core.log import say
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.replay.compact import (
-    Entry,
     Key,
     KeyChange,
     RowChange,
     RowInsert,
-    Segment,
     _key_values,
     after_last_truncate,
-    compact,
     keyless_steps,
 )
 from bulkmig.replay.marks import TableMark, _in_snapshot
+from bulkmig.replay.net import NetChanges, col, net_changes, old
 from bulkmig.replay.stream import _lsn
 from bulkmig.replay.target import TablePlan, TargetTable, _p, read_target_table
 
@@ -49,6 +50,13 @@ _LITERAL_DEFAULT = re.compile(
     r"(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])*)?$"
 )
 
+
+# Key types whose equality is the equality of their text output, which compaction compares (see
+# Applier.not_set_based); text types only with a deterministic collation (TargetTable.loose).
+_TEXT_KEY_TYPES = re.compile(
+    r"^(?:smallint|integer|bigint|oid|text|uuid|date|boolean|bytea|character varying(?:\(\d+\))?"
+    r"|character(?:\(\d+\))?|numeric\(\d+,\d+\)|time(?:stamp)?(?:\(\d\))? with(?:out)? time zone)$"
+)
 
 # ============================================================================================ apply
 
@@ -81,7 +89,8 @@ class Applier:
         self._ordinals: dict[str, int] = {}
         self._tables: dict[tuple[str, str], TargetTable] = {}
         self._tmp = 0
-        self._temps: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._temps: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._said: set[tuple[str, str, str]] = set()  # fallbacks already reported
         self._selected: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ names and catalogs
@@ -330,17 +339,14 @@ class Applier:
         self._tables.pop((target.schema, target.name), None)
         return None
 
-    # ------------------------------------------------------------------ keyed tables, in bulk
+    # ------------------------------------------------------------------ keyed tables, set-based
 
-    def _temp(
-        self, plan: TablePlan, old: Sequence[str], cols: Sequence[str], rows: Iterable[Sequence[str | None]]
-    ) -> str:
-        """A temp table holding ``rows``: columns ``o0…`` typed like the target's ``old`` (old key
-        values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with the target's
-        own input functions.  Positional names cannot clash with any user column name.  One temp
-        table per shape and transaction (ON COMMIT DROP), emptied for each reuse: a batch cut into many
-        segments holds a handful of them, not thousands of locks."""
-        shape = (plan.table.oid, tuple(old), tuple(cols))
+    def _temp(self, plan: TablePlan, role: str, old: Sequence[str], cols: Sequence[str], data: pa.Table | None) -> str:
+        """A temp table holding ``data`` (text columns, in order): columns ``o0…`` typed like the target's
+        ``old`` (old key values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with
+        the target's own input functions.  Positional names cannot clash with any user column name.  One
+        temp table per role, shape and transaction (ON COMMIT DROP), emptied for each reuse."""
+        shape = (plan.table.oid, role, tuple(old), tuple(cols))
         name = self._temps.get(shape)
         if name is None:
             self._tmp += 1
@@ -355,9 +361,13 @@ class Applier:
             self._temps[shape] = name
         else:
             self.conn.execute(f"TRUNCATE {name}")
-        with self.conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        if data is not None and data.num_rows:
+            # pyarrow's CSV writer quotes every string and writes NULL as nothing: COPY's CSV reads back
+            # exactly the same values, "" included, in C and not a Python call per value.
+            sink = io.BytesIO()
+            pa_csv.write_csv(data, sink, pa_csv.WriteOptions(include_header=False))
+            with self.conn.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv, ENCODING 'UTF8')") as copy:
+                copy.write(sink.getbuffer())
         return name
 
     @staticmethod
@@ -368,77 +378,109 @@ class Applier:
             f"t.{ident(k)} = s.{'o' + str(j) if old else 'c' + str(cols.index(k))}" for j, k in enumerate(plan.key_cols)
         )
 
-    def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
-        for step in compact(plan.changes, plan.key):
-            if isinstance(step, Segment):
-                self._segment(plan, step, stats)
+    def not_set_based(self, plan: TablePlan) -> str | None:
+        """Why this table's changes cannot be applied set-based with a proven same result, or None.
 
-    def _segment(self, plan: TablePlan, seg: Segment, stats: ApplyStats) -> None:
-        """Moves, deletes, whole rows, then partial rows: one COPY and one statement for each."""
+        Compaction compares keys as the text the source sent, so a key column's type must have an
+        equality that is equality of its text output (``numeric`` without a scale has 1.0 = 1.00, citext
+        and nondeterministic collations ignore case, floats have -0 = 0, domains may be anything).
+        """
         t = plan.table
-        key_src = [plan.changes.columns.index(k) for k in plan.key]
-        if seg.moves:
-            self._moves(plan, seg.moves, stats)
-        deletes = [e for e in seg.entries.values() if e.kind == "delete"]
-        upserts = [e for e in seg.entries.values() if e.kind == "upsert"]
-        updates: dict[frozenset[str], list[Entry]] = {}
-        for e in seg.entries.values():
-            if e.kind == "update":
-                updates.setdefault(e.unchanged, []).append(e)
-        if deletes:
-            tmp = self._temp(plan, [], plan.key_cols, ([e.values[i] for i in key_src] for e in deletes))
+        loose = [c for c in plan.key_cols if c in t.loose or not _TEXT_KEY_TYPES.match(t.types.get(c, ""))]
+        if loose:
+            return (
+                f"key column(s) {', '.join(f'{c!r} ({t.types.get(c)})' for c in loose)} have an equality that "
+                "is not the equality of their text"
+            )
+        return None
+
+    def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
+        """Set-based: the batch's net change per key (:mod:`bulkmig.replay.net`), then per table one COPY
+        into a temp table and one statement per kind of change, in an order in which no statement sees a
+        key twice: read the rows moved by key changes, delete, update, upsert whole rows, insert the moved
+        rows.  A key updated to another key's old value is a delete and an insert, and never collides.
+
+        Foreign keys are not checked (``session_replication_role = replica``, as in PostgreSQL's own
+        logical replication): each batch ends on a transaction boundary of the source, where they hold.  A
+        secondary unique index can see a value move between rows in an order the source never had; that
+        raises, and the runner replays the batch change by change (:data:`REORDER_ERRORS`).
+
+        Falls back to :meth:`apply_exact` (one change at a time, in order) for a table where the result
+        is not proven the same: see :meth:`not_set_based` and, for a batch that changes keys, ``carried``
+        in :func:`~bulkmig.replay.net.net_changes`.
+        """
+        t = plan.table
+        why = self.not_set_based(plan)
+        net = None
+        if why is None:
+            carried = [c for c in t.types if c not in plan.cols and c not in t.generated]
+            first_wins = [
+                plan.changes.columns[i] for i, c in zip(plan.src_idx, plan.cols, strict=True) if c in t.identity_always
+            ]
+            net = net_changes(plan.changes, plan.key, first_wins=first_wins, carried=bool(carried))
+            if net is None:
+                why = (
+                    "the batch changes keys, and the target has columns the change stream does not write "
+                    f"({', '.join(map(repr, carried or sorted(t.identity_always)))}), which a moved row keeps"
+                )
+        if net is None:
+            if (t.schema, t.name, why) not in self._said:
+                self._said.add((t.schema, t.name, why))
+                say(f"replay: {t.schema}.{t.name} is applied change by change: {why}")
+            self.apply_exact(plan, stats)
+            return
+        self._apply_net(plan, net, stats)
+
+    def _apply_net(self, plan: TablePlan, net: NetChanges, stats: ApplyStats) -> None:
+        t = plan.table
+        names = plan.changes.columns
+        key_src = [names.index(k) for k in plan.key]
+        stats.missing += net.missing
+        moved = None  # the rows moved by key changes, whole, read before anything is deleted
+        expected = 0
+        for inherit, rows in net.derived:
+            lit = [(i, c) for i, c in zip(plan.src_idx, plan.cols, strict=True) if names[i] not in inherit]
+            data = rows.select([old(j) for j in range(len(key_src))] + [col(i) for i, _ in lit])
+            tmp = self._temp(plan, "derived", plan.key_cols, [c for _, c in lit], data)
+            if moved is None:
+                moved = self._temp(plan, "moved", [], plan.cols, None)
+            position = {c: j for j, (_, c) in enumerate(lit)}
+            select = ", ".join(f"s.c{position[c]}" if c in position else f"t.{ident(c)}" for c in plan.cols)
+            found = self.run(
+                f"INSERT INTO {moved} SELECT {select} FROM {tmp} AS s JOIN {t.sql} AS t "
+                f"ON {self._match(plan, [], old=True)}",
+                stats=stats,
+            )
+            expected += rows.num_rows
+            stats.missing += max(rows.num_rows - found, 0)
+        if net.deletes is not None and net.deletes.num_rows:
+            tmp = self._temp(plan, "delete", [], plan.key_cols, net.deletes.select([col(j) for j in key_src]))
             self.run(f"DELETE FROM {t.sql} AS t USING {tmp} AS s WHERE {self._match(plan, plan.key_cols)}", stats=stats)
-        if upserts:
-            tmp = self._temp(plan, [], plan.cols, ([e.values[i] for i in plan.src_idx] for e in upserts))
-            self._upsert_from(plan, tmp, stats)
-        for unchanged, entries in updates.items():
+        for unsent, rows in net.updates:
             sent = [
                 (i, c)
                 for i, c in zip(plan.src_idx, plan.cols, strict=True)
-                if plan.changes.columns[i] not in unchanged and c not in plan.key_cols and c not in t.identity_always
+                if names[i] not in unsent and c not in plan.key_cols and c not in t.identity_always
             ]
             if not sent:
                 continue  # nothing to set: the row keeps every value it has
             cols = list(plan.key_cols) + [c for _, c in sent]
-            idx = key_src + [i for i, _ in sent]
-            tmp = self._temp(plan, [], cols, ([e.values[i] for i in idx] for e in entries))
+            data = rows.select([col(j) for j in key_src] + [col(i) for i, _ in sent])
+            tmp = self._temp(plan, "update", [], cols, data)
             sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols) if j >= len(key_src))
             found = self.run(
                 f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols)}", stats=stats
             )
-            stats.missing += max(len(entries) - found, 0)
-
-    def _moves(self, plan: TablePlan, moves: list[KeyChange], stats: ApplyStats) -> None:
-        """Key changes, in bulk: ``UPDATE … SET <key> = new … WHERE <key> = old`` per set of unchanged
-        columns.  A whole row whose old key is not on the target (snapshot: none) is inserted."""
-        t = plan.table
-        groups: dict[frozenset[str], list[KeyChange]] = {}
-        for m in moves:
-            groups.setdefault(m.unchanged, []).append(m)
-        for unchanged, group in groups.items():
-            sent = [
-                (i, c)
-                for i, c in zip(plan.src_idx, plan.cols, strict=True)
-                if plan.changes.columns[i] not in unchanged and c not in t.identity_always
-            ]
-            cols = [c for _, c in sent]
-            tmp = self._temp(
-                plan, plan.key_cols, cols, (list(m.old_key) + [m.values[i] for i, _ in sent] for m in group)
+            stats.missing += max(rows.num_rows - found, 0)
+        if net.full is not None and net.full.num_rows:
+            tmp = self._temp(plan, "full", [], plan.cols, net.full.select([col(i) for i in plan.src_idx]))
+            self._upsert_from(plan, tmp, stats)
+        if moved is not None and expected:
+            collist = ", ".join(ident(c) for c in plan.cols)
+            select = ", ".join(f"c{j}" for j in range(len(plan.cols)))
+            self.run(
+                f"INSERT INTO {t.sql} ({collist}) OVERRIDING SYSTEM VALUE SELECT {select} FROM {moved}", stats=stats
             )
-            sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols))
-            found = self.run(
-                f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols, old=True)}",
-                stats=stats,
-            )
-            if found < len(group) and not unchanged and all(k in cols for k in plan.key_cols):
-                select = ", ".join(f"s.c{j}" for j in range(len(cols)))
-                found += self.run(
-                    f"INSERT INTO {t.sql} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
-                    f"SELECT {select} FROM {tmp} AS s WHERE NOT EXISTS "
-                    f"(SELECT 1 FROM {t.sql} AS t WHERE {self._match(plan, cols)})",
-                    stats=stats,
-                )
-            stats.missing += max(len(group) - found, 0)
 
     def _upsert_from(self, plan: TablePlan, tmp: str, stats: ApplyStats) -> None:
         """Whole rows: insert = upsert.  Without a unique index on the key on the target (ON CONFLICT
