@@ -79,8 +79,10 @@ class Applier:
         *,
         names_are_target: bool = False,
         marks: Mapping[tuple[str, str], TableMark] | None = None,
+        set_based: bool = True,
     ) -> None:
         self.conn = conn
+        self.set_based = set_based  # False: every batch change by change (the reference the tests and bench compare)
         self.task = task
         self.names_are_target = names_are_target  # the stream's names are the target's: no mapping applies
         self.marks: dict[tuple[str, str], TableMark] = {}  # target table -> what its loaded rows already hold
@@ -207,7 +209,7 @@ class Applier:
                 self.run(f"TRUNCATE TABLE {items}", stats=stats)
             for p in plans:
                 where = f" into {p.table.schema}.{p.table.name}"
-                if exact or not p.key:
+                if exact or not p.key or not self.set_based:
                     self.apply_exact(p, stats)
                 else:
                     self.apply_bulk(p, stats)
@@ -420,8 +422,9 @@ class Applier:
             net = net_changes(plan.changes, plan.key, first_wins=first_wins, carried=bool(carried))
             if net is None:
                 why = (
-                    "the batch changes keys, and the target has columns the change stream does not write "
-                    f"({', '.join(map(repr, carried or sorted(t.identity_always)))}), which a moved row keeps"
+                    "the batch changes keys, and a moved row keeps the values of columns that replay does not "
+                    f"write ({', '.join(map(repr, carried or sorted(t.identity_always)))}: not in the change "
+                    "stream, or GENERATED ALWAYS AS IDENTITY)"
                 )
         if net is None:
             if (t.schema, t.name, why) not in self._said:

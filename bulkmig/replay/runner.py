@@ -213,6 +213,7 @@ class _Runner:
         marks: Mapping[tuple[str, str], TableMark] | None = None,
         target_names: bool = False,
         stream_doc: Mapping[str, Any] | None = None,
+        set_based: bool = True,
     ) -> None:
         self.task = task
         self.stream = stream
@@ -221,7 +222,7 @@ class _Runner:
         self.conn = conn
         self.report = report
         self.marks = dict(marks or {})
-        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks)
+        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks, set_based=set_based)
         self.next_seq: int | None = None  # None: no position yet and no batch seen
         self.gap_since: float | None = None
         # The next batch is downloaded and decoded while this one is applied (the server's work
@@ -426,12 +427,22 @@ def _run(
     marks: Mapping[tuple[str, str], TableMark],
     target_names: bool,
     stream_doc: Mapping[str, Any] | None,
+    set_based: bool,
 ) -> None:
     """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
     conn = _open_target(task)
     runner: _Runner | None = None
     try:
-        runner = _Runner(task, stream, conn, report, marks=marks, target_names=target_names, stream_doc=stream_doc)
+        runner = _Runner(
+            task,
+            stream,
+            conn,
+            report,
+            marks=marks,
+            target_names=target_names,
+            stream_doc=stream_doc,
+            set_based=set_based,
+        )
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
@@ -479,6 +490,7 @@ def replay(
     stop: threading.Event | None = None,
     skip_drift_check: bool = False,
     stream: Stream | None = None,
+    set_based: bool = True,
 ) -> ReplayReport:
     """Apply the pending change batches of this task's stream to the target, in order, exactly once.
 
@@ -490,6 +502,8 @@ def replay(
       retried with back-off (each batch is atomic, so starting over is safe).
     - ``skip_drift_check``: accept the non-additive schema drift of the first batch applied by this run
       (after the operator applied it to the target by hand).
+    - ``set_based=False``: apply every batch change by change, in source order (slow; the reference that
+      the equivalence tests and ``bench.replay`` compare the set-based path with).
     """
     from bulkmig.targets import target_engine
 
@@ -521,7 +535,20 @@ def replay(
     failures, since = 0, 0.0
     while True:
         try:
-            _run(task, stream, report, goal, follow, poll_interval, stop, session, marks, target_names, stream_doc)
+            _run(
+                task,
+                stream,
+                report,
+                goal,
+                follow,
+                poll_interval,
+                stop,
+                session,
+                marks,
+                target_names,
+                stream_doc,
+                set_based,
+            )
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
             # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which
