@@ -37,7 +37,7 @@ from bulkmig.replay.compact import (
     keyless_steps,
 )
 from bulkmig.replay.marks import TableMark, _in_snapshot
-from bulkmig.replay.net import NetChanges, col, net_changes, old
+from bulkmig.replay.net import NetChanges, col, net_changes, old, only_inserts
 from bulkmig.replay.stream import _lsn
 from bulkmig.replay.target import TablePlan, TargetTable, _p, read_target_table
 
@@ -57,6 +57,9 @@ _TEXT_KEY_TYPES = re.compile(
     r"^(?:smallint|integer|bigint|oid|text|uuid|date|boolean|bytea|character varying(?:\(\d+\))?"
     r"|character(?:\(\d+\))?|numeric\(\d+,\d+\)|time(?:stamp)?(?:\(\d\))? with(?:out)? time zone)$"
 )
+
+# How many temp tables a replay session keeps (see Applier._temp) before it drops them all.
+MAX_TEMPS = 64
 
 # ============================================================================================ apply
 
@@ -91,7 +94,10 @@ class Applier:
         self._ordinals: dict[str, int] = {}
         self._tables: dict[tuple[str, str], TargetTable] = {}
         self._tmp = 0
+        # Temp tables by shape, kept for the session (ON COMMIT DELETE ROWS: creating them anew for every
+        # batch cost more than filling them); the ones used in the current transaction.
         self._temps: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._used: set[str] = set()
         self._said: set[tuple[str, str, str]] = set()  # fallbacks already reported
         self._selected: dict[tuple[str, str], bool] = {}
 
@@ -103,8 +109,10 @@ class Applier:
         self._marks_below = max((m.below for m in self.marks.values()), default=None)
 
     def forget(self) -> None:
-        """Drop the cached catalogs (after a rollback or a schema change)."""
+        """Drop the cached catalogs and temp tables (after a rollback, which may have dropped temp tables
+        it created, or a schema change)."""
         self._tables.clear()
+        self._temps.clear()
 
     def target_names(self, schema: str, table: str) -> tuple[str, str]:
         if self.names_are_target:
@@ -188,7 +196,10 @@ class Applier:
     def apply(self, batch: Batch, *, exact: bool, accept_drift: bool) -> ApplyStats:
         """Apply ``batch`` inside the caller's transaction (drift first, then truncates, then rows)."""
         stats = ApplyStats(changes=batch.rows)
-        self._temps = {}  # the previous transaction dropped them
+        self._used = set()
+        if len(self._temps) > MAX_TEMPS:  # every commit empties each of them: keep the set small
+            self.conn.execute("DROP TABLE IF EXISTS " + ", ".join(self._temps.values()))
+            self._temps.clear()
         self._ordinals = {}
         where = ""
         try:
@@ -347,7 +358,8 @@ class Applier:
         """A temp table holding ``data`` (text columns, in order): columns ``o0…`` typed like the target's
         ``old`` (old key values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with
         the target's own input functions.  Positional names cannot clash with any user column name.  One
-        temp table per role, shape and transaction (ON COMMIT DROP), emptied for each reuse."""
+        temp table per role and shape for the session, emptied by every commit (ON COMMIT DELETE ROWS)
+        and for a second use in one transaction."""
         shape = (plan.table.oid, role, tuple(old), tuple(cols))
         name = self._temps.get(shape)
         if name is None:
@@ -358,19 +370,24 @@ class Applier:
                 + [f"t.{ident(c)} AS c{i}" for i, c in enumerate(cols)]
             )
             self.conn.execute(
-                f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {select} FROM {plan.table.sql} AS t LIMIT 0"
+                f"CREATE TEMP TABLE {name} ON COMMIT DELETE ROWS AS SELECT {select} FROM {plan.table.sql} AS t LIMIT 0"
             )
             self._temps[shape] = name
-        else:
+        elif name in self._used:
             self.conn.execute(f"TRUNCATE {name}")
+        self._used.add(name)
         if data is not None and data.num_rows:
-            # pyarrow's CSV writer quotes every string and writes NULL as nothing: COPY's CSV reads back
-            # exactly the same values, "" included, in C and not a Python call per value.
-            sink = io.BytesIO()
-            pa_csv.write_csv(data, sink, pa_csv.WriteOptions(include_header=False))
-            with self.conn.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv, ENCODING 'UTF8')") as copy:
-                copy.write(sink.getbuffer())
+            self._copy(name, data)
         return name
+
+    def _copy(self, into: str, data: pa.Table) -> None:
+        """COPY the text columns of ``data`` into ``into`` (a table and its column list).  pyarrow's CSV
+        writer quotes every string and writes NULL as nothing, so COPY's CSV reads back exactly the same
+        values, "" included: in C, not a Python call per value."""
+        sink = io.BytesIO()
+        pa_csv.write_csv(data, sink, pa_csv.WriteOptions(include_header=False))
+        with self.conn.cursor().copy(f"COPY {into} FROM STDIN (FORMAT csv, ENCODING 'UTF8')") as copy:
+            copy.write(sink.getbuffer())
 
     @staticmethod
     def _match(plan: TablePlan, cols: Sequence[str], old: bool = False) -> str:
@@ -613,7 +630,15 @@ class Applier:
     # ------------------------------------------------------------------ key-less tables
 
     def _apply_keyless(self, plan: TablePlan, stats: ApplyStats) -> None:
+        """Inserts are COPYed as they come; each update and delete changes one row.  A batch of nothing
+        but inserts (a history or log table) is COPYed straight from its Arrow columns."""
         t = plan.table
+        inserts = only_inserts(plan.changes)
+        if inserts is not None:
+            if inserts.num_rows:
+                stats.statements += 1
+                self._copy(f"{t.sql} ({', '.join(ident(c) for c in plan.cols)})", inserts.select(plan.src_idx))
+            return
         for step in keyless_steps(plan.changes):
             if isinstance(step, RowInsert):
                 collist = ", ".join(ident(c) for c in plan.cols)

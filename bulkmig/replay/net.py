@@ -142,6 +142,20 @@ class _Prepared:
         return frozenset(self.columns[j] for j, m in self.unsent.items() if m[i])
 
 
+def only_inserts(changes: TableChanges) -> pa.Table | None:
+    """The user columns of the inserts after the last TRUNCATE, in seq order, when the batch holds nothing
+    but inserts (and truncates) for this table; else None."""
+    frame = changes.arrow()
+    op = meta_column(frame, "op")
+    if not (_mask(pc.equal(op, "I")) | _mask(pc.equal(op, "T"))).all():
+        return None
+    frame = frame.take(pc.sort_indices(meta_column(frame, "seq")))
+    is_t = _mask(pc.equal(meta_column(frame, "op"), "T"))
+    if is_t.any():
+        frame = frame.slice(int(np.flatnonzero(is_t)[-1]) + 1)
+    return pa.table(user_columns(frame), names=[col(j) for j in range(len(changes.columns))])
+
+
 def _mask(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -372,4 +386,4 @@ def _rows_table(rows: list[list[str | None]], width: int) -> pa.Table:
     return pa.table({col(j): pa.array([r[j] for r in rows], pa.string()) for j in range(width)})
 
 
-__all__ = ["NetChanges", "col", "net_changes", "old"]
+__all__ = ["NetChanges", "col", "net_changes", "old", "only_inserts"]
