@@ -23,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bulkmig.core import layout
@@ -62,15 +63,76 @@ class ChangeRow:
     before: list[str | None] | None = None  # old key / old row when sent, in column order, None elsewhere
 
 
-@dataclass
 class TableChanges:
-    schema: str
-    table: str
-    columns: list[str]  # user columns in the source's order at the time of these changes
-    types: list[str]  # their types as the source prints them (format_type), for drift and DDL
-    key: list[str]  # replica identity key columns ([] when the table has none)
-    identity: str  # replica identity: d default, f full, i index, n nothing
-    rows: list[ChangeRow] = field(default_factory=list)
+    """One table's changes in a batch.
+
+    Built in memory (capture appends to ``rows``), or read from a batch file: then the changes are held
+    as the Arrow table read (:meth:`arrow`) and turned into :class:`ChangeRow` objects only when ``rows``
+    is asked for.  Replay's set-based path works on the Arrow columns and never builds them: a Python
+    object per change would cost more than applying it.  A table read from a file is read-only (assign
+    ``rows`` a new list rather than changing the one it has).
+    """
+
+    def __init__(
+        self,
+        schema: str,
+        table: str,
+        columns: list[str],  # user columns in the source's order at the time of these changes
+        types: list[str],  # their types as the source prints them (format_type), for drift and DDL
+        key: list[str],  # replica identity key columns ([] when the table has none)
+        identity: str,  # replica identity: d default, f full, i index, n nothing
+        rows: list[ChangeRow] | None = None,
+        *,
+        frame: pa.Table | None = None,
+    ) -> None:
+        self.schema = schema
+        self.table = table
+        self.columns = columns
+        self.types = types
+        self.key = key
+        self.identity = identity
+        self._rows: list[ChangeRow] | None = rows if rows is not None or frame is not None else []
+        self._frame = frame
+
+    @property
+    def rows(self) -> list[ChangeRow]:
+        if self._rows is None:
+            self._rows = _rows_of(self._frame) if self._frame is not None else []
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[ChangeRow]) -> None:
+        self._rows, self._frame = rows, None
+
+    @property
+    def count(self) -> int:
+        """How many changes, without building them."""
+        return self._frame.num_rows if self._frame is not None else len(self.rows)
+
+    def arrow(self) -> pa.Table:
+        """The changes as a batch file holds them: the user columns (text) in ``columns`` order, then the
+        metadata columns (found by :func:`meta_column`, never by name)."""
+        return self._frame if self._frame is not None else _to_arrow(self)
+
+    def ops(self) -> set[str]:
+        """The operations present (I U D T), without building the rows."""
+        if self._frame is not None:
+            return {str(v) for v in meta_column(self._frame, "op").unique().to_pylist()}
+        return {r.op for r in self.rows}
+
+    def last_commit_ts(self) -> datetime | None:
+        if self._frame is not None:
+            if not self._frame.num_rows:
+                return None
+            value = pc.max(meta_column(self._frame, "commit_ts")).as_py()
+            return value if isinstance(value, datetime) else None
+        return max((r.commit_ts for r in self.rows if r.commit_ts is not None), default=None)
+
+    def with_rows(self, rows: list[ChangeRow]) -> TableChanges:
+        return TableChanges(self.schema, self.table, self.columns, self.types, self.key, self.identity, rows)
+
+    def __repr__(self) -> str:
+        return f"TableChanges({self.schema!r}, {self.table!r}, {self.count} changes)"
 
 
 @dataclass
@@ -86,7 +148,7 @@ class Batch:
 
     @property
     def rows(self) -> int:
-        return sum(len(t.rows) for t in self.tables)
+        return sum(t.count for t in self.tables)
 
 
 def batch_prefix(stream_prefix: str, seq: int) -> str:
@@ -108,19 +170,33 @@ def _meta_names(columns: list[str]) -> dict[str, str]:
     return names
 
 
-def _to_parquet(t: TableChanges) -> bytes:
+def meta_column(table: pa.Table, role: str) -> pa.ChunkedArray:
+    """A metadata column of a batch file's table by its role (``op``, ``seq``, ``unchanged``…)."""
+    for i, f in enumerate(table.schema):
+        if (f.metadata or {}).get(b"bulkmig") == role.encode():
+            return table.column(i)
+    raise IntegrityError(f"a change batch file has no {role!r} column", "the batch was not written by bulkmig")
+
+
+def user_columns(table: pa.Table) -> list[pa.ChunkedArray]:
+    """The user columns of a batch file's table, in the table's column order."""
+    return [table.column(i) for i, f in enumerate(table.schema) if not (f.metadata or {}).get(b"bulkmig")]
+
+
+def _to_arrow(t: TableChanges) -> pa.Table:
     meta = _meta_names(t.columns)
+    rows = t.rows
     n = len(t.columns)
     fields = [pa.field(c, pa.string(), metadata={"source_type": ty}) for c, ty in zip(t.columns, t.types, strict=True)]
-    arrays = [pa.array([r.values[i] for r in t.rows], pa.string()) for i in range(n)]
+    arrays = [pa.array([r.values[i] for r in rows], pa.string()) for i in range(n)]
     extra = [
-        ("op", pa.string(), [r.op for r in t.rows]),
-        ("pos", pa.string(), [r.pos for r in t.rows]),
-        ("seq", pa.int64(), [r.seq for r in t.rows]),
-        ("xid", pa.int64(), [r.xid for r in t.rows]),
-        ("commit_ts", pa.timestamp("us", tz="UTC"), [r.commit_ts for r in t.rows]),
-        ("unchanged", pa.list_(pa.string()), [r.unchanged for r in t.rows]),
-        ("before", pa.list_(pa.string()), [r.before for r in t.rows]),
+        ("op", pa.string(), [r.op for r in rows]),
+        ("pos", pa.string(), [r.pos for r in rows]),
+        ("seq", pa.int64(), [r.seq for r in rows]),
+        ("xid", pa.int64(), [r.xid for r in rows]),
+        ("commit_ts", pa.timestamp("us", tz="UTC"), [r.commit_ts for r in rows]),
+        ("unchanged", pa.list_(pa.string()), [r.unchanged for r in rows]),
+        ("before", pa.list_(pa.string()), [r.before for r in rows]),
     ]
     for role, typ, values in extra:
         fields.append(pa.field(meta[role], typ, metadata={"bulkmig": role}))
@@ -133,26 +209,31 @@ def _to_parquet(t: TableChanges) -> bytes:
             )
         },
     )
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _to_parquet(t: TableChanges) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink, compression="zstd", write_page_checksum=True)
+    pq.write_table(t.arrow(), sink, compression="zstd", write_page_checksum=True)
     return sink.getvalue()
 
 
 def _from_parquet(data: bytes) -> TableChanges:
     table = pq.read_table(io.BytesIO(data))
     info = json.loads(table.schema.metadata[b"bulkmig.table"])
-    roles: dict[str, str] = {}
     columns, types = [], []
     for f in table.schema:
-        role = (f.metadata or {}).get(b"bulkmig")
-        if role:
-            roles[role.decode()] = f.name
-        else:
+        if not (f.metadata or {}).get(b"bulkmig"):
             columns.append(f.name)
             types.append((f.metadata or {}).get(b"source_type", b"").decode())
-    user = [table.column(c).to_pylist() for c in columns]
-    meta = {role: table.column(name).to_pylist() for role, name in roles.items()}
-    rows = [
+    return TableChanges(info["schema"], info["table"], columns, types, info["key"], info["identity"], frame=table)
+
+
+def _rows_of(table: pa.Table) -> list[ChangeRow]:
+    """The ChangeRow objects of a batch file's table (the user columns come first, in order)."""
+    user = [c.to_pylist() for c in user_columns(table)]
+    meta = {role: meta_column(table, role).to_pylist() for role in META}
+    return [
         ChangeRow(
             op=meta["op"][i],
             pos=meta["pos"][i],
@@ -165,7 +246,6 @@ def _from_parquet(data: bytes) -> TableChanges:
         )
         for i in range(table.num_rows)
     ]
-    return TableChanges(info["schema"], info["table"], columns, types, info["key"], info["identity"], rows)
 
 
 def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, object]:
@@ -185,7 +265,7 @@ def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, obj
                 "schema": t.schema,
                 "table": t.table,
                 "file": key,
-                "rows": len(t.rows),
+                "rows": t.count,
                 "bytes": len(data),
                 "sha256": hashlib.sha256(data).hexdigest(),
             }
@@ -257,8 +337,7 @@ def list_batches(store: Store, stream_prefix: str) -> list[int]:
 
 def batch_summary(batch: Batch) -> dict[str, object]:
     """A small dict for logs and status: no values, only counts and positions."""
-    d = asdict(batch)
-    d.pop("tables")
+    d = {f.name: getattr(batch, f.name) for f in fields(batch) if f.name != "tables"}
     d["rows"] = batch.rows
     return d
 
@@ -270,6 +349,8 @@ __all__ = [
     "TableChanges",
     "batch_prefix",
     "list_batches",
+    "meta_column",
+    "user_columns",
     "read_batch",
     "read_manifest",
     "write_batch",

@@ -5,12 +5,15 @@ Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runn
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg import errors as pgerrors
 
 from bulkmig.cdc.batch import Batch, TableChanges
@@ -25,18 +28,16 @@ from bulkmig.core.errors import (
 from bulkmig.core.log import say
 from bulkmig.engines.postgres.sql import ident
 from bulkmig.replay.compact import (
-    Entry,
     Key,
     KeyChange,
     RowChange,
     RowInsert,
-    Segment,
     _key_values,
     after_last_truncate,
-    compact,
     keyless_steps,
 )
 from bulkmig.replay.marks import TableMark, _in_snapshot
+from bulkmig.replay.net import NetChanges, col, net_changes, old, only_inserts
 from bulkmig.replay.stream import _lsn
 from bulkmig.replay.target import TablePlan, TargetTable, _p, read_target_table
 
@@ -49,6 +50,16 @@ _LITERAL_DEFAULT = re.compile(
     r"(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])*)?$"
 )
 
+
+# Key types whose equality is the equality of their text output, which compaction compares (see
+# Applier.not_set_based); text types only with a deterministic collation (TargetTable.loose).
+_TEXT_KEY_TYPES = re.compile(
+    r"^(?:smallint|integer|bigint|oid|text|uuid|date|boolean|bytea|character varying(?:\(\d+\))?"
+    r"|character(?:\(\d+\))?|numeric\(\d+,\d+\)|time(?:stamp)?(?:\(\d\))? with(?:out)? time zone)$"
+)
+
+# How many temp tables a replay session keeps (see Applier._temp) before it drops them all.
+MAX_TEMPS = 64
 
 # ============================================================================================ apply
 
@@ -71,8 +82,10 @@ class Applier:
         *,
         names_are_target: bool = False,
         marks: Mapping[tuple[str, str], TableMark] | None = None,
+        set_based: bool = True,
     ) -> None:
         self.conn = conn
+        self.set_based = set_based  # False: every batch change by change (the reference the tests and bench compare)
         self.task = task
         self.names_are_target = names_are_target  # the stream's names are the target's: no mapping applies
         self.marks: dict[tuple[str, str], TableMark] = {}  # target table -> what its loaded rows already hold
@@ -81,7 +94,11 @@ class Applier:
         self._ordinals: dict[str, int] = {}
         self._tables: dict[tuple[str, str], TargetTable] = {}
         self._tmp = 0
-        self._temps: dict[tuple[int, tuple[str, ...], tuple[str, ...]], str] = {}
+        # Temp tables by shape, kept for the session (ON COMMIT DELETE ROWS: creating them anew for every
+        # batch cost more than filling them); the ones used in the current transaction.
+        self._temps: dict[tuple[int, str, tuple[str, ...], tuple[str, ...]], str] = {}
+        self._used: set[str] = set()
+        self._said: set[tuple[str, str, str]] = set()  # fallbacks already reported
         self._selected: dict[tuple[str, str], bool] = {}
 
     # ------------------------------------------------------------------ names and catalogs
@@ -92,8 +109,10 @@ class Applier:
         self._marks_below = max((m.below for m in self.marks.values()), default=None)
 
     def forget(self) -> None:
-        """Drop the cached catalogs (after a rollback or a schema change)."""
+        """Drop the cached catalogs and temp tables (after a rollback, which may have dropped temp tables
+        it created, or a schema change)."""
         self._tables.clear()
+        self._temps.clear()
 
     def target_names(self, schema: str, table: str) -> tuple[str, str]:
         if self.names_are_target:
@@ -177,7 +196,10 @@ class Applier:
     def apply(self, batch: Batch, *, exact: bool, accept_drift: bool) -> ApplyStats:
         """Apply ``batch`` inside the caller's transaction (drift first, then truncates, then rows)."""
         stats = ApplyStats(changes=batch.rows)
-        self._temps = {}  # the previous transaction dropped them
+        self._used = set()
+        if len(self._temps) > MAX_TEMPS:  # every commit empties each of them: keep the set small
+            self.conn.execute("DROP TABLE IF EXISTS " + ", ".join(self._temps.values()))
+            self._temps.clear()
         self._ordinals = {}
         where = ""
         try:
@@ -185,20 +207,20 @@ class Applier:
             plans = []
             marked = self._marks_below is not None and _in_snapshot(_lsn(batch.first_pos), self._marks_below)
             for t in batch.tables:
-                if t.rows and self.selected(t.schema, t.table):
+                if t.count and self.selected(t.schema, t.table):
                     where = f" into {t.schema}.{t.table}"
                     if marked:
                         t = self.unseen(t, stats)
-                    if t.rows:
+                    if t.count:
                         plans.append(self.plan(t))
-            truncated = [p for p in plans if any(r.op == "T" for r in p.changes.rows)]
+            truncated = [p for p in plans if "T" in p.changes.ops()]
             if truncated:
                 where = " (TRUNCATE)"
                 items = ", ".join(("" if p.table.relkind == "p" else "ONLY ") + p.table.sql for p in truncated)
                 self.run(f"TRUNCATE TABLE {items}", stats=stats)
             for p in plans:
                 where = f" into {p.table.schema}.{p.table.name}"
-                if exact or not p.key:
+                if exact or not p.key or not self.set_based:
                     self.apply_exact(p, stats)
                 else:
                     self.apply_bulk(p, stats)
@@ -239,7 +261,7 @@ class Applier:
                 "re-plan now that the schema change is done (`bulkmig plan --restart`) and load again",
             )
         stats.skipped += len(changes.rows) - len(kept)
-        return replace(changes, rows=kept)
+        return changes.with_rows(kept)
 
     def _ordinal(self, pos: str) -> int:
         found = self._ordinals.get(pos)
@@ -330,17 +352,15 @@ class Applier:
         self._tables.pop((target.schema, target.name), None)
         return None
 
-    # ------------------------------------------------------------------ keyed tables, in bulk
+    # ------------------------------------------------------------------ keyed tables, set-based
 
-    def _temp(
-        self, plan: TablePlan, old: Sequence[str], cols: Sequence[str], rows: Iterable[Sequence[str | None]]
-    ) -> str:
-        """A temp table holding ``rows``: columns ``o0…`` typed like the target's ``old`` (old key
-        values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with the target's
-        own input functions.  Positional names cannot clash with any user column name.  One temp
-        table per shape and transaction (ON COMMIT DROP), emptied for each reuse: a batch cut into many
-        segments holds a handful of them, not thousands of locks."""
-        shape = (plan.table.oid, tuple(old), tuple(cols))
+    def _temp(self, plan: TablePlan, role: str, old: Sequence[str], cols: Sequence[str], data: pa.Table | None) -> str:
+        """A temp table holding ``data`` (text columns, in order): columns ``o0…`` typed like the target's
+        ``old`` (old key values), then ``c0…`` typed like ``cols``, so COPY parses the source's text with
+        the target's own input functions.  Positional names cannot clash with any user column name.  One
+        temp table per role and shape for the session, emptied by every commit (ON COMMIT DELETE ROWS)
+        and for a second use in one transaction."""
+        shape = (plan.table.oid, role, tuple(old), tuple(cols))
         name = self._temps.get(shape)
         if name is None:
             self._tmp += 1
@@ -350,15 +370,24 @@ class Applier:
                 + [f"t.{ident(c)} AS c{i}" for i, c in enumerate(cols)]
             )
             self.conn.execute(
-                f"CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {select} FROM {plan.table.sql} AS t LIMIT 0"
+                f"CREATE TEMP TABLE {name} ON COMMIT DELETE ROWS AS SELECT {select} FROM {plan.table.sql} AS t LIMIT 0"
             )
             self._temps[shape] = name
-        else:
+        elif name in self._used:
             self.conn.execute(f"TRUNCATE {name}")
-        with self.conn.cursor().copy(f"COPY {name} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        self._used.add(name)
+        if data is not None and data.num_rows:
+            self._copy(name, data)
         return name
+
+    def _copy(self, into: str, data: pa.Table) -> None:
+        """COPY the text columns of ``data`` into ``into`` (a table and its column list).  pyarrow's CSV
+        writer quotes every string and writes NULL as nothing, so COPY's CSV reads back exactly the same
+        values, "" included: in C, not a Python call per value."""
+        sink = io.BytesIO()
+        pa_csv.write_csv(data, sink, pa_csv.WriteOptions(include_header=False))
+        with self.conn.cursor().copy(f"COPY {into} FROM STDIN (FORMAT csv, ENCODING 'UTF8')") as copy:
+            copy.write(sink.getbuffer())
 
     @staticmethod
     def _match(plan: TablePlan, cols: Sequence[str], old: bool = False) -> str:
@@ -368,77 +397,110 @@ class Applier:
             f"t.{ident(k)} = s.{'o' + str(j) if old else 'c' + str(cols.index(k))}" for j, k in enumerate(plan.key_cols)
         )
 
-    def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
-        for step in compact(plan.changes, plan.key):
-            if isinstance(step, Segment):
-                self._segment(plan, step, stats)
+    def not_set_based(self, plan: TablePlan) -> str | None:
+        """Why this table's changes cannot be applied set-based with a proven same result, or None.
 
-    def _segment(self, plan: TablePlan, seg: Segment, stats: ApplyStats) -> None:
-        """Moves, deletes, whole rows, then partial rows: one COPY and one statement for each."""
+        Compaction compares keys as the text the source sent, so a key column's type must have an
+        equality that is equality of its text output (``numeric`` without a scale has 1.0 = 1.00, citext
+        and nondeterministic collations ignore case, floats have -0 = 0, domains may be anything).
+        """
         t = plan.table
-        key_src = [plan.changes.columns.index(k) for k in plan.key]
-        if seg.moves:
-            self._moves(plan, seg.moves, stats)
-        deletes = [e for e in seg.entries.values() if e.kind == "delete"]
-        upserts = [e for e in seg.entries.values() if e.kind == "upsert"]
-        updates: dict[frozenset[str], list[Entry]] = {}
-        for e in seg.entries.values():
-            if e.kind == "update":
-                updates.setdefault(e.unchanged, []).append(e)
-        if deletes:
-            tmp = self._temp(plan, [], plan.key_cols, ([e.values[i] for i in key_src] for e in deletes))
+        loose = [c for c in plan.key_cols if c in t.loose or not _TEXT_KEY_TYPES.match(t.types.get(c, ""))]
+        if loose:
+            return (
+                f"key column(s) {', '.join(f'{c!r} ({t.types.get(c)})' for c in loose)} have an equality that "
+                "is not the equality of their text"
+            )
+        return None
+
+    def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
+        """Set-based: the batch's net change per key (:mod:`bulkmig.replay.net`), then per table one COPY
+        into a temp table and one statement per kind of change, in an order in which no statement sees a
+        key twice: read the rows moved by key changes, delete, update, upsert whole rows, insert the moved
+        rows.  A key updated to another key's old value is a delete and an insert, and never collides.
+
+        Foreign keys are not checked (``session_replication_role = replica``, as in PostgreSQL's own
+        logical replication): each batch ends on a transaction boundary of the source, where they hold.  A
+        secondary unique index can see a value move between rows in an order the source never had; that
+        raises, and the runner replays the batch change by change (:data:`REORDER_ERRORS`).
+
+        Falls back to :meth:`apply_exact` (one change at a time, in order) for a table where the result
+        is not proven the same: see :meth:`not_set_based` and, for a batch that changes keys, ``carried``
+        in :func:`~bulkmig.replay.net.net_changes`.
+        """
+        t = plan.table
+        why = self.not_set_based(plan)
+        net = None
+        if why is None:
+            carried = [c for c in t.types if c not in plan.cols and c not in t.generated]
+            first_wins = [
+                plan.changes.columns[i] for i, c in zip(plan.src_idx, plan.cols, strict=True) if c in t.identity_always
+            ]
+            net = net_changes(plan.changes, plan.key, first_wins=first_wins, carried=bool(carried))
+            if net is None:
+                why = (
+                    "the batch changes keys, and a moved row keeps the values of columns that replay does not "
+                    f"write ({', '.join(map(repr, carried or sorted(t.identity_always)))}: not in the change "
+                    "stream, or GENERATED ALWAYS AS IDENTITY)"
+                )
+        if net is None:
+            if (t.schema, t.name, why) not in self._said:
+                self._said.add((t.schema, t.name, why))
+                say(f"replay: {t.schema}.{t.name} is applied change by change: {why}")
+            self.apply_exact(plan, stats)
+            return
+        self._apply_net(plan, net, stats)
+
+    def _apply_net(self, plan: TablePlan, net: NetChanges, stats: ApplyStats) -> None:
+        t = plan.table
+        names = plan.changes.columns
+        key_src = [names.index(k) for k in plan.key]
+        stats.missing += net.missing
+        moved = None  # the rows moved by key changes, whole, read before anything is deleted
+        expected = 0
+        for inherit, rows in net.derived:
+            lit = [(i, c) for i, c in zip(plan.src_idx, plan.cols, strict=True) if names[i] not in inherit]
+            data = rows.select([old(j) for j in range(len(key_src))] + [col(i) for i, _ in lit])
+            tmp = self._temp(plan, "derived", plan.key_cols, [c for _, c in lit], data)
+            if moved is None:
+                moved = self._temp(plan, "moved", [], plan.cols, None)
+            position = {c: j for j, (_, c) in enumerate(lit)}
+            select = ", ".join(f"s.c{position[c]}" if c in position else f"t.{ident(c)}" for c in plan.cols)
+            found = self.run(
+                f"INSERT INTO {moved} SELECT {select} FROM {tmp} AS s JOIN {t.sql} AS t "
+                f"ON {self._match(plan, [], old=True)}",
+                stats=stats,
+            )
+            expected += rows.num_rows
+            stats.missing += max(rows.num_rows - found, 0)
+        if net.deletes is not None and net.deletes.num_rows:
+            tmp = self._temp(plan, "delete", [], plan.key_cols, net.deletes.select([col(j) for j in key_src]))
             self.run(f"DELETE FROM {t.sql} AS t USING {tmp} AS s WHERE {self._match(plan, plan.key_cols)}", stats=stats)
-        if upserts:
-            tmp = self._temp(plan, [], plan.cols, ([e.values[i] for i in plan.src_idx] for e in upserts))
-            self._upsert_from(plan, tmp, stats)
-        for unchanged, entries in updates.items():
+        for unsent, rows in net.updates:
             sent = [
                 (i, c)
                 for i, c in zip(plan.src_idx, plan.cols, strict=True)
-                if plan.changes.columns[i] not in unchanged and c not in plan.key_cols and c not in t.identity_always
+                if names[i] not in unsent and c not in plan.key_cols and c not in t.identity_always
             ]
             if not sent:
                 continue  # nothing to set: the row keeps every value it has
             cols = list(plan.key_cols) + [c for _, c in sent]
-            idx = key_src + [i for i, _ in sent]
-            tmp = self._temp(plan, [], cols, ([e.values[i] for i in idx] for e in entries))
+            data = rows.select([col(j) for j in key_src] + [col(i) for i, _ in sent])
+            tmp = self._temp(plan, "update", [], cols, data)
             sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols) if j >= len(key_src))
             found = self.run(
                 f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols)}", stats=stats
             )
-            stats.missing += max(len(entries) - found, 0)
-
-    def _moves(self, plan: TablePlan, moves: list[KeyChange], stats: ApplyStats) -> None:
-        """Key changes, in bulk: ``UPDATE … SET <key> = new … WHERE <key> = old`` per set of unchanged
-        columns.  A whole row whose old key is not on the target (snapshot: none) is inserted."""
-        t = plan.table
-        groups: dict[frozenset[str], list[KeyChange]] = {}
-        for m in moves:
-            groups.setdefault(m.unchanged, []).append(m)
-        for unchanged, group in groups.items():
-            sent = [
-                (i, c)
-                for i, c in zip(plan.src_idx, plan.cols, strict=True)
-                if plan.changes.columns[i] not in unchanged and c not in t.identity_always
-            ]
-            cols = [c for _, c in sent]
-            tmp = self._temp(
-                plan, plan.key_cols, cols, (list(m.old_key) + [m.values[i] for i, _ in sent] for m in group)
+            stats.missing += max(rows.num_rows - found, 0)
+        if net.full is not None and net.full.num_rows:
+            tmp = self._temp(plan, "full", [], plan.cols, net.full.select([col(i) for i in plan.src_idx]))
+            self._upsert_from(plan, tmp, stats)
+        if moved is not None and expected:
+            collist = ", ".join(ident(c) for c in plan.cols)
+            select = ", ".join(f"c{j}" for j in range(len(plan.cols)))
+            self.run(
+                f"INSERT INTO {t.sql} ({collist}) OVERRIDING SYSTEM VALUE SELECT {select} FROM {moved}", stats=stats
             )
-            sets = ", ".join(f"{ident(c)} = s.c{j}" for j, c in enumerate(cols))
-            found = self.run(
-                f"UPDATE {t.sql} AS t SET {sets} FROM {tmp} AS s WHERE {self._match(plan, cols, old=True)}",
-                stats=stats,
-            )
-            if found < len(group) and not unchanged and all(k in cols for k in plan.key_cols):
-                select = ", ".join(f"s.c{j}" for j in range(len(cols)))
-                found += self.run(
-                    f"INSERT INTO {t.sql} ({', '.join(ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
-                    f"SELECT {select} FROM {tmp} AS s WHERE NOT EXISTS "
-                    f"(SELECT 1 FROM {t.sql} AS t WHERE {self._match(plan, cols)})",
-                    stats=stats,
-                )
-            stats.missing += max(len(group) - found, 0)
 
     def _upsert_from(self, plan: TablePlan, tmp: str, stats: ApplyStats) -> None:
         """Whole rows: insert = upsert.  Without a unique index on the key on the target (ON CONFLICT
@@ -568,7 +630,15 @@ class Applier:
     # ------------------------------------------------------------------ key-less tables
 
     def _apply_keyless(self, plan: TablePlan, stats: ApplyStats) -> None:
+        """Inserts are COPYed as they come; each update and delete changes one row.  A batch of nothing
+        but inserts (a history or log table) is COPYed straight from its Arrow columns."""
         t = plan.table
+        inserts = only_inserts(plan.changes)
+        if inserts is not None:
+            if inserts.num_rows:
+                stats.statements += 1
+                self._copy(f"{t.sql} ({', '.join(ident(c) for c in plan.cols)})", inserts.select(plan.src_idx))
+            return
         for step in keyless_steps(plan.changes):
             if isinstance(step, RowInsert):
                 collist = ", ".join(ident(c) for c in plan.cols)

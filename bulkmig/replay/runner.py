@@ -8,31 +8,34 @@ while a later one exists stops replay by name (it never jumps over it).  A sessi
 per stream keeps a second replayer out.  Every session runs ``session_replication_role = replica``, so
 target triggers do not fire and foreign keys are not checked while rows arrive in bulk.
 
-Fast: changes are not replayed one statement each.  Per batch and table (in ``seq`` order):
+Fast: changes are not replayed one statement each, and not touched one Python object each.  Per batch
+and table (:mod:`bulkmig.replay.net`, on the batch file's Arrow columns with pyarrow and numpy):
 
-- Changes are compacted per key (last one wins).  An update whose TOASTed columns were not sent
-  (``unchanged``) takes them from an earlier insert/update of the same key in the batch when there is
-  one; otherwise those columns keep the target's value — never NULL, never a placeholder.
-- TRUNCATE is a barrier; since it empties the table, everything of that table before its last
-  TRUNCATE in the batch is dropped and all truncates of a batch run first, in one statement (as the
-  source did: a table referenced by a foreign key can only be truncated together with its referrers).
-- An update that changes the key (``before`` key ≠ new key) is applied as ``UPDATE … SET <key> = new
-  … WHERE <key> = old`` and is a barrier for the two keys it involves: when the run being compacted
-  already touched either, that run is applied first.  (Key changes of untouched keys join the run and
-  go first, in one statement.)  A change that cannot be merged into the earlier one of its key is a
-  barrier too.
-- Each compacted run is COPYed into temp tables typed like the target's columns (``CREATE TEMP TABLE
-  … AS SELECT <columns> FROM <target> LIMIT 0``: the target's types and domains, no NOT NULL, column
-  names of our own), so COPY's input functions parse the source's text output exactly as a load
-  would; then ``DELETE … USING`` for deletes (delete-if-present), ``INSERT … SELECT … ON CONFLICT (key)
-  DO UPDATE`` for whole rows (insert = upsert), and ``UPDATE … FROM`` per set of unchanged columns,
-  never touching those columns.  Generated columns are never written, identity columns are inserted
-  with ``OVERRIDING SYSTEM VALUE``.
+- Changes are compacted per key to one net change: absent (delete if present), a whole row (upsert; last
+  image wins, partial updates merged in), an update of the target's row that never writes the columns no
+  change sent (unchanged TOAST: never NULL, never a placeholder), or a row moved by a key change, whose
+  unsent columns are read from its old key on the target before anything is deleted.  A key change is a
+  delete and an insert, so a key updated to another key's old value, swaps and chains need no order.  A
+  row deleted and inserted again is deleted first (a new row, as on the source).
+- TRUNCATE: everything of that table before its last TRUNCATE in the batch is dropped, and all truncates
+  of a batch run first, in one statement (as the source did: a table referenced by a foreign key can only
+  be truncated together with its referrers).
+- Each kind of net change is COPYed (pyarrow's CSV) into a temp table typed like the target's columns
+  (``CREATE TEMP TABLE … AS SELECT <columns> FROM <target> LIMIT 0``: the target's types and domains, no
+  NOT NULL, column names of our own), so COPY's input functions parse the source's text output exactly
+  as a load would; then, per table: the moved rows are read, ``DELETE … USING``, ``UPDATE … FROM`` per
+  set of unsent columns, ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE`` for whole rows, ``INSERT`` of
+  the moved rows.  Generated columns are never written, identity columns are inserted with ``OVERRIDING
+  SYSTEM VALUE`` and never SET.
+- Where that cannot be proven to give what applying the changes one by one gives, the table's changes of
+  that batch are applied one by one, in order (``Applier.apply_bulk`` says when: key types whose equality
+  is not equality of their text, key changes in a table with columns replay does not write).
+  ``replay(set_based=False)`` applies everything that way: the reference the equivalence tests compare.
 - Key-less tables (``key == []`` under REPLICA IDENTITY FULL, and no primary key on the target): no
   compaction; inserts are COPYed, each update/delete changes exactly one row matching the whole old
   row (``before``), compared through the types' text output.  Correct rather than fast.
 
-If the bulk path hits a unique violation on a *secondary* unique index (compaction reorders changes
+If the set-based path hits a unique violation on a *secondary* unique index (compaction reorders changes
 across keys, e.g. an email moved from one row to another), the batch is rolled back and applied again
 change by change in source order, which cannot hit it (the source did not).
 
@@ -216,6 +219,7 @@ class _Runner:
         marks: Mapping[tuple[str, str], TableMark] | None = None,
         target_names: bool = False,
         stream_doc: Mapping[str, Any] | None = None,
+        set_based: bool = True,
     ) -> None:
         self.task = task
         self.stream = stream
@@ -224,7 +228,7 @@ class _Runner:
         self.conn = conn
         self.report = report
         self.marks = dict(marks or {})
-        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks)
+        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks, set_based=set_based)
         self.next_seq: int | None = None  # None: no position yet and no batch seen
         self.gap_since: float | None = None
         # The next batch is downloaded and decoded while this one is applied (the server's work
@@ -406,7 +410,7 @@ class _Runner:
 
 
 def _last_commit(batch: Batch) -> datetime | None:
-    return max((r.commit_ts for t in batch.tables for r in t.rows if r.commit_ts is not None), default=None)
+    return max((ts for t in batch.tables if (ts := t.last_commit_ts()) is not None), default=None)
 
 
 def _age(ts: datetime | None) -> float:
@@ -429,12 +433,22 @@ def _run(
     marks: Mapping[tuple[str, str], TableMark],
     target_names: bool,
     stream_doc: Mapping[str, Any] | None,
+    set_based: bool,
 ) -> None:
     """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
     conn = _open_target(task)
     runner: _Runner | None = None
     try:
-        runner = _Runner(task, stream, conn, report, marks=marks, target_names=target_names, stream_doc=stream_doc)
+        runner = _Runner(
+            task,
+            stream,
+            conn,
+            report,
+            marks=marks,
+            target_names=target_names,
+            stream_doc=stream_doc,
+            set_based=set_based,
+        )
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
@@ -493,6 +507,7 @@ def replay(
     stop: threading.Event | None = None,
     skip_drift_check: bool = False,
     stream: Stream | None = None,
+    set_based: bool = True,
 ) -> ReplayReport:
     """Apply the pending change batches of this task's stream to the target, in order, exactly once.
 
@@ -504,6 +519,8 @@ def replay(
       retried with back-off (each batch is atomic, so starting over is safe).
     - ``skip_drift_check``: accept the non-additive schema drift of the first batch applied by this run
       (after the operator applied it to the target by hand).
+    - ``set_based=False``: apply every batch change by change, in source order (slow; the reference that
+      the equivalence tests and ``bench.replay`` compare the set-based path with).
     """
     from bulkmig.targets import target_engine
 
@@ -535,7 +552,20 @@ def replay(
     failures, since = 0, 0.0
     while True:
         try:
-            _run(task, stream, report, goal, follow, poll_interval, stop, session, marks, target_names, stream_doc)
+            _run(
+                task,
+                stream,
+                report,
+                goal,
+                follow,
+                poll_interval,
+                stop,
+                session,
+                marks,
+                target_names,
+                stream_doc,
+                set_based,
+            )
             break
         except (ConnectError, StoreError, TargetError, psycopg.OperationalError) as exc:
             # A target restart or a network blip: every batch is atomic, so starting over is safe.  Which

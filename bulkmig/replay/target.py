@@ -5,7 +5,7 @@ Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -28,6 +28,7 @@ class TargetTable:
     identity_always: set[str]  # GENERATED ALWAYS AS IDENTITY: inserted with OVERRIDING, never SET
     primary_key: list[str]
     unique_keys: list[frozenset[str]]  # immediate, non-partial, non-expression unique indexes
+    loose: set[str] = field(default_factory=set)  # columns with a nondeterministic collation ('a' = 'A')
 
     @property
     def sql(self) -> str:
@@ -45,9 +46,14 @@ def read_target_table(conn: psycopg.Connection, schema: str, name: str) -> Targe
     types: dict[str, str] = {}
     generated: set[str] = set()
     always: set[str] = set()
-    for attname, typ, gen, ident_always in conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod), attgenerated <> '', attidentity = 'a' "
-        "FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+    loose: set[str] = set()
+    # collisdeterministic is PostgreSQL 12's: read through to_jsonb so an older server says NULL (none are).
+    for attname, typ, gen, ident_always, nondeterministic in conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a', "
+        "COALESCE((SELECT NOT (to_jsonb(co) ->> 'collisdeterministic')::boolean FROM pg_catalog.pg_collation co "
+        "WHERE co.oid = a.attcollation), false) "
+        "FROM pg_catalog.pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
         (oid,),
     ):
         types[attname] = typ
@@ -55,6 +61,8 @@ def read_target_table(conn: psycopg.Connection, schema: str, name: str) -> Targe
             generated.add(attname)
         if ident_always:
             always.add(attname)
+        if nondeterministic:
+            loose.add(attname)
     primary: list[str] = []
     uniques: list[frozenset[str]] = []
     for is_primary, cols in conn.execute(
@@ -67,7 +75,7 @@ def read_target_table(conn: psycopg.Connection, schema: str, name: str) -> Targe
         if is_primary:
             primary = list(cols)
         uniques.append(frozenset(cols))
-    return TargetTable(schema, name, oid, relkind, types, generated, always, primary, uniques)
+    return TargetTable(schema, name, oid, relkind, types, generated, always, primary, uniques, loose)
 
 
 @dataclass

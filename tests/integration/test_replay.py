@@ -570,21 +570,32 @@ def test_a_missing_batch_stops_replay_by_name(env: Env, monkeypatch: pytest.Monk
 
 def test_bulk_conflict_on_a_secondary_unique_index_is_replayed_change_by_change(env: Env) -> None:
     env.pg.execute(env.db, "CREATE TABLE public.users (id int PRIMARY KEY, email text UNIQUE, bio text)")
-    env.pg.execute(env.db, "INSERT INTO public.users VALUES (1, 'x@example.org', 'long bio')")
+    env.pg.execute(env.db, "INSERT INTO public.users VALUES (1, 'x@example.org', 'long bio'), (3, 'z@x', 'b3')")
     ts = datetime(2026, 11, 27, tzinfo=UTC)
     rows = [
-        # id 1 gives its email away (bio not sent), then id 2 takes it: the bulk path would insert id 2
-        # before updating id 1 and hit the unique index.
+        # id 1 gives its email away (bio not sent), then id 2 takes it: set-based, the partial updates run
+        # before the inserts, so this one passes without a conflict.
         ChangeRow("U", "0/1", 0, 1, ts, ["1", "y@example.org", None], ["bio"]),
         ChangeRow("I", "0/1", 1, 1, ts, ["2", "x@example.org", "new"]),
     ]
     tc = TableChanges("public", "users", ["id", "email", "bio"], ["integer", "text", "text"], ["id"], "d", rows)
     env.write(Batch(STREAM, 1, "0/1", "0/2", 1, [tc]))
     report = replay(env.task)
+    assert report.exact_batches == 0
+    # id 3 gives its email away in a whole-row update, then id 1 takes it in a partial one: set-based,
+    # the partial update runs first and hits the unique index; the batch is replayed change by change.
+    rows = [
+        ChangeRow("U", "0/3", 0, 2, ts, ["3", "w@x", "b3 new"]),
+        ChangeRow("U", "0/3", 1, 2, ts, ["1", "z@x", None], ["bio"]),
+    ]
+    tc = TableChanges("public", "users", ["id", "email", "bio"], ["integer", "text", "text"], ["id"], "d", rows)
+    env.write(Batch(STREAM, 2, "0/3", "0/4", 1, [tc]))
+    report = replay(env.task)
     assert report.exact_batches == 1
     assert env.pg.execute(env.db, "SELECT * FROM public.users ORDER BY id") == [
-        (1, "y@example.org", "long bio"),
+        (1, "z@x", "long bio"),
         (2, "x@example.org", "new"),
+        (3, "w@x", "b3 new"),
     ]
 
 
