@@ -102,7 +102,7 @@ SETTINGS_KEYS = (
 ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
-VALIDATION_SETTINGS_KEYS = ("enabled",)
+VALIDATION_SETTINGS_KEYS = ("enabled", "partition_size", "failure_max_count")
 # settings.mysql: the type-mapping choices of schema conversion (bulkmig.engines.mysql.types.TypeSettings).
 MYSQL_SETTINGS_KEYS = ("tinyint1_as_boolean", "zero_dates", "time_as", "postgis", "scan_values")
 # settings.sqlite: how SQLite values are read (bulkmig.engines.sqlite.types.TypeSettings).
@@ -492,6 +492,10 @@ class EncryptionSettings:
 @dataclass(frozen=True)
 class ValidationSettings:
     enabled: bool = True
+    # PG → PG: rows per key-range partition hashed on both servers (DMS's ValidationSettings.PartitionSize).
+    partition_size: int = 10_000
+    # Failure records kept per table; past it the bisection stops (DMS suspends the table's validation).
+    failure_max_count: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -996,8 +1000,11 @@ class _Builder:
             privileges=self.bool_(schema, "privileges", False, "settings.schema."),
             primary_keys=self.choice(schema, "primary_keys", PRIMARY_KEYS, "before"),
         )
+        dv, pre = ValidationSettings(), "settings.validation."
         validation_settings = ValidationSettings(
-            enabled=self.bool_(validation, "enabled", True, "settings.validation.")
+            enabled=self.bool_(validation, "enabled", dv.enabled, pre),
+            partition_size=self.int_(validation, "partition_size", dv.partition_size, 1, pre),
+            failure_max_count=self.int_(validation, "failure_max_count", dv.failure_max_count, 1, pre),
         )
         encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
         mysql_settings = self.mysql(self.section(raw, "mysql", MYSQL_SETTINGS_KEYS))
@@ -1080,12 +1087,12 @@ class _Builder:
             values["column_types"] = checked
         return SqliteTypeSettings(**values)
 
-    def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int, prefix: str = "settings.") -> int:
         value = raw.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(f"settings.{key}: must be an integer ≥ {minimum}, not {value!r}")
+            self.problem(f"{prefix}{key}: must be an integer ≥ {minimum}, not {value!r}")
             return default
         return value
 

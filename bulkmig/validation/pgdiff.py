@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bulkmig.engines.postgres import rowhash
@@ -153,6 +155,8 @@ class Pair:
 
     def __init__(self, src: Side, dst: Side, pool: ThreadPoolExecutor) -> None:
         self.src, self.dst, self.pool = src, dst, pool
+        self.names: list[str] = []  # the columns' names for reports (the target's)
+        self.canon: list[str] = []  # per column, the SQL template (``{}``: the column) of its hashed form
 
     def both(self, fn: Callable[[Side], Any]) -> tuple[Any, Any]:
         left = self.pool.submit(fn, self.src)
@@ -443,9 +447,9 @@ def fill_details(pair: Pair, names: list[str], canon: list[str], failures: list[
 # ------------------------------------------------------------------------------------------ the entry point
 
 
-def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor) -> tuple[Pair, list[str]]:
-    """Both sides of ``table`` (a :class:`bulkmig.core.model.Table`) and, per column, the SQL template of
-    its hashed form; raises LookupError naming a column the target lacks."""
+def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor) -> Pair:
+    """Both sides of ``table`` (a :class:`bulkmig.core.model.Table`); raises LookupError naming a column
+    the target lacks."""
     tschema, tname = table.target_qualified
     columns = table.copied_columns
     src = Side(src_conn, table.schema, table.name, table.filter, [ident(c.name) for c in columns])
@@ -468,25 +472,47 @@ def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor
         side.key_integer = len(key_names) == 1 and rowhash.is_integer(mine[key_names[0]])
     record_hash = version >= rowhash.RECORD_HASH_SINCE
     canon = [rowhash.canonical("{}", s, t) if record_hash else "{}" for s, t in types]
-    return Pair(src, dst, pool), canon
+    pair = Pair(src, dst, pool)
+    pair.canon = canon
+    pair.names = [c.target for c in columns]
+    return pair
 
 
-def diff_table(src_conn: Any, dst_conn: Any, table: Any, partition_size: int, failure_max_count: int) -> Diff:
-    """Compare one table (see the module docstring); the connections are the caller's (autocommit)."""
+@contextmanager
+def opened(src_conn: Any, dst_conn: Any, table: Any) -> Iterator[Pair]:
+    """Both sides of ``table`` over the caller's (autocommit) connections, with the threads that query
+    them at the same time."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pair, canon = open_pair(src_conn, dst_conn, table, pool)
+        pair = open_pair(src_conn, dst_conn, table, pool)
         for side in (pair.src, pair.dst):
             side.conn.execute("SET enable_sort = off")  # partition sums: hash aggregation, never a sort of the table
-        if table.primary_key:
-            diff = diff_keyed(pair, partition_size, failure_max_count)
-        else:
-            diff = diff_keyless(pair, partition_size, failure_max_count)
-        if diff.failures:
-            fill_details(pair, [c.target for c in table.copied_columns], canon, diff.failures)
-        diff.queries = pair.src.queries + pair.dst.queries
-        if diff.unexamined_partitions:
-            diff.notes.append(
-                f"more than {failure_max_count:,} rows differ: {diff.unexamined_partitions:,} differing"
-                " partitions were not examined (settings.validation.failure_max_count)"
-            )
-        return diff
+        yield pair
+
+
+def diff_table(pair: Pair, table: Any, partition_size: int, failure_max_count: int) -> Diff:
+    """Compare one table (see the module docstring)."""
+    if table.primary_key:
+        diff = diff_keyed(pair, partition_size, failure_max_count)
+    else:
+        diff = diff_keyless(pair, partition_size, failure_max_count)
+    diff.failures.sort(key=lambda f: _natural(f.key if f.key is not None else [f.key_text]))
+    if diff.failures:
+        fill_details(pair, pair.names, pair.canon, diff.failures)
+    diff.queries = pair.src.queries + pair.dst.queries
+    if diff.unexamined_partitions:
+        diff.notes.append(
+            f"more than {failure_max_count:,} rows differ: {diff.unexamined_partitions:,} differing"
+            " partitions were not examined (settings.validation.failure_max_count)"
+        )
+    return diff
+
+
+def _natural(values: list[str]) -> list[tuple[int, Any]]:
+    """Keys in a readable order: numbers by value, the rest by text."""
+    out: list[tuple[int, Any]] = []
+    for v in values:
+        try:
+            out.append((0, Decimal(v)))
+        except (InvalidOperation, ValueError):
+            out.append((1, v))
+    return out
