@@ -90,7 +90,7 @@ class Diff:
     queries: int = 0  # statements sent to the two servers
     failures: list[Failure] = field(default_factory=list)
     failures_total: int = 0  # may exceed len(failures) when the cap was reached
-    unexamined_partitions: int = 0  # differing partitions not bisected because the cap was reached
+    unexamined_partitions: int = 0  # differing ranges not examined because the cap was reached
     method: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -157,6 +157,7 @@ class Pair:
         self.src, self.dst, self.pool = src, dst, pool
         self.names: list[str] = []  # the columns' names for reports (the target's)
         self.canon: list[str] = []  # per column, the SQL template (``{}``: the column) of its hashed form
+        self.rows_hint = 0  # the plan's row estimate, for tables the servers have not analyzed
 
     def both(self, fn: Callable[[Side], Any]) -> tuple[Any, Any]:
         left = self.pool.submit(fn, self.src)
@@ -201,7 +202,7 @@ def diff_keyed(pair: Pair, partition_size: int, failure_max_count: int) -> Diff:
         if not known:
             ranges = IntegerRanges(0, 0, 1, 0)  # both empty: one range, which both count as empty
         else:
-            rows = max(pair.both(Side.estimate))
+            rows = max(*pair.both(Side.estimate), pair.rows_hint)
             lo, hi = min(known), max(v for v in (s_max, t_max) if v is not None)
             ranges = plan_integer(lo, hi, rows, partition_size)
     if isinstance(ranges, IntegerRanges):
@@ -232,15 +233,17 @@ def _bisect_integer(pair: Pair, ranges: IntegerRanges, diff: Diff, cap: int) -> 
     while todo:
         leaves = [b for b in todo if level == ranges.depth or max(_rows(left, [b]), _rows(right, [b])) <= LEAF_ROWS]
         split = [b for b in todo if b not in set(leaves)]
+        read = 0
         for chunk in _chunks(leaves, RANGES_PER_QUERY):
             if len(diff.failures) >= cap:
                 break
             diff.ranges_visited += len(chunk)
+            read += len(chunk)
             _read_rows(
                 pair, ranges.predicate(key, level, chunk), ranges.predicate(pair.dst.key[0], level, chunk), diff, cap
             )
         if len(diff.failures) >= cap:
-            diff.unexamined_partitions = len(split)
+            diff.unexamined_partitions = len(split) + len(leaves) - read
             break
         nxt_left: dict[int, tuple[int, str]] = {}
         nxt_right: dict[int, tuple[int, str]] = {}
@@ -263,7 +266,7 @@ def _boundaries(pair: Pair, partition_size: int) -> KeyBoundaries:
     ascending order on the target too — else the target's ranges would not cover its keys (two servers
     sorting text differently): then one partition."""
     src, dst = pair.src, pair.dst
-    rows = src.estimate()
+    rows = max(src.estimate(), pair.rows_hint)
     percent, step = boundary_step(rows, partition_size)
     sample = f" TABLESAMPLE SYSTEM ({percent:.6f}) REPEATABLE (0)" if percent is not None and percent < 100 else ""
     keys = ", ".join(src.key)
@@ -352,7 +355,8 @@ def _read_rows(pair: Pair, src_cond: str, dst_cond: str, diff: Diff, cap: int) -
     left_f = pair.pool.submit(read, pair.src, src_cond)
     right_f = pair.pool.submit(read, pair.dst, dst_cond)
     left, right = left_f.result(), right_f.result()
-    for k in sorted(left.keys() | right.keys()):
+    keys = left.keys() | right.keys()
+    for k in sorted(keys, key=lambda k: _natural((left.get(k) or right[k])[0])):
         s, t = left.get(k), right.get(k)
         if s is not None and t is not None and s[1] == t[1]:
             continue
@@ -367,7 +371,7 @@ def _read_rows(pair: Pair, src_cond: str, dst_cond: str, diff: Diff, cap: int) -
 
 def diff_keyless(pair: Pair, partition_size: int, failure_max_count: int) -> Diff:
     diff = Diff(method="row-hash buckets (no primary key: multiset)")
-    rows = max(pair.both(Side.estimate))
+    rows = max(*pair.both(Side.estimate), pair.rows_hint)
     n = max(1, math.ceil(rows / partition_size))
     bucket = f"mod(mod(__bm_h, {n}) + {n}, {n})"
 
@@ -475,6 +479,7 @@ def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor
     pair = Pair(src, dst, pool)
     pair.canon = canon
     pair.names = [c.target for c in columns]
+    pair.rows_hint = int(table.estimated_rows or 0)
     return pair
 
 
@@ -499,6 +504,11 @@ def diff_table(pair: Pair, table: Any, partition_size: int, failure_max_count: i
     if diff.failures:
         fill_details(pair, pair.names, pair.canon, diff.failures)
     diff.queries = pair.src.queries + pair.dst.queries
+    if diff.failures_total > sum(f.copies for f in diff.failures) and not diff.unexamined_partitions:
+        diff.notes.append(
+            f"{diff.failures_total:,} rows differ; the first {len(diff.failures):,} are recorded"
+            " (settings.validation.failure_max_count)"
+        )
     if diff.unexamined_partitions:
         diff.notes.append(
             f"more than {failure_max_count:,} rows differ: {diff.unexamined_partitions:,} differing"

@@ -251,3 +251,33 @@ def test_one_difference_in_a_million_rows_reads_few_ranges(
     # Bisection: the integer key's partition in 16ths twice, then ~40 rows; the uuid's one partition read whole.
     assert result.ranges_visited == (3 if key_type == "bigint" else 1)
     assert result.queries <= 20
+
+
+def test_failure_max_count_stops_the_bisection_and_repair_is_partial(
+    pg_source,
+    source_db,
+    pg_target,
+    target_db,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    both(
+        pg_source,
+        source_db,
+        pg_target,
+        target_db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 20000) g;"
+        "ANALYZE t",
+    )
+    pg_target.execute(target_db, "UPDATE t SET v = 0 WHERE id % 1000 = 0")  # 20 rows, one per 1,000 keys
+    task = make_task(pg_source, source_db, pg_target, target_db, tmp_path, partition_size=500, failure_max_count=3)
+    t = table("t", ["id", "v"], ["id"])
+    result = compare_pg(task, t)
+    assert len(result.failures) == 3 and not result.equal and result.failures_total == 20
+    assert set(result.differing_keys) <= {f"({k})" for k in range(1000, 20001, 1000)}
+    assert "20 rows differ; the first 3 are recorded (settings.validation.failure_max_count)" in result.note
+    assert len(recorded(pg_target, target_db, "t")) == 3
+    partial = compare_pg(task, t, repair=True)
+    assert partial.repaired == 3 and not partial.equal  # the rows past the cap are still to be found
+    task = make_task(pg_source, source_db, pg_target, target_db, tmp_path, partition_size=500)
+    assert compare_pg(task, t, repair=True).repaired == 17
+    assert compare_pg(task, t).equal
