@@ -194,6 +194,8 @@ def compare_pg(task: Task, table: Table, *, repair: bool = False) -> TableResult
             where = f" WHERE {table.filter}" if table.filter else ""
             (s_rows,) = src.execute(f"SELECT count(*) FROM {qualified(table.schema, table.name)}{where}").fetchone()
             return TableResult(table.qualified, False, s_rows, 0, note="missing on the target", target=shown_target)
+        if dst.execute(f"SELECT to_regclass('{failures_table.TABLE}')").fetchone()[0] is None:
+            failures_table.ensure(dst)  # a caller other than validate(), which creates it once up front
         with pgdiff.opened(src, dst, table) as pair:
             diff = pgdiff.diff_table(pair, table, settings.partition_size, settings.failure_max_count)
             at = datetime.now(UTC)

@@ -19,7 +19,9 @@ would.  Where a type's hash is coarser than its text, the column goes through a 
 NULL hashes as 0 and the empty string does not, so NULL and '' differ.  ``hash_record_extended`` combines
 the columns linearly (31·h + …), so a sum of row hashes would not see two rows swap a value; the outer
 ``hashint8extended`` mixes each row's hash before validation sums them.  The two sessions use the same
-canonical settings (``sql.CANONICAL_SETTINGS``), so the text forms agree too.
+canonical settings (``sql.CANONICAL_SETTINGS``), so the text forms agree too.  PostgreSQL's hash
+functions are those of hash partitioning: the same on every server of one byte order (two servers of
+different byte order, an s390x and an x86, would report every row as different — never a row as equal).
 """
 
 from __future__ import annotations
