@@ -1,8 +1,11 @@
 """PostgreSQL → PostgreSQL: find exactly the rows that differ, at a cost that grows with the differences.
 
-1. Both servers, at the same time, sum a 64-bit hash of every row (:mod:`bulkmig.engines.postgres.rowhash`)
-   per key-range partition of about ``partition_size`` rows (:mod:`bulkmig.validation.partitions`) and
-   count its rows: one pass over each table, the only one when the tables are equal.
+0. Both servers, at the same time, count the table's rows and sum a 64-bit hash of every row
+   (:mod:`bulkmig.engines.postgres.rowhash`): one pass over each table, the only one when they are equal.
+   (Summing per partition in that same pass would cost a hash aggregation per row — 70 % more on a
+   narrow table — for tables that are, almost always, equal.)
+1. Where the sums differ, both servers sum the row hashes again, per key-range partition of about
+   ``partition_size`` rows (:mod:`bulkmig.validation.partitions`), and count each partition's rows.
 2. Only the partitions whose count or sum differ are read again, through the primary key's index: an
    integer key's partition splits into ``FANOUT`` sub-ranges, level after level (one query per level and
    side, whatever the number of differing ranges), until a range holds about ``LEAF_ROWS`` rows; any
@@ -496,6 +499,13 @@ def opened(src_conn: Any, dst_conn: Any, table: Any) -> Iterator[Pair]:
 
 def diff_table(pair: Pair, table: Any, partition_size: int, failure_max_count: int) -> Diff:
     """Compare one table (see the module docstring)."""
+    (s_rows, s_sum), (t_rows, t_sum) = pair.both(
+        lambda s: s.query(f"SELECT count(*), coalesce(sum({s.hash}), 0)::text {s.source()}")[0]
+    )
+    if (s_rows, s_sum) == (t_rows, t_sum):
+        diff = Diff(int(s_rows), int(t_rows), partitions=1, method="table hash (equal: no partition needed)")
+        diff.queries = pair.src.queries + pair.dst.queries
+        return diff
     if table.primary_key:
         diff = diff_keyed(pair, partition_size, failure_max_count)
     else:
