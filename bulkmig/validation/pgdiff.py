@@ -162,6 +162,12 @@ class Pair:
         self.canon: list[str] = []  # per column, the SQL template (``{}``: the column) of its hashed form
         self.rows_hint = 0  # the plan's row estimate, for tables the servers have not analyzed
 
+    def small_queries(self) -> None:
+        """From here on statements read few rows: JIT compilation (100–300 ms for a row hash over many
+        columns) would cost more than it saves, as it pays off only on the passes over whole tables."""
+        for side in (self.src, self.dst):
+            side.conn.execute("SET jit = off")
+
     def both(self, fn: Callable[[Side], Any]) -> tuple[Any, Any]:
         left = self.pool.submit(fn, self.src)
         right = self.pool.submit(fn, self.dst)
@@ -227,6 +233,7 @@ def _bisect_integer(pair: Pair, ranges: IntegerRanges, diff: Diff, cap: int) -> 
         return _sums(side.query(f"SELECT {body} {side.source(cond or '')} GROUP BY 1"))
 
     left, right = pair.both(lambda s: level_sums(s, 0, None))
+    pair.small_queries()
     diff.partitions = ranges.partitions
     diff.source_rows = sum(n for n, _ in left.values())
     diff.target_rows = sum(n for n, _ in right.values())
@@ -323,6 +330,7 @@ def _by_boundaries(pair: Pair, parts: KeyBoundaries, diff: Diff, cap: int) -> Di
         return _sums(side.query(" UNION ALL ".join(f"({s})" for s in sql)))
 
     left, right = pair.both(sums)
+    pair.small_queries()
     left = {b: v for b, v in left.items() if v[0]}  # an empty edge partition sums to NULL: absent
     right = {b: v for b, v in right.items() if v[0]}
     diff.partitions = parts.partitions
@@ -512,6 +520,7 @@ def diff_table(pair: Pair, table: Any, partition_size: int, failure_max_count: i
         diff = diff_keyless(pair, partition_size, failure_max_count)
     diff.failures.sort(key=lambda f: _natural(f.key if f.key is not None else [f.key_text]))
     if diff.failures:
+        pair.small_queries()
         fill_details(pair, pair.names, pair.canon, diff.failures)
     diff.queries = pair.src.queries + pair.dst.queries
     if diff.failures_total > sum(f.copies for f in diff.failures) and not diff.unexamined_partitions:
