@@ -20,7 +20,7 @@ the hashes of those buckets' rows.  A row the target lacks (or has in more copie
 the source lacks MISSING_SOURCE, keyed by its row hash.
 
 At most ``failure_max_count`` failures are kept per table: past it, the bisection stops, the table is
-reported with the number of partitions left unexamined (DMS suspends a table's validation there too).
+reported with the number of differing ranges left unexamined (DMS suspends a table's validation there too).
 """
 
 from __future__ import annotations
