@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bulkmig.config.task import Task
-from bulkmig.core.errors import NotEqual, PlanError
+from bulkmig.core.errors import ConfigError, NotEqual, PlanError
 from bulkmig.core.log import Progress, say
 from bulkmig.core.model import Table
 from bulkmig.core.store import open_store
@@ -304,10 +304,16 @@ def validate(
 ) -> ValidationReport:
     """Compare every planned table; with ``repair``, re-copy the differing rows of PG → PG tables from the
     source and compare them again (:mod:`bulkmig.validation.repair`)."""
+    pg_to_pg = task.source.engine == "postgresql" and _target_is_postgres(task)
+    if repair and not pg_to_pg:
+        raise ConfigError(
+            "validate --repair needs a PostgreSQL source and a PostgreSQL target",
+            "run validate without --repair, and reload the tables it names (`bulkmig load` after dropping them)",
+        )
     plan = plan_for_validation(task)
     n = max(1, workers or task.settings.workers)
     bar = Progress("validate", len(plan.tables), unit="tables") if progress and plan.tables else None
-    if task.source.engine == "postgresql" and _target_is_postgres(task):
+    if pg_to_pg:
         with connect(task.target, autocommit=True) as conn:
             failures_table.ensure(conn)  # once, before the tables' threads write to it
 

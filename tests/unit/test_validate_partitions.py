@@ -120,3 +120,21 @@ def test_failure_keys_and_details_as_dms_writes_them() -> None:
     keyless = Failure("MISSING_TARGET", "-42", None, copies=2)
     assert keyless.key_type == "RowHash" and keyless.key_json() == '{"row_hash": "-42", "copies": 2}'
     assert re.fullmatch(r"\[\]", keyless.details_json())
+
+
+def test_repair_is_refused_unless_both_ends_are_postgresql(tmp_path) -> None:  # noqa: ANN001
+    from bulkmig.config.task import Task
+    from bulkmig.core.errors import ConfigError
+    from bulkmig.validation.validate import validate
+
+    (tmp_path / "shop.db").write_bytes(b"")
+    doc = {
+        "source": "sqlite:///shop.db",
+        "target": "postgresql://u@127.0.0.1:1/db",
+        "migration_type": "full-load",
+        "volume": str(tmp_path / "volume"),
+        "bucket": "s3://unused/x",
+    }
+    task = Task.from_dict(doc, tmp_path, env={"BULKMIG_TARGET_PASSWORD": "x"})
+    with pytest.raises(ConfigError, match="--repair needs a PostgreSQL source and a PostgreSQL target"):
+        validate(task, repair=True, progress=False)
