@@ -118,7 +118,8 @@ class Side:
         self.conn = conn
         self.relation = qualified(schema, name)
         self.where = where
-        self.columns = columns  # copied columns, in the same order on both sides
+        self.columns = columns  # every column, in the same order on both sides (quoted)
+        self.copied: list[str] = []  # those whose values travel (not generated): what a repair copies
         self.key: list[str] = []  # key columns, quoted
         self.key_types: list[str] = []  # their types' SQL (to cast key text back)
         self.key_integer = False  # a one-column integer key
@@ -466,9 +467,11 @@ def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor
     """Both sides of ``table`` (a :class:`bulkmig.core.model.Table`); raises LookupError naming a column
     the target lacks."""
     tschema, tname = table.target_qualified
-    columns = table.copied_columns
+    columns = table.columns  # generated ones too: a target computing them otherwise is a difference
     src = Side(src_conn, table.schema, table.name, table.filter, [ident(c.name) for c in columns])
     dst = Side(dst_conn, tschema, tname, None, [ident(c.target) for c in columns])
+    src.copied = [ident(c.name) for c in table.copied_columns]
+    dst.copied = [ident(c.target) for c in table.copied_columns]
     s_types = rowhash.column_types(src_conn, table.schema, table.name)
     t_types = rowhash.column_types(dst_conn, tschema, tname)
     missing = [c.target for c in columns if c.target not in t_types]

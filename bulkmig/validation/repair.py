@@ -42,10 +42,10 @@ def repair(pair: Pair, failures: list[Failure]) -> list[Failure]:
     with dst.conn.transaction():
         dst.conn.execute("SET LOCAL session_replication_role = replica")
         dst.conn.execute(f"DELETE {dst.source(_keys_in(dst, failures))}")
-        select = f"SELECT {', '.join(src.columns)} {src.source(_keys_in(src, failures))}"
+        select = f"SELECT {', '.join(src.copied)} {src.source(_keys_in(src, failures))}"
         with (
             src.conn.cursor().copy(f"COPY ({select}) TO STDOUT") as out,
-            dst.conn.cursor().copy(f"COPY {dst.relation} ({', '.join(dst.columns)}) FROM STDIN") as into,
+            dst.conn.cursor().copy(f"COPY {dst.relation} ({', '.join(dst.copied)}) FROM STDIN") as into,
         ):
             for chunk in out:
                 into.write(chunk)

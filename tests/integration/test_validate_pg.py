@@ -40,9 +40,10 @@ def make_task(
     return task
 
 
-def table(name: str, columns: list[str], key: list[str], *, where: str | None = None) -> Table:
-    """The plan's view of a table: only names matter to PG → PG validation."""
-    return Table("public", name, [Column(c, "text", "text", "string") for c in columns], primary_key=key, filter=where)
+def table(name: str, columns: list[str], key: list[str], *, where: str | None = None, generated: tuple = ()) -> Table:
+    """The plan's view of a table: only names (and which columns are generated) matter to PG → PG validation."""
+    cols = [Column(c, "text", "text", "string", generated=c in generated) for c in columns]
+    return Table("public", name, cols, primary_key=key, filter=where)
 
 
 def both(pg_source: PostgresServer, source_db: str, pg_target: PostgresServer, target_db: str, sql: str) -> None:
@@ -69,7 +70,8 @@ def recorded(pg_target: PostgresServer, target_db: str, name: str) -> list[tuple
 
 
 PLANTED = """
-CREATE TABLE items (id int PRIMARY KEY, v text, f float8, n numeric, j jsonb, ts timestamptz, b bytea);
+CREATE TABLE items (id int PRIMARY KEY, v text, f float8, n numeric, j jsonb, ts timestamptz, b bytea,
+  vl int GENERATED ALWAYS AS (length(v)) STORED);
 INSERT INTO items SELECT g, 'v' || g, g * 0.5, g / 4.0, jsonb_build_object('g', g),
   '2024-01-01'::timestamptz + g * interval '1 minute', int4send(g) FROM generate_series(1, 5000) g;
 UPDATE items SET v = '' WHERE id = 20;
@@ -86,13 +88,13 @@ def test_planted_differences_are_found_recorded_and_repaired(
         target_db,
         "UPDATE items SET v = 'changed' WHERE id = 17;"  # a changed value
         "DELETE FROM items WHERE id = 400;"  # a missing row
-        "INSERT INTO items VALUES (5001, 'extra', 1, 1, '{}', now(), '');"  # an extra row
+        "INSERT INTO items VALUES (5001, 'extra', 1, 1, '{}', now(), '');"  # an extra row (vl is computed)
         "UPDATE items SET v = NULL WHERE id = 20;"  # NULL where the source has ''
         "UPDATE items SET f = '-0' WHERE id = 30;"  # -0.0 where the source has 0.0 (their text differs)
         "UPDATE items SET n = 1.50 WHERE id = 6;",  # 1.50 where the source has 1.5000…: same number, other scale
     )
     task = make_task(pg_source, source_db, pg_target, target_db, tmp_path, partition_size=500)
-    items = table("items", ["id", "v", "f", "n", "j", "ts", "b"], ["id"])
+    items = table("items", ["id", "v", "f", "n", "j", "ts", "b", "vl"], ["id"], generated=("vl",))
 
     result = compare_pg(task, items)
     want = {
@@ -109,8 +111,8 @@ def test_planted_differences_are_found_recorded_and_repaired(
     assert (result.differing_rows, result.missing_on_target, result.extra_on_target) == (4, 1, 1)
     assert result.method.startswith("key-range partitions (integer key")
     details = {f["key"]: json.loads(f["details"]) for f in result.failures}
-    assert details['{"key": ["17"]}'] == [[{"v": "v17"}, {"v": "changed"}]]
-    assert details['{"key": ["20"]}'] == [[{"v": ""}, {"v": None}]]
+    assert details['{"key": ["17"]}'] == [[{"v": "v17", "vl": "3"}, {"v": "changed", "vl": "7"}]]
+    assert details['{"key": ["20"]}'] == [[{"v": "", "vl": "0"}, {"v": None, "vl": None}]]
     assert details['{"key": ["30"]}'] == [[{"f": "0"}, {"f": "-0"}]]
     assert details['{"key": ["6"]}'] == [[{"n": "1.5000000000000000"}, {"n": "1.50"}]]
     assert details['{"key": ["400"]}'][0][0]["v"] == "v400" and details['{"key": ["400"]}'][0][1] == {}
