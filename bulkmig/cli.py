@@ -169,7 +169,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from bulkmig.validation.validate import validate
 
-    report = validate(_task(args), workers=args.workers, raise_on_difference=False, progress=not args.quiet)
+    report = validate(
+        _task(args), workers=args.workers, raise_on_difference=False, progress=not args.quiet, repair=args.repair
+    )
     if args.json:
         print(report.to_json())
     if not report.equal:
@@ -438,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "compare every selected table between source and target")
     p.add_argument("--workers", type=int)
     p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="PostgreSQL source and target: re-copy the differing rows from the source (one transaction per"
+        " table), then compare them again",
+    )
     p = add("capture", cmd_capture, "stream committed source changes to the bucket as change batches (resumes)")
     p.add_argument("--once", action="store_true", help="one pass up to the source's current position, then stop")
     p.add_argument("--until", metavar="LSN", help="stop once everything up to this source position is captured")

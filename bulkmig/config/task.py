@@ -108,7 +108,7 @@ SETTINGS_KEYS = (
 ENCRYPTION_KEYS = ("key_file",)
 SCHEMA_SETTINGS_KEYS = ("owners", "privileges", "primary_keys")
 PRIMARY_KEYS = ("before", "after")
-VALIDATION_SETTINGS_KEYS = ("enabled", "threads", "only")
+VALIDATION_SETTINGS_KEYS = ("enabled", "threads", "only", "partition_size", "failure_max_count")
 # settings.existing_tables: what load does with target tables that already exist (DMS TargetTablePrepMode:
 # DO_NOTHING = append, DROP_AND_CREATE = drop, TRUNCATE_BEFORE_LOAD = truncate); refuse is bulkmig's own default.
 EXISTING_TABLES = ("refuse", "append", "drop", "truncate")
@@ -516,6 +516,10 @@ class ValidationSettings:
     enabled: bool = True  # false: `migrate` ends after load without validating (`validate` still runs when asked)
     threads: int | None = None  # tables compared at once (None: settings.workers)
     only: bool = False  # `migrate` only validates: it moves nothing (DMS ValidationOnly)
+    # PG → PG: rows per key-range partition hashed on both servers (DMS's ValidationSettings.PartitionSize).
+    partition_size: int = 10_000
+    # Failure records kept per table; past it the bisection stops (DMS suspends the table's validation).
+    failure_max_count: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -1074,6 +1078,8 @@ class _Builder:
             enabled=self.bool_(validation, "enabled", True, "settings.validation."),
             threads=threads,
             only=self.bool_(validation, "only", False, "settings.validation."),
+            partition_size=self.int_(validation, "partition_size", 10_000, 1, "settings.validation."),
+            failure_max_count=self.int_(validation, "failure_max_count", 10_000, 1, "settings.validation."),
         )
         existing_tables = self.choice(raw, "existing_tables", EXISTING_TABLES, d.existing_tables)
         encryption_settings = self.encryption(self.section(raw, "encryption", ENCRYPTION_KEYS))
@@ -1184,12 +1190,12 @@ class _Builder:
             values["column_types"] = checked
         return SqliteTypeSettings(**values)
 
-    def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    def int_(self, raw: Mapping[str, Any], key: str, default: int, minimum: int, prefix: str = "settings.") -> int:
         value = raw.get(key)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.problem(f"settings.{key}: must be an integer ≥ {minimum}, not {value!r}")
+            self.problem(f"{prefix}{key}: must be an integer ≥ {minimum}, not {value!r}")
             return default
         return value
 

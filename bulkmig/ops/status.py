@@ -20,6 +20,15 @@ from bulkmig.core.store import open_store
 from bulkmig.fullload.plan import read_plan
 
 
+def _dms_validation(v: dict[str, Any] | None) -> str:
+    """`` (Mismatched records: 3 failed, 2 repaired)``: the table's validation in DMS's words."""
+    if not v:
+        return ""
+    counts = [f"{v['failed_records']:,} failed"] if v["failed_records"] else []
+    counts += [f"{v['repaired_records']:,} repaired"] if v["repaired_records"] else []
+    return f" ({v['state']}" + (f": {', '.join(counts)}" if counts else "") + ")"
+
+
 def _section(name: str, probe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return probe()
@@ -144,6 +153,7 @@ def render(doc: dict[str, Any]) -> str:
             f"  table     {t['schema']}.{t['table']}: {t['table_state']}; parts {t['parts_on_volume']}/{t['parts']} on"
             f" volume, {t['parts_in_bucket']} in bucket, {t['parts_loaded']} loaded; {t['full_load_rows']:,} rows;"
             f" +{t['inserts']} ~{t['updates']} -{t['deletes']} ddl {t['ddls']}; {t['validation_state']}"
+            + _dms_validation(t.get("validation"))
         )
     val = doc.get("validation")
     if val:

@@ -7,7 +7,8 @@ replay position on the target, the change batches' manifests, the records in :mo
 becomes an ``error`` in its stage instead of failing the document.
 
 Per table it carries what AWS DMS users know from table statistics: full-load rows, inserts, updates,
-deletes, DDLs, table state, validation state and last update time.  The change counts come from the
+deletes, DDLs, table state, validation state (DMS's words and counters: Validated, Mismatched records, …,
+failed and repaired records) and last update time.  The change counts come from the
 applied change batches; batches never change once written, so their counts are cached per process.
 """
 
@@ -151,7 +152,7 @@ def build(task: Task) -> dict[str, Any]:
         applied, pending_rows = ch.get("applied", {}), ch.get("pending")
         if "error" in ch:
             errors["replay"] = ch["error"]
-    validation = {t["table"]: t for t in (doc["validation"] or {}).get("tables", [])}
+    validation = {t["table"]: {"at": doc["validation"]["at"], **t} for t in (doc["validation"] or {}).get("tables", [])}
 
     total_parts = plan.total_parts if plan else None
     vol_done = sum((on_volume.get("done") or Counter()).values())
@@ -197,6 +198,7 @@ def build(task: Task) -> dict[str, Any]:
                 "ddls": int(c.get("DDL", 0)),
                 "table_state": state,
                 "validation_state": ("not validated" if v is None else "equal" if v.get("equal") else "differs"),
+                "validation": _table_validation(task, v),
                 "last_update_time": led.get("at"),
             }
         )
@@ -294,6 +296,26 @@ def build(task: Task) -> dict[str, Any]:
             "applied_changes": sum(sum(v for k, v in c.items() if k != "DDL") for c in applied.values()),
         }
     return doc
+
+
+def _table_validation(task: Task, v: dict[str, Any] | None) -> dict[str, Any]:
+    """A table's validation as AWS DMS's table statistics put it (``ValidationState`` and its counters),
+    from the last `bulkmig validate` report; failed records are those still differing (not repaired)."""
+    if v is None:
+        state = "Pending validation" if task.settings.validation.enabled else "Not enabled"
+        return {"state": state, "failed_records": 0, "repaired_records": 0, "partitions": 0, "at": None}
+    repaired = int(v.get("repaired", 0))
+    found = int(v.get("failures_total", 0)) or sum(
+        int(v.get(k, 0)) for k in ("missing_on_target", "extra_on_target", "differing_rows")
+    )
+    state = v.get("validation_state") or ("Validated" if v.get("equal") else "Mismatched records")
+    return {
+        "state": state,
+        "failed_records": 0 if v.get("equal") else max(found - repaired, 0),
+        "repaired_records": repaired,
+        "partitions": int(v.get("partitions", 0)),
+        "at": v.get("at"),
+    }
 
 
 def _vol_store(task: Task) -> Any:

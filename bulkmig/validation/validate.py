@@ -17,23 +17,29 @@ NULL), listed by column and key so a conversion is never silent nor mistaken for
 from __future__ import annotations
 
 import json
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bulkmig.config.task import Task
-from bulkmig.core.errors import NotEqual, PlanError
+from bulkmig.core.errors import ConfigError, NotEqual, PlanError
 from bulkmig.core.log import Progress, say
 from bulkmig.core.model import Table
 from bulkmig.core.store import open_store
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.engines.postgres.sql import ident, qualified
+from bulkmig.engines.postgres.sql import qualified
 from bulkmig.fullload.plan import Plan, read_plan
+from bulkmig.validation import failures as failures_table
+from bulkmig.validation import pgdiff
 from bulkmig.validation.compare import compare_foreign
+from bulkmig.validation.repair import repair as repair_rows
 
 MAX_KEYS_REPORTED = 20
-# Pairing rows by key keeps both sides' keys in memory; above this many rows only the verdict is given.
-MAX_ROWS_TO_PAIR = 5_000_000
+MAX_DIFFERENCES_SHOWN = 10
+# DMS's ValidationState words (table statistics), as `status` shows them.
+VALIDATED, MISMATCHED, TABLE_ERROR = "Validated", "Mismatched records", "Table error"
 
 
 @dataclass
@@ -55,7 +61,16 @@ class TableResult:
     differences: list[dict[str, Any]] = field(default_factory=list)
     # Per column: {"column", "why", "count", "keys"} — which values were converted, where.
     conversions: list[dict[str, Any]] = field(default_factory=list)
-    method: str = ""  # how rows were paired: hash-sum (PG → PG), merge, hash, multiset
+    method: str = ""  # how rows were paired: key-range partitions (PG → PG), merge, hash, multiset
+    validation_state: str = ""  # DMS's word: Validated, Mismatched records, Table error
+    # PG → PG: what the partitioned comparison cost, and its failure records (bulkmig.validation_failures).
+    partitions: int = 0  # key-range partitions hashed on both servers
+    partitions_differing: int = 0
+    ranges_visited: int = 0  # ranges read again to bisect the differing partitions
+    queries: int = 0  # statements sent to the two servers
+    failures_total: int = 0  # differing rows found (failures holds at most failure_max_count)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # DMS's failure records, one per row
+    repaired: int = 0  # rows re-copied from the source by --repair and found equal again
 
 
 @dataclass
@@ -92,6 +107,12 @@ class ValidationReport:
                     f"{pad}missing on target {t.missing_on_target:,}, extra on target {t.extra_on_target:,}, "
                     f"differing rows {t.differing_rows:,}"
                 )
+            if t.partitions and not t.equal or t.repaired:
+                lines.append(
+                    f"{pad}{t.partitions:,} partitions, {t.partitions_differing:,} differ: {t.ranges_visited:,} ranges"
+                    f" read again, {t.queries:,} queries; {t.failures_total:,} failure records"
+                    " in bulkmig.validation_failures"
+                )
             if t.differing_keys:
                 lines.append(f"{pad}keys that differ: {', '.join(t.differing_keys)}")
             for d in t.differences:
@@ -122,22 +143,6 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _row_expr(table: Table) -> str:
-    return "ROW(" + ", ".join(ident(c.name) for c in table.columns) + ")::text"
-
-
-def _summary_sql(table: Table, schema: str, name: str, where: str | None) -> str:
-    digest = f"hashtextextended({_row_expr(table)}, 0)"
-    sql = f"SELECT count(*), coalesce(sum({digest}), 0)::text FROM {qualified(schema, name)}"
-    return sql + (f" WHERE {where}" if where else "")
-
-
-def _pair_sql(table: Table, schema: str, name: str, where: str | None) -> str:
-    key = "ROW(" + ", ".join(ident(k) for k in table.primary_key) + ")::text"
-    sql = f"SELECT {key}, md5({_row_expr(table)}) FROM {qualified(schema, name)}"
-    return sql + (f" WHERE {where}" if where else "")
-
-
 def compare_foreign_table(task: Task, table: Table, compare: Any = compare_foreign) -> TableResult:
     """A MySQL/MariaDB or SQLite source (or a MySQL target): rows streamed from both sides and paired
     (:mod:`bulkmig.validation.compare`)."""
@@ -165,48 +170,116 @@ def compare_foreign_table(task: Task, table: Table, compare: Any = compare_forei
     )
 
 
-def compare_table(task: Task, table: Table) -> TableResult:
+def compare_table(task: Task, table: Table, *, repair: bool = False) -> TableResult:
     from bulkmig.engines.protocols import source_capabilities
     from bulkmig.targets import target_engine
 
     if (engine := target_engine(task)) is not None:
-        return compare_foreign_table(task, table, engine.compare)
+        return _with_state(compare_foreign_table(task, table, engine.compare))
     if not source_capabilities(task.source.engine).native_schema:  # no common text form: value by value
-        return compare_foreign_table(task, table)
-    tschema, tname = table.target_schema or table.schema, table.target_name or table.name
+        return _with_state(compare_foreign_table(task, table))
+    return _with_state(compare_pg(task, table, repair=repair))
+
+
+def compare_pg(task: Task, table: Table, *, repair: bool = False) -> TableResult:
+    """PostgreSQL → PostgreSQL: partition hashes, bisection, failure records, and the repair when asked
+    (:mod:`bulkmig.validation.pgdiff`, :mod:`bulkmig.validation.repair`)."""
+    tschema, tname = table.target_qualified
+    shown_target = ".".join(table.target_qualified) if table.target_qualified != (table.schema, table.name) else ""
+    settings = task.settings.validation
     src = connect(task.source, autocommit=True)
     dst = connect(task.target, autocommit=True)
     try:
         exists = dst.execute("SELECT to_regclass(%s)", (qualified(tschema, tname),)).fetchone()[0]
         if exists is None:
-            s_rows = src.execute(_summary_sql(table, table.schema, table.name, table.filter)).fetchone()[0]
-            return TableResult(table.qualified, False, s_rows, 0, note="missing on the target")
-        with ThreadPoolExecutor(max_workers=2) as both:  # the two servers work at the same time
-            left_f = both.submit(lambda: src.execute(_summary_sql(table, table.schema, table.name, table.filter)))
-            right_f = both.submit(lambda: dst.execute(_summary_sql(table, tschema, tname, None)))
-            s_rows, s_sum = left_f.result().fetchone()
-            t_rows, t_sum = right_f.result().fetchone()
-        result = TableResult(table.qualified, s_rows == t_rows and s_sum == t_sum, s_rows, t_rows, method="hash-sum")
-        if result.equal:
-            return result
-        if not table.primary_key:
-            result.note = "no primary key: rows cannot be paired to name the difference"
-        elif max(s_rows, t_rows) > MAX_ROWS_TO_PAIR:
-            result.note = f"more than {MAX_ROWS_TO_PAIR:,} rows: differing keys not listed"
-        else:
-            left = dict(src.execute(_pair_sql(table, table.schema, table.name, table.filter)).fetchall())
-            right = dict(dst.execute(_pair_sql(table, tschema, tname, None)).fetchall())
-            keys = sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
-            result.missing_on_target = sum(1 for k in keys if k not in right)
-            result.extra_on_target = sum(1 for k in keys if k not in left)
-            result.differing_rows = len(keys) - result.missing_on_target - result.extra_on_target
-            result.differing_keys = keys[:MAX_KEYS_REPORTED]
-            if len(keys) > MAX_KEYS_REPORTED:
-                result.note = f"{len(keys)} keys differ; first {MAX_KEYS_REPORTED} shown"
-        return result
+            where = f" WHERE {table.filter}" if table.filter else ""
+            (s_rows,) = src.execute(f"SELECT count(*) FROM {qualified(table.schema, table.name)}{where}").fetchone()
+            return TableResult(table.qualified, False, s_rows, 0, note="missing on the target", target=shown_target)
+        if dst.execute(f"SELECT to_regclass('{failures_table.TABLE}')").fetchone()[0] is None:
+            failures_table.ensure(dst)  # a caller other than validate(), which creates it once up front
+        with pgdiff.opened(src, dst, table) as pair:
+            diff = pgdiff.diff_table(pair, table, settings.partition_size, settings.failure_max_count)
+            at = datetime.now(UTC)
+            as_record = failures_table.record(task.name, table, at)
+            failures_table.replace(dst, task.name, table, map(as_record, diff.failures))
+            fixed = repair_rows(pair, diff.failures) if repair and diff.failures else []
+            if fixed:
+                failures_table.mark_repaired(dst, task.name, table, [f.key_json() for f in fixed])
+    except LookupError as exc:
+        return TableResult(table.qualified, False, 0, 0, note=str(exc), target=shown_target)
     finally:
         src.close()
         dst.close()
+    return _pg_result(table, shown_target, diff, [as_record(f) for f in diff.failures], fixed)
+
+
+def _pg_result(
+    table: Table, shown_target: str, diff: pgdiff.Diff, records: list[dict[str, Any]], fixed: list[pgdiff.Failure]
+) -> TableResult:
+    kinds: Counter[str] = Counter()
+    for f in diff.failures:
+        kinds[f.kind] += f.copies
+    result = TableResult(
+        table.qualified,
+        diff.equal,
+        diff.source_rows,
+        diff.target_rows,
+        differing_keys=[f.key_text for f in diff.failures if f.key is not None][:MAX_KEYS_REPORTED],
+        note="; ".join(diff.notes),
+        target=shown_target,
+        missing_on_target=kinds[pgdiff.MISSING_TARGET],
+        extra_on_target=kinds[pgdiff.MISSING_SOURCE],
+        differing_rows=kinds[pgdiff.RECORD_DIFF],
+        differences=[_difference(f) for f in diff.failures[:MAX_DIFFERENCES_SHOWN]],
+        method=diff.method,
+        partitions=diff.partitions,
+        partitions_differing=diff.partitions_differing,
+        ranges_visited=diff.ranges_visited,
+        queries=diff.queries,
+        failures_total=diff.failures_total,
+        failures=records,
+    )
+    if not table.primary_key:
+        result.note = "; ".join(["no primary key: rows compared as a multiset, keyed by their row hash", *diff.notes])
+    if fixed:
+        result.repaired = sum(f.copies for f in fixed)
+        recorded = sum(f.copies for f in diff.failures)
+        if len(fixed) == len(diff.failures) and recorded == diff.failures_total and not diff.unexamined_partitions:
+            result.equal = True
+            result.target_rows = result.source_rows
+        done = f"repaired {result.repaired:,} of {diff.failures_total:,} failed rows from the source"
+        result.note = "; ".join(n for n in (result.note, done) if n)
+    return result
+
+
+def _difference(f: pgdiff.Failure) -> dict[str, Any]:
+    """A failure in the report's ``differences`` shape (shared with cross-engine validation)."""
+    key = f.key_text if f.key is not None else None
+    source, target = f.details[0] if f.details else ({}, {})
+    if f.kind == pgdiff.RECORD_DIFF:
+        columns = [{"column": c, "source": _shown(source.get(c)), "target": _shown(target.get(c))} for c in source]
+        return {"key": key, "kind": "differs", "columns": columns}
+    kind, row = ("missing on target", source) if f.kind == pgdiff.MISSING_TARGET else ("extra on target", target)
+    return {"key": key, "kind": kind, "row": {c: _shown(v) for c, v in row.items()}}
+
+
+def _shown(value: Any) -> str:
+    return "NULL" if value is None else _cut(str(value), 60)
+
+
+def _with_state(result: TableResult) -> TableResult:
+    """DMS's table-statistics word for the outcome (``ValidationState``)."""
+    if result.note.startswith("missing on the target") or "is missing on the target" in result.note:
+        result.validation_state = TABLE_ERROR
+    else:
+        result.validation_state = VALIDATED if result.equal else MISMATCHED
+    return result
+
+
+def _target_is_postgres(task: Task) -> bool:
+    from bulkmig.targets import target_engine
+
+    return target_engine(task) is None
 
 
 def plan_for_validation(task: Task) -> Plan:
@@ -223,15 +296,31 @@ def plan_for_validation(task: Task) -> Plan:
 
 
 def validate(
-    task: Task, *, workers: int | None = None, raise_on_difference: bool = True, progress: bool = True
+    task: Task,
+    *,
+    workers: int | None = None,
+    raise_on_difference: bool = True,
+    progress: bool = True,
+    repair: bool = False,
 ) -> ValidationReport:
+    """Compare every planned table; with ``repair``, re-copy the differing rows of PG → PG tables from the
+    source and compare them again (:mod:`bulkmig.validation.repair`)."""
+    pg_to_pg = task.source.engine == "postgresql" and _target_is_postgres(task)
+    if repair and not pg_to_pg:
+        raise ConfigError(
+            "validate --repair needs a PostgreSQL source and a PostgreSQL target",
+            "run validate without --repair, and reload the tables it names (`bulkmig load` after dropping them)",
+        )
     plan = plan_for_validation(task)
     # settings.validation.threads (DMS ThreadCount) when the command line does not say.
     n = max(1, workers or task.settings.validation.threads or task.settings.workers)
     bar = Progress("validate", len(plan.tables), unit="tables") if progress and plan.tables else None
+    if pg_to_pg:
+        with connect(task.target, autocommit=True) as conn:
+            failures_table.ensure(conn)  # once, before the tables' threads write to it
 
     def one(table: Table) -> TableResult:
-        result = compare_table(task, table)
+        result = compare_table(task, table, repair=repair)
         if bar:
             bar.advance(parts=1, rows=result.source_rows)
         return result
