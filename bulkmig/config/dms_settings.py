@@ -53,7 +53,6 @@ _FULL_LOAD_TUNING = (
 )
 _LOGGING = "bulkmig logs to stderr and `bulkmig status --json`; CloudWatch log settings are DMS's"
 _VALIDATION_TUNING = "bulkmig never suspends or delays validation: it compares every row and reports every difference"
-_VALIDATION_PARTITIONS = "bulkmig compares each table as a whole (row counts and an order-independent hash)"
 _LOB_VALIDATION = "bulkmig validates LOB columns whole"
 _COLLATION = "bulkmig pairs rows by value, not by collation order"
 
@@ -179,8 +178,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "EnableValidation": _bool(),
         "ValidationMode": _enum("ROW_LEVEL"),
         "ThreadCount": _int(1),
-        "PartitionSize": _int(1, note=_VALIDATION_PARTITIONS),
-        "FailureMaxCount": _int(note=_VALIDATION_TUNING),
+        "PartitionSize": _int(1),
+        "FailureMaxCount": _int(1),
         "TableFailureMaxCount": _int(note=_VALIDATION_TUNING),
         "RecordFailureDelayInMinutes": _int(note=_VALIDATION_TUNING),
         "RecordSuspendDelayInMinutes": _int(note=_VALIDATION_TUNING),
@@ -273,6 +272,8 @@ class DmsTaskSettings:
     validation_enabled: bool | None = None
     validation_threads: int | None = None
     validation_only: bool | None = None
+    validation_partition_size: int | None = None  # ValidationSettings.PartitionSize
+    validation_failure_max_count: int | None = None  # ValidationSettings.FailureMaxCount
     warnings: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------------------------------ reading
@@ -342,12 +343,31 @@ class DmsTaskSettings:
             "validation.threads", s.validation.threads, self.validation_threads, "ValidationSettings.ThreadCount"
         )
         only = pick("validation.only", s.validation.only, self.validation_only, "ValidationSettings.ValidationOnly")
+        size = pick(
+            "validation.partition_size",
+            s.validation.partition_size,
+            self.validation_partition_size,
+            "ValidationSettings.PartitionSize",
+        )
+        cap = pick(
+            "validation.failure_max_count",
+            s.validation.failure_max_count,
+            self.validation_failure_max_count,
+            "ValidationSettings.FailureMaxCount",
+        )
         out = dataclasses.replace(
             s,
             workers=workers,
             existing_tables=existing,
             schema=dataclasses.replace(s.schema, primary_keys=keys),
-            validation=dataclasses.replace(s.validation, enabled=enabled, threads=threads, only=only),
+            validation=dataclasses.replace(
+                s.validation,
+                enabled=enabled,
+                threads=threads,
+                only=only,
+                partition_size=size,
+                failure_max_count=cap,
+            ),
         )
         return out, notes
 
@@ -534,6 +554,8 @@ class _Reader:
             validation_enabled=True if only else valid.get("EnableValidation"),
             validation_threads=valid.get("ThreadCount"),
             validation_only=only,
+            validation_partition_size=valid.get("PartitionSize"),
+            validation_failure_max_count=valid.get("FailureMaxCount"),
             warnings=tuple(self.warnings),
         )
 

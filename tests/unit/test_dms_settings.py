@@ -110,13 +110,19 @@ def test_target_table_prep_modes(tmp_path: Path, mode: str, existing: str) -> No
 
 def test_validation_settings_are_honoured(tmp_path: Path) -> None:
     doc = saved()
-    doc["ValidationSettings"] = {"EnableValidation": True, "ThreadCount": 10, "PartitionSize": 10000}
+    doc["ValidationSettings"] = {
+        "EnableValidation": True,
+        "ThreadCount": 10,
+        "PartitionSize": 5000,
+        "FailureMaxCount": 200,
+    }
     doc["FullLoadSettings"]["CreatePkAfterFullLoad"] = True
     t = task(tmp_path, doc)
     assert t.settings.validation.enabled is True and t.settings.validation.threads == 10
     assert t.settings.validation.only is False
     assert t.settings.schema.primary_keys == "after"
-    assert any("ValidationSettings PartitionSize accepted, not used" in n for n in t.notes)
+    assert t.settings.validation.partition_size == 5000 and t.settings.validation.failure_max_count == 200
+    assert not any("PartitionSize" in n for n in t.notes)
     doc["ValidationSettings"] = {"EnableValidation": False}
     assert task(tmp_path, doc).settings.validation.enabled is False
     doc["ValidationSettings"] = {"EnableValidation": True, "ValidationOnly": True}
