@@ -61,7 +61,12 @@ class CutoverReport:
 
 
 def sync_sequences(task: Task) -> int:
-    """Set every target sequence that also exists on the source to the source's value now."""
+    """Set every target sequence that also exists on the source to the source's value now (a target engine of
+    its own sets its counterpart: a MySQL target's AUTO_INCREMENT counters)."""
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return int(engine.sync_sequences())
     src = connect(task.source, autocommit=True)
     dst = connect(task.target, autocommit=True)
     try:

@@ -119,10 +119,10 @@ class MysqlTarget:
                 f"a {self.task.source.engine} source into a MySQL target is not supported yet",
                 "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
             )
-        if self.task.cdc and self.task.source.engine != "postgresql":
+        if self.task.cdc and self.task.source.engine not in ("postgresql", "mysql"):
             raise ConfigError(
                 f"migration_type {self.task.migration_type} from {self.task.source.engine} into a MySQL target is "
-                "not supported yet (no replay)",
+                "not supported (no change capture from this source)",
                 "use migration_type: full-load",
             )
 
@@ -238,8 +238,9 @@ class MysqlTarget:
 
     def _homogeneous_columns(self, table: Table, source: Any) -> None:
         """Columns land under their own names and types; where the PostgreSQL-bound read changed a value's form
-        for nothing here (booleans, SET as an array, spatial WKB without SRID), read it as it is.  A text column
-        in a character set other than UTF-8 says so in its target type (the loader converts into it)."""
+        for nothing here (booleans, SET as an array, spatial WKB without SRID, zero dates as NULL), read it as it
+        is.  A text column in a character set other than UTF-8 says so in its target type (the loader converts
+        into it)."""
         table.target_schema = self.endpoint.database
         table.target_name = None
         charsets = {cc.name: (cc.charset or "").lower() for cc in source.columns}
@@ -254,6 +255,10 @@ class MysqlTarget:
                 c.logical_type = "text"
             elif c.logical_type == "geometry":  # the internal form: SRID + WKB (see writer.load_column)
                 c.read_as = None
+            elif c.logical_type in ("date", "timestamp", "timestamptz"):
+                # MySQL's own text, zero dates and zero months/days included (no Arrow date holds them); a
+                # TIMESTAMP reads and loads as UTC (both sessions are time_zone '+00:00').
+                c.read_as, c.arrow_type = "CAST({col} AS CHAR)", "string"
 
     # ------------------------------------------------------------------------------- load
 
@@ -566,11 +571,19 @@ class MysqlTarget:
             sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
         return sql
 
-    def replay(self, **options: Any) -> Any:
-        """CDC replay into this target (see :mod:`.apply`)."""
-        from bulkmig.engines.mysql.target.apply import replay
+    def sync_sequences(self) -> int:
+        """Cutover: every AUTO_INCREMENT counter from a fresh read of the source (see :mod:`.counters`)."""
+        from bulkmig.engines.mysql.target.counters import sync_counters
+        from bulkmig.fullload.load import find_volume
 
-        return replay(self, self.task, **options)
+        _, _, plan = find_volume(self.task)
+        return sync_counters(self.task, plan.tables, self.endpoint.database)
+
+    def replay_target(self, **session: Any) -> Any:
+        """The target's side of one replay session (``bulkmig.replay.runner`` runs the loop; see :mod:`.apply`)."""
+        from bulkmig.engines.mysql.target.apply import ReplayTarget
+
+        return ReplayTarget(self, **session)
 
     def compare(self, task: Any, table: Table) -> Any:
         """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.validation.compare.Tally``."""
