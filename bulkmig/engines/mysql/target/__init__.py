@@ -32,6 +32,8 @@ from bulkmig.engines.mysql.target import ddl
 from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
 
 ER_DUP_ENTRY = 1062
+# Schema objects created only at cutover when changes are replayed (see MysqlTarget.apply_schema).
+HELD_BACK = frozenset({"trigger"})
 # Loading sessions: strict (a bad value is an error, not a silent 0), an explicit 0 in an AUTO_INCREMENT column
 # stays 0, foreign keys are not checked row by row (the source was consistent; they are added after the data),
 # and a second loader of the same part waits for the first one's ledger row as long as the part takes.
@@ -263,12 +265,41 @@ class MysqlTarget:
     # ------------------------------------------------------------------------------- load
 
     def apply_schema(self, statements_sql: str, section: str, volume_id: str) -> int:
+        """One section of the schema, resumably.  With change data capture the triggers of post-data are held
+        back until cutover: MySQL has no session setting that keeps a trigger from firing (PostgreSQL's
+        ``session_replication_role``), so a trigger would rewrite or duplicate the rows replay copies."""
+        statements = ddl.parse(statements_sql)
+        if section == "post-data" and self.task.cdc:
+            held = [st for st in statements if st.kind in HELD_BACK]
+            statements = [st for st in statements if st.kind not in HELD_BACK]
+            if held:
+                say(f"load: {len(held)} trigger(s) held back until cutover (they would fire on the replayed rows)")
         conn = mysql_connect(self.endpoint)
         try:
             conn.autocommit(True)
             if section == "pre-data":
                 self._refuse_occupied(conn, statements_sql, volume_id)
-            return ddl.apply(conn, ddl.parse(statements_sql), volume_id, section, error_code)
+            return ddl.apply(conn, statements, volume_id, section, error_code)
+        finally:
+            conn.close()
+
+    def finish_schema(self) -> int:
+        """Cutover, once it is GO: create what :meth:`apply_schema` held back (the triggers); returns how many
+        statements ran now (0 on a rerun: the schema steps record them)."""
+        from bulkmig.fullload.load import _schema_file, find_volume
+
+        if not self.task.cdc:
+            return 0
+        store, manifest, plan = find_volume(self.task)
+        with tempfile.TemporaryDirectory(prefix="bulkmig-cutover-") as tmpname:
+            post = _schema_file(store, manifest, layout.POST_DATA, Path(tmpname) / "post-data.sql")
+            held = [st for st in ddl.parse(post.read_text()) if st.kind in HELD_BACK]
+        if not held:
+            return 0
+        conn = mysql_connect(self.endpoint)
+        try:
+            conn.autocommit(True)
+            return ddl.apply(conn, held, plan.volume_id, "cutover", error_code)
         finally:
             conn.close()
 
