@@ -444,3 +444,40 @@ def test_sakila_mariadb_to_mariadb_converges_under_a_workload_with_kills(
     assert strip.sub("", source) == strip.sub("", target)
     auto = "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY 1"
     assert mariadb.execute(mysql_db, auto, (mysql_db,)) == mariadb.execute("sakila", auto, ("sakila",))
+
+
+def test_migrate_with_cdc_then_until_caught_up_and_an_added_column(make_mysql_flow, mariadb, mysql_db, request) -> None:  # noqa: ANN001
+    """``migrate`` (capture in the background, cutover at the end) for MariaDB → MariaDB; then more changes, among
+    them an ADD COLUMN with a default, reach the target with ``capture --once`` and ``replay --until-caught-up``:
+    the column is added with the source's type and default (the rows that got it without a change agree)."""
+    source = f"src_{mysql_db}"[:64]
+    mariadb.create_database(source)
+    request.addfinalizer(lambda: mariadb.drop_database(source))
+    create_source(mariadb, source)
+    flow = make_mysql_flow(database=source, target=mariadb.url(mysql_db), migration_type="full-load-and-cdc")
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    assert "verdict       GO" in run.err, run.err
+    tables = ["every_type", "acct", "journal"]
+    assert checksums(mariadb, mysql_db, tables) == checksums(mariadb, source, tables)
+
+    conn = pymysql.connect(**mariadb.connect_args(source), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00', sql_mode = ''")
+            insert_every_type(cur, random.Random(3), 40)
+            cur.execute("UPDATE every_type SET flag = 9, e = 'gone', dt = '2000-00-01' WHERE id % 7 = 0")
+            cur.execute("ALTER TABLE acct ADD COLUMN region varchar(8) CHARACTER SET latin1 DEFAULT 'eu-ü'")
+            cur.execute("INSERT INTO acct (code, balance, region) VALUES ('Z1', 1, 'us'), ('Z2', 2, NULL)")
+            cur.execute("UPDATE acct SET region = 'ap' WHERE code LIKE 'A0001%'")
+            cur.execute("DELETE FROM journal ORDER BY at LIMIT 5")
+    finally:
+        conn.close()
+    for step in (("capture", "--once"), ("replay", "--until-caught-up")):
+        run = flow.bulkmig(*step)
+        assert run.code == 0, (step, run.text)
+    assert "added column 'region' (varchar(8) character set latin1 DEFAULT 'eu-ü')" in run.err, run.err
+    for table in tables:
+        assert every_row(mariadb, source, table) == every_row(mariadb, mysql_db, table), table
+    assert checksums(mariadb, mysql_db, tables) == checksums(mariadb, source, tables)
