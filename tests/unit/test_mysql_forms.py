@@ -66,11 +66,8 @@ def _datetime2(year: int, month: int, day: int, h: int, m: int, s: int, frac: in
         ("timestamp(6)", dt.datetime(2038, 1, 19, 3, 14, 7, 999999), "2038-01-19 03:14:07.999999"),
         ("time(3)", -dt.timedelta(hours=838, minutes=59, seconds=59), "-838:59:59"),  # beyond 24 h: kept
         ("time(3)", dt.timedelta(hours=25, microseconds=500000), "25:00:00.500000"),
-        (
-            "uuid",
-            b"\x12\x3e\x45\x67\xe8\x9b\x12\xd3\xa4\x56\x42\x66\x14\x17\x40",
-            "123e4567-e89b-12d3-a456-426614174000",
-        ),
+        # the binlog strips a UUID's trailing zero bytes, like BINARY's: padded back
+        ("uuid", bytes.fromhex("123e4567e89b12d3a456426614174000")[:-1], "123e4567-e89b-12d3-a456-426614174000"),
         ("point", b"\xe6\x10\x00\x00\x01\x01", "e61000000101"),  # the internal form: SRID, then WKB
     ],
 )
