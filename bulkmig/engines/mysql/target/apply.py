@@ -46,6 +46,7 @@ POSITION_DDL = (
 # How long a second replayer waits for the stream's lock (a killed one's session may take a moment to end).
 LOCK_WAIT_SECONDS = 15
 ER_DUP_FIELDNAME = 1060
+ER_DUP_ENTRY = 1062
 
 
 def _lock_name(database: str, stream_id: str) -> str:
@@ -155,7 +156,19 @@ class ReplayTarget:
         return bool(rows and rows[0][0])
 
     def apply(self, batch: Any, stream_id: str, *, accept_drift: bool) -> tuple[Any, bool]:
-        """Apply one batch and its position in one transaction (drift first: see the module doc)."""
+        """Apply one batch and its position in one transaction (drift first: see the module doc); when the
+        compacted path hits a duplicate key, which only its reordering can cause (the source had no such clash),
+        the batch is rolled back and applied again change by change, in the source's order."""
+        for exact in (False, True):
+            try:
+                return self._apply(batch, stream_id, accept_drift=accept_drift, exact=exact), exact
+            except Exception as exc:
+                if exact or error_code(exc) != ER_DUP_ENTRY:
+                    raise
+                say(f"replay: batch {batch.seq}: {error_text(exc)}; applying it again change by change")
+        raise AssertionError("unreachable")
+
+    def _apply(self, batch: Any, stream_id: str, *, accept_drift: bool, exact: bool) -> Any:
         from bulkmig.replay.apply import ApplyStats
 
         stats = ApplyStats(changes=batch.rows)
@@ -186,7 +199,7 @@ class ReplayTarget:
                 where = f" into {table.qualified}"
                 tc = self._unseen(tc, table, stats)
                 if tc.rows:
-                    apply_table(cur, tc, self._shape(tc, table))
+                    apply_table(cur, tc, self._shape(tc, table), exact=exact)
                     stats.statements += 1
             cur.execute(
                 "INSERT INTO bulkmig.replay_position (target_db, stream_id, seq, pos) VALUES (DATABASE(), %s, %s, %s)"
@@ -198,9 +211,11 @@ class ReplayTarget:
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a lost connection: the server rolls back itself
                 self.conn.rollback()
+            if not exact and error_code(exc) == ER_DUP_ENTRY:
+                raise  # the caller applies the batch again in order
             self._raise(f"replay of batch {batch.seq}{where}", exc)
             raise
-        return stats, False
+        return stats
 
     def _shape(self, tc: Any, table: Table) -> Shape:
         if self.forms == MYSQL_FORMS:

@@ -12,10 +12,15 @@ Two kinds of stream arrive here, told apart by the value forms their ``stream.js
   refuses, the '' of an invalid ENUM value, is written by its row alone in a non-strict session and checked
   to have produced exactly that (:meth:`_TableApply.lenient`).
 
-Runs of consecutive upserts go as one multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (set-based; the driver sends
-``executemany`` as one statement); deletes, key changes and truncates as they come, in the batch's order, which is
-the source's, so no reordering can hit a secondary unique key.  A table without a primary key changes exactly one
-row matching the whole old row (``<=>``, NULL-safe) per update and delete.
+Set-based: a keyed table's changes are compacted per key (the last one wins; a key change is a delete of the old
+key and a row under the new one), then every key touched goes in a few ``DELETE … WHERE (key) IN (…)`` and the rows
+that remain in a few multi-row ``INSERT``s (the driver sends ``executemany`` as one statement).  Compaction
+reorders changes across keys, so it could meet a clash on a secondary unique key the source never had (a value
+moved from one row to another): a plain INSERT fails on it, and the batch is applied again in order (``exact``:
+runs of upserts as ``INSERT … ON DUPLICATE KEY UPDATE``, deletes and key changes as they come), which cannot.
+A change that keeps unsent columns (unchanged TOAST of a PostgreSQL stream) is applied in order too.  A table
+without a primary key changes exactly one row matching the whole old row (``<=>``, NULL-safe) per update and
+delete, in order.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob
 LENIENT_MODE = "NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
 STRICT_MODE = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
 WARN_DATA_TRUNCATED = 1265
+# Keys per DELETE and rows per INSERT of a compacted run (a few statements of bounded size).
+CHUNK = 1000
 _TYPE_NAME = re.compile(r"\s*([a-z][a-z0-9]*)")
 
 
@@ -160,13 +167,14 @@ class _TableApply:
         self.where_key = " AND ".join(f"{q(t[k])} = %s" for k in shape.key)
         self.where_row = " AND ".join(f"{q(t[c])} <=> %s" for c in cols)
         self.pending: list[list[Any]] = []
+        self.upserting = True  # what the pending rows go in as: upserts (in order) or inserts (compacted)
 
     def values(self, vals: Sequence[str | None], names: Sequence[str]) -> list[Any]:
         return [self.shape.convert[c](vals[self.idx[c]]) for c in names]
 
     def flush(self) -> None:
         if self.pending:
-            self.cur.executemany(self.upsert if self.shape.key else self.insert, self.pending)
+            self.cur.executemany(self.upsert if self.shape.key and self.upserting else self.insert, self.pending)
             self.pending.clear()
 
     def invalid_enums(self, vals: Sequence[str | None]) -> list[str]:
@@ -200,8 +208,11 @@ class _TableApply:
         params = self.values(values, self.shape.written)
         if bad:
             self.lenient(self.upsert if upsert and self.shape.key else self.insert, params, bad)
-        else:
-            self.pending.append(params)
+            return
+        if self.pending and self.upserting != upsert:
+            self.flush()
+        self.upserting = upsert
+        self.pending.append(params)
 
     def delete(self, old: Sequence[str | None]) -> None:
         self.flush()
@@ -237,8 +248,9 @@ class _TableApply:
             )
 
 
-def apply_table(cur: Any, changes: Any, shape: Shape) -> int:
-    """Apply one table's changes (``cdc.batch.TableChanges``) in order; returns how many."""
+def apply_table(cur: Any, changes: Any, shape: Shape, *, exact: bool = False) -> int:
+    """Apply one table's changes (``cdc.batch.TableChanges``); returns how many.  A keyed table's changes are
+    compacted (:func:`_compacted`) unless ``exact`` or a change keeps unsent columns; otherwise in order."""
     if not shape.key and any(ch.op == "U" and ch.before is None for ch in changes.rows):
         raise TargetError(
             f"{shape.qualified} has no primary key and its updates carry no old row: they cannot be applied to a "
@@ -246,6 +258,17 @@ def apply_table(cur: Any, changes: Any, shape: Shape) -> int:
             "give the table a primary key on the source (or REPLICA IDENTITY FULL on PostgreSQL), or exclude it",
         )
     run = _TableApply(cur, changes, shape)
+    if shape.key and not exact and not any(ch.unchanged for ch in changes.rows):
+        segment: list[Any] = []
+        for ch in changes.rows:
+            if ch.op == "T":  # a barrier: everything before it is gone anyway, but apply in order around it
+                _compacted(run, segment)
+                segment = []
+                cur.execute(f"DELETE FROM {shape.name}")
+            else:
+                segment.append(ch)
+        _compacted(run, segment)
+        return len(changes.rows)
     for ch in changes.rows:
         if ch.op == "T":
             run.flush()
@@ -270,6 +293,47 @@ def apply_table(cur: Any, changes: Any, shape: Shape) -> int:
         run.row(ch.values)
     run.flush()
     return len(changes.rows)
+
+
+def _compacted(run: _TableApply, rows: Sequence[Any]) -> None:
+    """A run of whole-row changes of a keyed table, set-based: per key the last change wins; every key the run
+    touched is deleted in a few statements, then the rows that remain are inserted in a few more (plain INSERT,
+    so a clash on a secondary unique key — which only the reordering can cause — is an error, and the caller
+    applies the batch again in order: ``DuplicateKey``).  Foreign keys are not checked and do not cascade in this
+    session, so a row deleted and inserted again is the same as updated."""
+    if not rows:
+        return
+    key = run.shape.key
+    final: dict[tuple[Any, ...], Sequence[str | None] | None] = {}
+    born: set[tuple[Any, ...]] = set()  # keys whose first change in the run is an insert
+    for ch in rows:
+        old = ch.before if ch.before is not None else ch.values
+        if ch.op == "D":
+            final[tuple(run.values(old, key))] = None
+            continue
+        new = tuple(run.values(ch.values, key))
+        if ch.op == "U" and ch.before is not None:
+            was = tuple(run.values(ch.before, key))
+            if was != new:
+                final[was] = None
+        elif ch.op == "I" and new not in final:
+            born.add(new)
+        final[new] = ch.values
+    # A key born in the run and alive at its end needs no delete: its row was not there (if it was, after all,
+    # the INSERT says so and the batch goes again in order).
+    keys = [k for k, v in final.items() if v is None or k not in born]
+    t = run.shape.target
+    cols = ", ".join(q(t[k]) for k in key)
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ", ".join(["(" + ", ".join(["%s"] * len(key)) + ")"] * len(chunk))
+        run.cur.execute(f"DELETE FROM {run.shape.name} WHERE ({cols}) IN ({marks})", [v for k in chunk for v in k])
+    for values in final.values():
+        if values is not None:
+            run.row(values, upsert=False)
+            if len(run.pending) >= CHUNK:
+                run.flush()
+    run.flush()
 
 
 __all__ = ["Shape", "apply_table", "form_converter", "mysql_value", "shape_from_forms", "shape_from_plan"]
