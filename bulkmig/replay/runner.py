@@ -6,7 +6,10 @@ of its row in ``bulkmig.replay_position``, so a crash or ``kill -9`` at any mome
 skips none.  A batch whose seq is at or below the stored one is skipped; a batch missing in the bucket
 while a later one exists stops replay by name (it never jumps over it).  A session-level advisory lock
 per stream keeps a second replayer out.  Every session runs ``session_replication_role = replica``, so
-target triggers do not fire and foreign keys are not checked while rows arrive in bulk.
+target triggers do not fire and foreign keys are not checked while rows arrive in bulk.  That is the PostgreSQL
+target's side of a session (:class:`_PgTarget`: lock, position, the batch's transaction); another target engine
+supplies its own (MySQL/MariaDB: ``engines/mysql/target/apply.py``), and everything else here — modes, gaps,
+reconnects, snapshot marks, lag — is the same loop for every target.
 
 Fast: changes are not replayed one statement each.  Per batch and table (in ``seq`` order):
 
