@@ -141,8 +141,9 @@ class TargetEngine(Protocol):
         """Apply pre-data, load every part once, then post-data."""
         ...
 
-    def replay(self, **options: Any) -> Any:
-        """Apply change batches, each in one target transaction with its position."""
+    def replay_target(self, *, target_names: bool, marks: Any, stream_doc: Any) -> Any:
+        """The target's side of a replay session (lock, position, each batch applied with its position in one
+        transaction); the loop around it is replay's own (``bulkmig.replay.runner``)."""
         ...
 
     def compare(self, task: Any, table: Table) -> Any:

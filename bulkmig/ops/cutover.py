@@ -34,6 +34,7 @@ class CutoverReport:
     sequences: int
     validation: ValidationReport | None
     problems: list[str] = field(default_factory=list)
+    held_back: int = 0  # schema objects the target held back while changes were replayed, created now
 
     @property
     def go(self) -> bool:
@@ -51,6 +52,8 @@ class CutoverReport:
                 f"validation    {len(self.validation.tables)} tables, "
                 + ("all equal" if not bad else f"{len(bad)} differ: {', '.join(bad[:10])}")
             )
+        if self.held_back:
+            lines.append(f"schema        {self.held_back} object(s) held back while replaying (triggers) created")
         lines += [f"problem       {p}" for p in self.problems]
         lines.append(
             "verdict       GO: point the application at the target, then run `bulkmig cleanup`"
@@ -61,7 +64,12 @@ class CutoverReport:
 
 
 def sync_sequences(task: Task) -> int:
-    """Set every target sequence that also exists on the source to the source's value now."""
+    """Set every target sequence that also exists on the source to the source's value now (a target engine of
+    its own sets its counterpart: a MySQL target's AUTO_INCREMENT counters)."""
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return int(engine.sync_sequences())
     src = connect(task.source, autocommit=True)
     dst = connect(task.target, autocommit=True)
     try:
@@ -77,6 +85,15 @@ def sync_sequences(task: Task) -> int:
     finally:
         src.close()
         dst.close()
+
+
+def finish_schema(task: Task) -> int:
+    """What the target held back while changes were replayed (a MySQL target's triggers, which nothing could keep
+    from firing on the replayed rows), created once cutover is GO; a PostgreSQL target holds nothing back."""
+    from bulkmig.targets import target_engine
+
+    engine = target_engine(task)
+    return int(engine.finish_schema()) if engine is not None else 0
 
 
 def cutover(
@@ -114,6 +131,8 @@ def cutover(
         validation=validation,
         problems=problems,
     )
+    if report.go:
+        report.held_back = finish_schema(task)
     say(report.render())
     if not report.go:
         raise NotEqual("cutover: NO-GO", "see the report above")

@@ -6,7 +6,10 @@ of its row in ``bulkmig.replay_position``, so a crash or ``kill -9`` at any mome
 skips none.  A batch whose seq is at or below the stored one is skipped; a batch missing in the bucket
 while a later one exists stops replay by name (it never jumps over it).  A session-level advisory lock
 per stream keeps a second replayer out.  Every session runs ``session_replication_role = replica``, so
-target triggers do not fire and foreign keys are not checked while rows arrive in bulk.
+target triggers do not fire and foreign keys are not checked while rows arrive in bulk.  That is the PostgreSQL
+target's side of a session (:class:`_PgTarget`: lock, position, the batch's transaction); another target engine
+supplies its own (MySQL/MariaDB: ``engines/mysql/target/apply.py``), and everything else here — modes, gaps,
+reconnects, snapshot marks, lag — is the same loop for every target.
 
 Fast: changes are not replayed one statement each, and not touched one Python object each.  Per batch
 and table (:mod:`bulkmig.replay.net`, on the batch file's Arrow columns with pyarrow and numpy):
@@ -187,6 +190,113 @@ def _position(conn: psycopg.Connection, stream_id: str, *, lock: bool = False) -
     return (int(row[0]), str(row[1]), row[2]) if row else None
 
 
+class _PgTarget:
+    """A PostgreSQL target's side of a replay session: the stream's lock, its position row, and each batch
+    applied with that row in one transaction.  The loop around it (:class:`_Runner`, :func:`_run`) is the same
+    for every target; another engine supplies an object with these methods (``replay_target`` of its target
+    engine, :func:`bulkmig.targets.target_engine`)."""
+
+    def __init__(
+        self,
+        task: Task,
+        conn: psycopg.Connection,
+        *,
+        target_names: bool,
+        marks: Mapping[tuple[str, str], TableMark],
+        set_based: bool = True,
+    ) -> None:
+        self.conn = conn
+        self.applier = Applier(conn, task, names_are_target=target_names, marks=marks, set_based=set_based)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def lock(self, stream_id: str) -> None:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        key = f"bulkmig.replay:{stream_id}"
+        while not self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"another `bulkmig replay` is applying stream {stream_id} to this target",
+                    "let it run (or stop it) — two replayers of one stream are never needed",
+                )
+            time.sleep(0.5)
+
+    def position(self, stream_id: str) -> tuple[int, str, Any] | None:
+        return _position(self.conn, stream_id)
+
+    def use_marks(self, marks: Mapping[tuple[str, str], TableMark]) -> None:
+        self.applier.use_marks(marks)
+
+    def has_key(self, target: tuple[str, str]) -> bool:
+        table = read_target_table(self.conn, *target)
+        return table is not None and bool(table.primary_key)
+
+    def apply(self, batch: Batch, stream_id: str, *, accept_drift: bool) -> tuple[ApplyStats, bool]:
+        """Apply one batch with its position row in one transaction; replay it change by change if the
+        bulk path hits a conflict that only the reordering of compaction can cause."""
+        for exact in (False, True):
+            try:
+                with self.conn.transaction():
+                    pos = _position(self.conn, stream_id, lock=True)
+                    if pos is not None and pos[0] >= batch.seq:
+                        raise TargetError(
+                            f"batch {batch.seq} of stream {stream_id} is already applied "
+                            f"(the target is at batch {pos[0]})",
+                            "another replayer ran at the same time; rerun `bulkmig replay`",
+                        )
+                    if pos is not None and pos[0] + 1 != batch.seq:
+                        raise IntegrityError(
+                            f"the target is at batch {pos[0]} of stream {stream_id}, the next one to "
+                            f"apply would be {batch.seq}",
+                            "something else changed bulkmig.replay_position; restore it or start over",
+                        )
+                    stats = self.applier.apply(batch, exact=exact, accept_drift=accept_drift)
+                    self.conn.execute(
+                        "INSERT INTO bulkmig.replay_position (stream_id, seq, pos, applied_at, commit_ts) "
+                        "VALUES (%s, %s, %s, clock_timestamp(), %s) ON CONFLICT (stream_id) DO UPDATE SET "
+                        "seq = EXCLUDED.seq, pos = EXCLUDED.pos, applied_at = EXCLUDED.applied_at, "
+                        "commit_ts = COALESCE(EXCLUDED.commit_ts, bulkmig.replay_position.commit_ts)",
+                        (stream_id, batch.seq, batch.last_pos, _last_commit(batch)),
+                    )
+                return stats, exact
+            except REORDER_ERRORS as exc:
+                self.applier.forget()
+                if exact:
+                    raise TargetError(
+                        f"replay of batch {batch.seq} failed: {_first_line(exc)}",
+                        "the target refuses a row the source accepted; compare the constraints of the two "
+                        "tables, fix the target, and rerun `bulkmig replay`",
+                    ) from exc
+                say(f"replay: batch {batch.seq}: {_first_line(exc)}; applying it again change by change")
+            except psycopg.Error as exc:  # reading or writing the position
+                self.applier.forget()
+                raise TargetError(
+                    f"replay of batch {batch.seq} failed: {_first_line(exc)}",
+                    "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
+                ) from exc
+            except BaseException:
+                self.applier.forget()  # the transaction rolled back, so may have a column it added
+                raise
+        raise AssertionError("unreachable")
+
+
+def _open_replay_target(
+    task: Task,
+    *,
+    target_names: bool,
+    marks: Mapping[tuple[str, str], TableMark],
+    stream_doc: Mapping[str, Any],
+    set_based: bool = True,
+) -> Any:
+    """The target side of one replay session (:class:`_PgTarget`, or the target engine's own)."""
+    from bulkmig.targets import target_engine
+
+    if (engine := target_engine(task)) is not None:
+        return engine.replay_target(target_names=target_names, marks=marks, stream_doc=stream_doc)
+    return _PgTarget(task, _open_target(task), target_names=target_names, marks=marks, set_based=set_based)
+
+
 def source_position(task: Task) -> int | None:
     """The source's current WAL position, or None when it cannot be read (not PostgreSQL, unreachable).
     A MySQL source's binlog position comes as the ordinal its change batches use (``engines/mysql/binlog``)."""
@@ -213,22 +323,19 @@ class _Runner:
         self,
         task: Task,
         stream: Stream,
-        conn: psycopg.Connection,
+        target: Any,
         report: ReplayReport,
         *,
         marks: Mapping[tuple[str, str], TableMark] | None = None,
-        target_names: bool = False,
         stream_doc: Mapping[str, Any] | None = None,
-        set_based: bool = True,
     ) -> None:
         self.task = task
         self.stream = stream
         # stream.json is written once, before any batch: read once per replay() rather than per session.
         self.stream_doc = dict(stream_doc or {})
-        self.conn = conn
+        self.target = target  # the target's side: lock, position, apply (see _PgTarget)
         self.report = report
         self.marks = dict(marks or {})
-        self.applier = Applier(conn, task, names_are_target=target_names, marks=self.marks, set_based=set_based)
         self.next_seq: int | None = None  # None: no position yet and no batch seen
         self.gap_since: float | None = None
         # The next batch is downloaded and decoded while this one is applied (the server's work
@@ -251,18 +358,10 @@ class _Runner:
         return batch
 
     def lock(self) -> None:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        key = f"bulkmig.replay:{self.stream.stream_id}"
-        while not self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise TargetError(
-                    f"another `bulkmig replay` is applying stream {self.stream.stream_id} to this target",
-                    "let it run (or stop it) — two replayers of one stream are never needed",
-                )
-            time.sleep(0.5)
+        self.target.lock(self.stream.stream_id)
 
     def start(self) -> None:
-        pos = _position(self.conn, self.stream.stream_id)
+        pos = self.target.position(self.stream.stream_id)
         if pos is not None:
             self.next_seq = pos[0] + 1
             self.report.applied_seq, self.report.applied_pos, self.report.last_commit_ts = pos
@@ -276,7 +375,7 @@ class _Runner:
             return
         if applied is not None and not any(_in_snapshot(applied, m.below) for m in self.marks.values()):
             self.marks.clear()
-            self.applier.use_marks({})
+            self.target.use_marks({})
             return
         refuse_mixed_keyless(self.marks, self._target_has_key)
         seen = sorted({s for m in self.marks.values() for s in m.snapshots})
@@ -286,8 +385,7 @@ class _Runner:
         )
 
     def _target_has_key(self, target: tuple[str, str]) -> bool:
-        table = read_target_table(self.conn, *target)
-        return table is not None and bool(table.primary_key)
+        return bool(self.target.has_key(target))
 
     def check_gap(self, seqs: list[int]) -> bool:
         """True when the next batch is known to be missing while later ones exist; raises after the grace."""
@@ -356,52 +454,9 @@ class _Runner:
         return True
 
     def apply(self, batch: Batch, *, accept_drift: bool) -> tuple[ApplyStats, bool]:
-        """Apply one batch with its position row in one transaction; replay it change by change if the
-        bulk path hits a conflict that only the reordering of compaction can cause."""
-        for exact in (False, True):
-            try:
-                with self.conn.transaction():
-                    pos = _position(self.conn, self.stream.stream_id, lock=True)
-                    if pos is not None and pos[0] >= batch.seq:
-                        raise TargetError(
-                            f"batch {batch.seq} of stream {self.stream.stream_id} is already applied "
-                            f"(the target is at batch {pos[0]})",
-                            "another replayer ran at the same time; rerun `bulkmig replay`",
-                        )
-                    if pos is not None and pos[0] + 1 != batch.seq:
-                        raise IntegrityError(
-                            f"the target is at batch {pos[0]} of stream {self.stream.stream_id}, the next one to "
-                            f"apply would be {batch.seq}",
-                            "something else changed bulkmig.replay_position; restore it or start over",
-                        )
-                    stats = self.applier.apply(batch, exact=exact, accept_drift=accept_drift)
-                    self.conn.execute(
-                        "INSERT INTO bulkmig.replay_position (stream_id, seq, pos, applied_at, commit_ts) "
-                        "VALUES (%s, %s, %s, clock_timestamp(), %s) ON CONFLICT (stream_id) DO UPDATE SET "
-                        "seq = EXCLUDED.seq, pos = EXCLUDED.pos, applied_at = EXCLUDED.applied_at, "
-                        "commit_ts = COALESCE(EXCLUDED.commit_ts, bulkmig.replay_position.commit_ts)",
-                        (self.stream.stream_id, batch.seq, batch.last_pos, _last_commit(batch)),
-                    )
-                return stats, exact
-            except REORDER_ERRORS as exc:
-                self.applier.forget()
-                if exact:
-                    raise TargetError(
-                        f"replay of batch {batch.seq} failed: {_first_line(exc)}",
-                        "the target refuses a row the source accepted; compare the constraints of the two "
-                        "tables, fix the target, and rerun `bulkmig replay`",
-                    ) from exc
-                say(f"replay: batch {batch.seq}: {_first_line(exc)}; applying it again change by change")
-            except psycopg.Error as exc:  # reading or writing the position
-                self.applier.forget()
-                raise TargetError(
-                    f"replay of batch {batch.seq} failed: {_first_line(exc)}",
-                    "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
-                ) from exc
-            except BaseException:
-                self.applier.forget()  # the transaction rolled back, so may have a column it added
-                raise
-        raise AssertionError("unreachable")
+        """Apply one batch with its position in one target transaction (the target's ``apply``)."""
+        stats, exact = self.target.apply(batch, self.stream.stream_id, accept_drift=accept_drift)
+        return stats, bool(exact)
 
     def pending(self) -> int:
         if self.next_seq is None:
@@ -436,19 +491,12 @@ def _run(
     set_based: bool,
 ) -> None:
     """One session of :func:`replay`: connect, lock, apply until the mode says stop."""
-    conn = _open_target(task)
+    target = _open_replay_target(
+        task, target_names=target_names, marks=marks, stream_doc=stream_doc or {}, set_based=set_based
+    )
     runner: _Runner | None = None
     try:
-        runner = _Runner(
-            task,
-            stream,
-            conn,
-            report,
-            marks=marks,
-            target_names=target_names,
-            stream_doc=stream_doc,
-            set_based=set_based,
-        )
+        runner = _Runner(task, stream, target, report, marks=marks, stream_doc=stream_doc)
         runner.lock()
         runner.start()
         session["started"] = session["fresh"] = True
@@ -494,7 +542,7 @@ def _run(
     finally:
         if runner is not None:
             runner.close()
-        conn.close()
+        target.close()
 
 
 def replay(
@@ -522,10 +570,6 @@ def replay(
     - ``set_based=False``: apply every batch change by change, in source order (slow; the reference that
       the equivalence tests and ``bench.replay`` compare the set-based path with).
     """
-    from bulkmig.targets import target_engine
-
-    if (engine := target_engine(task)) is not None:
-        return engine.replay(follow=follow, until_caught_up=until_caught_up, until_pos=until_pos)
     stop = stop or threading.Event()
     store = stream.store if stream else open_store(task.bucket, task.s3_options())
     stream = stream or find_stream(task, store)

@@ -440,3 +440,24 @@ def test_postgresql_to_mariadb_cdc_converges_with_capture_and_replay_killed(
     assert report["tables"][0]["target_rows"] == 4000 + 40 - 40
     assert killed, "replay finished before it could be killed (too few batches)"
     assert flow.bulkmig("cleanup").code == 0
+
+
+def test_postgresql_to_mariadb_migrate_with_cdc_ends_go_with_counters_set(
+    make_flow, pg_source, source_db, mariadb, mysql_db
+) -> None:  # noqa: ANN001
+    """``migrate`` with full-load-and-cdc into MariaDB: capture in the background, then cutover (replay until
+    caught up, AUTO_INCREMENT from the source's sequences, validation) says GO."""
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE t (id serial PRIMARY KEY, v text, at timestamptz);"
+        "INSERT INTO t (v, at) SELECT 'v' || g, '2024-01-01 00:00+02' FROM generate_series(1, 500) g;"
+        "SELECT setval('t_id_seq', 900)",  # rows inserted and rolled back / deleted: the counter is past max(id)
+    )
+    flow = make_flow(target=mariadb.url(mysql_db), migration_type="full-load-and-cdc")
+    flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
+    run = flow.bulkmig("migrate")
+    assert run.code == 0, run.text
+    assert "verdict       GO" in run.err and "sequences     1 set" in run.err, run.err
+    auto = "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 't'"
+    assert mariadb.execute(mysql_db, auto, (mysql_db,))[0][0] == 901
+    assert flow.bulkmig("cleanup").code == 0

@@ -8,8 +8,10 @@ The stream lives in the bucket exactly like a PostgreSQL one::
     <bucket prefix>/cdc/mysql-<name>/batch-000000000001/… change batches (``bulkmig.cdc.batch``)
 
 Batches hold TARGET schema/table/column names (``stream.json`` says ``"names": "target"``, so replay applies
-no table mapping to them) and PostgreSQL text values (:mod:`.changes`); positions are binlog ordinals written
-like LSNs (:class:`.binlog.BinlogPos`), a row's ``pos`` being the start of its transaction's commit event.
+no table mapping to them) and text values in the forms of the stream's target engine (``"value_forms"``:
+PostgreSQL's text input forms, :mod:`.changes`, or MySQL's own for a MySQL/MariaDB target, :mod:`.forms`);
+positions are binlog ordinals written like LSNs (:class:`.binlog.BinlogPos`), a row's ``pos`` being the start
+of its transaction's commit event.
 
 Why the loop is shaped the way it is (DESIGN §5, §6):
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -91,7 +94,15 @@ from bulkmig.engines.mysql.binlog import (
     query_rows,
     snapshot_position,
 )
-from bulkmig.engines.mysql.changes import ColumnSpec, TableConverter, drift, prepare_binlog_columns
+from bulkmig.engines.mysql.changes import (
+    MYSQL_FORMS,
+    POSTGRESQL_FORMS,
+    ColumnSpec,
+    TableConverter,
+    drift,
+    prepare_binlog_columns,
+    value_forms_for,
+)
 from bulkmig.engines.postgres.sql import literal
 
 STREAM_PREFIX = "mysql-"
@@ -241,8 +252,9 @@ def start_stream(
     if not defs:
         raise ConfigError("the plan selects no table, so there is nothing to capture", "fix the table mappings")
     settings = type_settings(task)
+    value_forms = value_forms_for(task.target.engine)
     for d in defs:
-        TableConverter(d.schema, d.table, d.columns, settings)  # refuses an undecodable charset now
+        TableConverter(d.schema, d.table, d.columns, settings, value_forms)  # refuses an undecodable charset now
     doc = {
         "format": STREAM_FORMAT,
         "version": STREAM_VERSION,
@@ -250,6 +262,7 @@ def start_stream(
         "engine": "mysql",
         "slot": stream_id[len(STREAM_PREFIX) :],
         "names": "target",
+        "value_forms": value_forms,
         "start_pos": start.lsn,
         "start_binlog": str(start),
         "basename": start.basename,
@@ -397,6 +410,19 @@ def _pg_default(default: str | None, rule: str | None) -> str | None:
     return default
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?", re.I)
+
+
+def _mysql_default(default: str | None) -> str | None:
+    """A literal default as the MySQL literal replay adds the column with (a MySQL target takes the source's
+    own): a string or a number; an expression (CURRENT_TIMESTAMP, a function) cannot be reproduced later."""
+    if default is None or default.upper() == "NULL":
+        return None
+    if default.startswith("'") or _NUMBER.fullmatch(default):
+        return default
+    raise ValueError(default)
+
+
 class _Session:
     """One connection's worth of capture: state recovered from the bucket, then the binlog read until told
     to stop.  ``captured`` only ever sits on a transaction boundary: everything before it is durable."""
@@ -411,6 +437,7 @@ class _Session:
         self.stream_id = stream_id_for(task)
         self.prefix = stream_prefix(self.stream_id)
         self.settings = type_settings(task)
+        self.value_forms = POSTGRESQL_FORMS  # a stream started before value forms existed holds PostgreSQL's
         self.ctl: Any = None
         self.reader: Any = None
         self.stream: dict[str, Any] = {}
@@ -443,6 +470,14 @@ class _Session:
             )
         self.stream = stream
         self.basename = self.stream["basename"]
+        self.value_forms = str(stream.get("value_forms") or POSTGRESQL_FORMS)
+        if value_forms_for(self.task.target.engine) != self.value_forms:
+            raise ConfigError(
+                f"change stream {self.stream_id} holds values for a {self.value_forms} target, the task's target "
+                f"is {self.task.target.engine}",
+                "point the task at the target the stream was started for, or start a new stream (bulkmig cleanup, "
+                "then plan)",
+            )
         self.ctl = control_connection(self.task)
         got = query_rows(self.ctl, "SELECT GET_LOCK(%s, 0)", (_lock_name(self.stream_id),))
         if not got or got[0][0] != 1:
@@ -474,7 +509,7 @@ class _Session:
         for seq in (s for s in seqs if done is None or s > done):  # batches whose drift progress.json lacks
             for change in read_manifest(self.store, self.prefix, seq).get("schema_changes", []):
                 self._apply_change(change)
-        self.converters = {k: TableConverter(d.schema, d.table, d.columns, self.settings) for k, d in self.defs.items()}
+        self.converters = {k: self._converter(d) for k, d in self.defs.items()}
         self.progress_at = parse_lsn(progress["captured_through"]) if progress else 0
         self.captured = max(self.durable, self.progress_at)
         self.stale = progress is None or progress.get("last_batch_seq") != self.last_seq
@@ -483,6 +518,9 @@ class _Session:
         check_not_purged(self.ctl, start, "capture's position")
         self.report.captured_through = start.lsn
         say(f"capture: stream {self.stream_id} at {start}; {len(seqs)} batch(es) so far")
+
+    def _converter(self, d: TableDef) -> TableConverter:
+        return TableConverter(d.schema, d.table, d.columns, self.settings, self.value_forms)
 
     def _apply_change(self, change: dict[str, Any]) -> None:
         """Adopt a column added by a durable batch (the defs progress.json holds may predate it)."""
@@ -649,8 +687,12 @@ class _Session:
         mapping = types.map_column(
             st.column_type, table=d.table, column=st.column, is_json=is_json, settings=self.settings
         )
+        mysql = self.value_forms == MYSQL_FORMS
         try:
-            default = _pg_default(st.default, mapping.rule.source if mapping.rule else None)
+            if mysql:
+                default = _mysql_default(st.default)
+            else:
+                default = _pg_default(st.default, mapping.rule.source if mapping.rule else None)
         except ValueError:
             self.stop(start, f"a column added to {d.qualname} with a DEFAULT replay cannot reproduce", st.text)
         charset = st.charset
@@ -677,20 +719,24 @@ class _Session:
         # Rows before the change go in batches of their own (one column list per table); until the batch
         # holding the change is durable, a restart reads the statement again (from the group's start).
         self.flush(upto=self.group or start)
-        spec = ColumnSpec(st.column, target, st.column_type, mapping.target_type, charset, True, is_json, False)
+        # A MySQL target gets the column as the source has it (its own type, in its character set).
+        target_type = mapping.target_type
+        if mysql:
+            target_type = st.column_type + (f" character set {charset}" if charset and st.charset else "")
+        spec = ColumnSpec(st.column, target, st.column_type, target_type, charset, True, is_json, False)
         d.columns.append(spec)
-        self.converters[key] = TableConverter(d.schema, d.table, d.columns, self.settings)
+        self.converters[key] = self._converter(d)
         if self.reader is not None:  # the reader reads a table map once per table id: make it read the next one
             for table_id, table in list(self.reader.table_map.items()):
                 if (table.schema, table.table) == key:
                     del self.reader.table_map[table_id]
-        detail = f"column {target!r} added ({st.column_type} → {mapping.target_type})"
+        detail = f"column {target!r} added ({st.column_type} → {target_type})"
         change = {
             "schema": d.target_schema,
             "table": d.target_table,
             "kind": "column_added",
             "column": target,
-            "type": mapping.target_type,
+            "type": target_type,
             "default": default,
             "not_null": False,
             "detail": detail + (f" default {default}" if default else ""),

@@ -23,6 +23,10 @@ MariaDB 10.11):
 A value PostgreSQL cannot take is refused here exactly as the load refuses it (tinyint(1) other than 0/1,
 '' in an ENUM, TIME outside 0..24 h as ``time``, a zero date in a NOT NULL column or with
 ``zero_dates: refuse``, NUL in text): :class:`ValueRefused` names the table, column and value.
+
+Value forms.  All of the above is the ``postgresql`` form, for a PostgreSQL target.  A stream into a MySQL/MariaDB
+target is written in the ``mysql`` form (:mod:`.forms`: the text MySQL reads back to the same value, nothing
+refused); :data:`FORMS` holds both tables, and ``stream.json``'s ``value_forms`` says which one a stream uses.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Any
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 
 from bulkmig.core.errors import SourceError
-from bulkmig.engines.mysql import types
+from bulkmig.engines.mysql import forms, types
 
 # How many bits each integer type holds: a signed value read for an UNSIGNED column is wrapped back.
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64, "year": 8}
@@ -385,25 +389,42 @@ CONVERTERS: dict[str, Callable[[Any, Col], Any]] = {
 }
 
 
+# The value forms a stream may be written in (``stream.json`` ``value_forms``), by the target engine that reads them.
+POSTGRESQL_FORMS = "postgresql"
+MYSQL_FORMS = "mysql"
+FORMS: dict[str, dict[str, Callable[[Any, Col], Any]]] = {POSTGRESQL_FORMS: CONVERTERS, MYSQL_FORMS: forms.CONVERTERS}
+
+
+def value_forms_for(target_engine: str) -> str:
+    """The value forms a stream into ``target_engine`` is written in: a MySQL target reads MySQL's own forms."""
+    return MYSQL_FORMS if target_engine == "mysql" else POSTGRESQL_FORMS
+
+
 # -------------------------------------------------------------------------------------------- columns
 
 
 class Col:
     """One column ready to convert: its spec, the rule it falls under, and what the converter needs."""
 
-    def __init__(self, table: str, spec: ColumnSpec, settings: types.TypeSettings) -> None:
+    def __init__(
+        self, table: str, spec: ColumnSpec, settings: types.TypeSettings, value_forms: str = POSTGRESQL_FORMS
+    ) -> None:
         self.table = table  # "schema.table" of the source, for messages
         self.spec = spec
         self.settings = settings
+        self.forms = value_forms
         self.parsed = types.parse_column_type(spec.column_type)
         key = types.rule_key(self.parsed, settings, is_json=spec.is_json)
         self.rule: str | None = key if key in types.BY_SOURCE else None
-        self.convert = CONVERTERS[self.rule] if self.rule else _unmapped
+        mysql = value_forms == MYSQL_FORMS
+        self.convert = FORMS[value_forms][self.rule] if self.rule else (forms.unmapped if mysql else _unmapped)
         name = self.parsed.name
         self.unsigned = self.parsed.unsigned
         self.bits = INTEGER_BITS.get(name, 0)
         nums = [a for a in self.parsed.args if a.isdigit()]
         self.length = int(nums[0]) if nums else 1
+        self.fsp = int(nums[0]) if nums and name in ("datetime", "timestamp", "time") else 0
+        self.binlog_type: int | None = None  # the original binlog type of a column read raw (forms.raw_temporal)
         self.labels: tuple[str, ...] = tuple(self.parsed.args) if name in ("enum", "set") else ()
         self.binlog_types = BINLOG_TYPES.get("json" if spec.is_json else name)
         self.binary = self.rule is not None and types.BY_SOURCE[self.rule].logical == "binary"
@@ -433,9 +454,9 @@ class Col:
         """The PostgreSQL text form of one decoded value (``none_source``: why the decoder gave None)."""
         if value is None:
             if none_source == NONE_SOURCE.EMPTY_SET and self.rule == "set":
-                return "{}"
+                return "" if self.forms == MYSQL_FORMS else "{}"
             if none_source in ZERO_DATE_SOURCES:
-                return self.zero_date()
+                return forms.zero_date(self) if self.forms == MYSQL_FORMS else self.zero_date()
             return None
         out = self.convert(value, self)
         return self.zero_date() if out is ZERO else out
@@ -452,9 +473,16 @@ class Col:
 class TableConverter:
     """A table's columns in binlog order: decoded row dict → PostgreSQL text values, by position."""
 
-    def __init__(self, schema: str, table: str, specs: list[ColumnSpec], settings: types.TypeSettings) -> None:
+    def __init__(
+        self,
+        schema: str,
+        table: str,
+        specs: list[ColumnSpec],
+        settings: types.TypeSettings,
+        value_forms: str = POSTGRESQL_FORMS,
+    ) -> None:
         # schema and table only name the columns in refusals: capture keys converters by them already.
-        self.cols = [Col(f"{schema}.{table}", s, settings) for s in specs]
+        self.cols = [Col(f"{schema}.{table}", s, settings, value_forms) for s in specs]
 
     def row(self, values: dict[str, Any], none_sources: dict[str, str]) -> list[str | None]:
         """One row image.  The decoder keys values by the names :func:`prepare_binlog_columns` gave, which
@@ -481,7 +509,8 @@ def drift(cols: list[Col], binlog_columns: list[Any]) -> str | None:
 def prepare_binlog_columns(cols: list[Col], binlog_columns: list[Any]) -> None:
     """Tell the decoder's column objects (from a table map event) what the stream's definition knows: the
     name, UNSIGNED, ENUM/SET labels, and ``binary`` as the charset of every string, so strings come as bytes
-    and :data:`CHARSETS` decodes them.  Call only after :func:`drift` found nothing."""
+    and :data:`CHARSETS` decodes them; in the MySQL forms, DATE and DATETIME columns are read raw
+    (:func:`.forms.raw_temporal`).  Call only after :func:`drift` found nothing."""
     for col, bc in zip(cols, binlog_columns, strict=True):
         bc.name = col.spec.name
         bc.unsigned = col.unsigned
@@ -491,15 +520,21 @@ def prepare_binlog_columns(cols: list[Col], binlog_columns: list[Any]) -> None:
             bc.enum_values = ["", *col.labels]
         elif bc.type == FIELD_TYPE.SET:
             bc.set_values = list(col.labels)
+        elif col.forms == MYSQL_FORMS and col.rule in ("date", "datetime"):
+            col.binlog_type = forms.raw_temporal(bc)
 
 
 __all__ = [
     "CHARSETS",
     "CONVERTERS",
+    "FORMS",
+    "MYSQL_FORMS",
+    "POSTGRESQL_FORMS",
     "Col",
     "ColumnSpec",
     "TableConverter",
     "ValueRefused",
     "drift",
     "prepare_binlog_columns",
+    "value_forms_for",
 ]

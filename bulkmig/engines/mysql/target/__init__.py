@@ -32,6 +32,8 @@ from bulkmig.engines.mysql.target import ddl
 from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
 
 ER_DUP_ENTRY = 1062
+# Schema objects created only at cutover when changes are replayed (see MysqlTarget.apply_schema).
+HELD_BACK = frozenset({"trigger"})
 # Loading sessions: strict (a bad value is an error, not a silent 0), an explicit 0 in an AUTO_INCREMENT column
 # stays 0, foreign keys are not checked row by row (the source was consistent; they are added after the data),
 # and a second loader of the same part waits for the first one's ledger row as long as the part takes.
@@ -119,10 +121,10 @@ class MysqlTarget:
                 f"a {self.task.source.engine} source into a MySQL target is not supported yet",
                 "use a MySQL/MariaDB or PostgreSQL source, or a PostgreSQL target",
             )
-        if self.task.cdc and self.task.source.engine != "postgresql":
+        if self.task.cdc and self.task.source.engine not in ("postgresql", "mysql"):
             raise ConfigError(
                 f"migration_type {self.task.migration_type} from {self.task.source.engine} into a MySQL target is "
-                "not supported yet (no replay)",
+                "not supported (no change capture from this source)",
                 "use migration_type: full-load",
             )
 
@@ -238,8 +240,9 @@ class MysqlTarget:
 
     def _homogeneous_columns(self, table: Table, source: Any) -> None:
         """Columns land under their own names and types; where the PostgreSQL-bound read changed a value's form
-        for nothing here (booleans, SET as an array, spatial WKB without SRID), read it as it is.  A text column
-        in a character set other than UTF-8 says so in its target type (the loader converts into it)."""
+        for nothing here (booleans, SET as an array, spatial WKB without SRID, zero dates as NULL), read it as it
+        is.  A text column in a character set other than UTF-8 says so in its target type (the loader converts
+        into it)."""
         table.target_schema = self.endpoint.database
         table.target_name = None
         charsets = {cc.name: (cc.charset or "").lower() for cc in source.columns}
@@ -254,16 +257,49 @@ class MysqlTarget:
                 c.logical_type = "text"
             elif c.logical_type == "geometry":  # the internal form: SRID + WKB (see writer.load_column)
                 c.read_as = None
+            elif c.logical_type in ("date", "timestamp", "timestamptz"):
+                # MySQL's own text, zero dates and zero months/days included (no Arrow date holds them); a
+                # TIMESTAMP reads and loads as UTC (both sessions are time_zone '+00:00').
+                c.read_as, c.arrow_type = "CAST({col} AS CHAR)", "string"
 
     # ------------------------------------------------------------------------------- load
 
     def apply_schema(self, statements_sql: str, section: str, volume_id: str) -> int:
+        """One section of the schema, resumably.  With change data capture the triggers of post-data are held
+        back until cutover: MySQL has no session setting that keeps a trigger from firing (PostgreSQL's
+        ``session_replication_role``), so a trigger would rewrite or duplicate the rows replay copies."""
+        statements = ddl.parse(statements_sql)
+        if section == "post-data" and self.task.cdc:
+            held = [st for st in statements if st.kind in HELD_BACK]
+            statements = [st for st in statements if st.kind not in HELD_BACK]
+            if held:
+                say(f"load: {len(held)} trigger(s) held back until cutover (they would fire on the replayed rows)")
         conn = mysql_connect(self.endpoint)
         try:
             conn.autocommit(True)
             if section == "pre-data":
                 self._refuse_occupied(conn, statements_sql, volume_id)
-            return ddl.apply(conn, ddl.parse(statements_sql), volume_id, section, error_code)
+            return ddl.apply(conn, statements, volume_id, section, error_code)
+        finally:
+            conn.close()
+
+    def finish_schema(self) -> int:
+        """Cutover, once it is GO: create what :meth:`apply_schema` held back (the triggers); returns how many
+        statements ran now (0 on a rerun: the schema steps record them)."""
+        from bulkmig.fullload.load import _schema_file, find_volume
+
+        if not self.task.cdc:
+            return 0
+        store, manifest, plan = find_volume(self.task)
+        with tempfile.TemporaryDirectory(prefix="bulkmig-cutover-") as tmpname:
+            post = _schema_file(store, manifest, layout.POST_DATA, Path(tmpname) / "post-data.sql")
+            held = [st for st in ddl.parse(post.read_text()) if st.kind in HELD_BACK]
+        if not held:
+            return 0
+        conn = mysql_connect(self.endpoint)
+        try:
+            conn.autocommit(True)
+            return ddl.apply(conn, held, plan.volume_id, "cutover", error_code)
         finally:
             conn.close()
 
@@ -573,11 +609,19 @@ class MysqlTarget:
             sql += " ORDER BY " + ", ".join(quote_ident(by_name[k].target) for k in table.primary_key)
         return sql
 
-    def replay(self, **options: Any) -> Any:
-        """CDC replay into this target (see :mod:`.apply`)."""
-        from bulkmig.engines.mysql.target.apply import replay
+    def sync_sequences(self) -> int:
+        """Cutover: every AUTO_INCREMENT counter from a fresh read of the source (see :mod:`.counters`)."""
+        from bulkmig.engines.mysql.target.counters import sync_counters
+        from bulkmig.fullload.load import find_volume
 
-        return replay(self, self.task, **options)
+        _, _, plan = find_volume(self.task)
+        return sync_counters(self.task, plan.tables, self.endpoint.database)
+
+    def replay_target(self, **session: Any) -> Any:
+        """The target's side of one replay session (``bulkmig.replay.runner`` runs the loop; see :mod:`.apply`)."""
+        from bulkmig.engines.mysql.target.apply import ReplayTarget
+
+        return ReplayTarget(self, **session)
 
     def compare(self, task: Any, table: Table) -> Any:
         """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.validation.compare.Tally``."""

@@ -1,23 +1,39 @@
-"""CDC replay into a MySQL/MariaDB target (PostgreSQL change streams): one batch per target transaction, together
-with its position in ``bulkmig.replay_position``, so a crash anywhere repeats no batch and skips none.
+"""CDC replay into a MySQL/MariaDB target: the target's side of a replay session (``bulkmig.replay.runner`` runs
+the loop — follow, until caught up, gaps, reconnects, snapshot marks — the same for every target).
 
-Changes arrive as PostgreSQL's text values (pgoutput); each becomes the form the full load gave the column
-(booleans 1/0, bytea bytes, timestamptz as UTC wall-clock; arrays and other text-travelling types as the same
-PostgreSQL text the parts carried).  A value MySQL cannot hold (an infinity, NaN) stops the batch with its column
-and key.  Runs of consecutive upserts of one table go as one multi-row ``INSERT … ON DUPLICATE KEY UPDATE`` (set-
-based); deletes and key changes as they come, in the batch's order.
+Exactly once: each batch is applied in ONE InnoDB transaction together with its row in
+``bulkmig.replay_position`` (keyed by target database and stream), read ``FOR UPDATE`` first, so a crash or
+``kill -9`` at any moment repeats no batch and skips none.  ``GET_LOCK`` (released by the server when the session
+dies, even after kill -9) keeps a second replayer of the stream out.  The session is the loading one: strict, no
+foreign key checks (the source was consistent; the batch holds whole transactions), ``time_zone '+00:00'``.
+
+Both kinds of stream are applied here (:mod:`.rows`): a PostgreSQL stream (source names, pgoutput's text) and a
+MySQL/MariaDB stream written in MySQL's own value forms (``stream.json`` ``"value_forms": "mysql"``, target names).
+A MySQL stream written for a PostgreSQL target is refused by name: its values are in PostgreSQL's forms.
+
+Schema drift.  MySQL DDL commits by itself, so it cannot share the batch's transaction: a column a MySQL stream
+says was added (``column_added``, with the source's own type and literal default) is added before the batch's
+transaction, only if the target table does not have it yet — a crash in between finds it there and the batch is
+applied again whole.  Any other change, and a column added to a PostgreSQL source (whose type would need a
+conversion), stops replay naming it, with nothing of the batch applied, until the operator changed the target by
+hand and reran with ``--skip-drift-check``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
+import contextlib
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-from bulkmig.core.errors import IntegrityError, TargetError
+from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, TargetError
 from bulkmig.core.log import say
-from bulkmig.core.model import Column, Table
+from bulkmig.core.model import Table
+from bulkmig.engines.mysql.binlog import in_snapshot
+from bulkmig.engines.mysql.changes import MYSQL_FORMS, POSTGRESQL_FORMS
+from bulkmig.engines.mysql.connect import error_code, error_text
 
+from .rows import Shape, apply_table, shape_from_forms, shape_from_plan
 from .writer import quote_ident as q
 
 POSITION_DDL = (
@@ -27,174 +43,255 @@ POSITION_DDL = (
     " stream_id varchar(128) NOT NULL, seq bigint NOT NULL, pos varchar(64) NOT NULL,"
     " applied_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (target_db, stream_id)) ENGINE=InnoDB",
 )
-_UNHOLDABLE = ("infinity", "-infinity", "nan")
+# How long a second replayer waits for the stream's lock (a killed one's session may take a moment to end).
+LOCK_WAIT_SECONDS = 15
+ER_DUP_FIELDNAME = 1060
+ER_DUP_ENTRY = 1062
 
 
-def mysql_value(text: str | None, column: Column, where: str) -> Any:
-    """A pgoutput text value as the parameter MySQL stores for ``column`` (see the module doc)."""
-    if text is None:
-        return None
-    logical = column.logical_type
-    if logical in ("date", "timestamp", "timestamptz", "decimal", "float") and text.lower() in _UNHOLDABLE:
-        raise TargetError(f"{where}: {text!r} cannot be held by MySQL", "fix the value at the source; replay stopped")
-    if logical == "bool":
-        return 1 if text == "t" else 0
-    if logical == "binary" and text.startswith("\\x"):
-        return bytes.fromhex(text[2:])
-    if logical == "timestamptz":
-        value = dt.datetime.fromisoformat(text if len(text) < 3 or text[-3] not in "+-" else text + ":00")
-        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-    return text
+def _lock_name(database: str, stream_id: str) -> str:
+    return "bulkmig:replay:" + hashlib.sha256(f"{database}\0{stream_id}".encode()).hexdigest()[:40]
 
 
-class _Table:
-    """One target table of the plan, for applying its changes."""
+class ReplayTarget:
+    """One replay session's connection to a MySQL/MariaDB target (the methods ``bulkmig.replay.runner`` calls)."""
 
-    def __init__(self, table: Table, database: str) -> None:
-        self.table = table
-        self.name = f"{q(database)}.{q(table.target_name or table.name)}"
-        self.columns = {c.name: c for c in table.columns}
+    def __init__(
+        self,
+        target: Any,
+        *,
+        target_names: bool,
+        marks: Mapping[tuple[str, str], Any],
+        stream_doc: Mapping[str, Any],
+    ) -> None:
+        from bulkmig.validation.validate import plan_for_validation
 
+        self.task = target.task
+        self.database: str = target.endpoint.database
+        self.where = target.endpoint.redacted()
+        mysql_stream = str(stream_doc.get("engine") or self.task.source.engine) == "mysql"
+        self.forms = str(stream_doc.get("value_forms") or POSTGRESQL_FORMS) if mysql_stream else POSTGRESQL_FORMS
+        if mysql_stream and self.forms != MYSQL_FORMS:
+            raise ConfigError(
+                f"change stream {stream_doc.get('stream_id')} was written for a PostgreSQL target (its values are in "
+                "PostgreSQL's forms), the task's target is MySQL/MariaDB",
+                "start a new stream for this target: bulkmig cleanup --delete-from-bucket, then plan again",
+            )
+        self.target_names = target_names
+        plan = plan_for_validation(self.task)
+        self.tables: dict[tuple[str, str], Table] = {
+            (t.target_qualified if target_names else (t.schema, t.name)): t for t in plan.tables
+        }
+        self.marks: dict[tuple[str, str], Any] = dict(marks)
+        self.conn = target.connect(loading=True)
+        try:
+            cur = self.conn.cursor()
+            for sql in POSITION_DDL:
+                cur.execute(sql)
+            self.conn.commit()
+            cur.close()
+        except BaseException as exc:
+            self.conn.close()
+            self._raise("preparing bulkmig.replay_position", exc)
 
-def apply_batch(conn: Any, batch: Any, tables: dict[tuple[str, str], _Table], stream_id: str) -> int:
-    """Apply one batch and its position in one transaction; returns the changes applied."""
-    cur = conn.cursor()
-    cur.execute(
-        "SELECT seq FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s FOR UPDATE",
-        (stream_id,),
-    )
-    row = cur.fetchone()
-    if row is not None and row[0] >= batch.seq:
-        conn.rollback()
-        return 0  # applied before (another replayer, or a rerun): exactly once
-    if row is not None and row[0] + 1 != batch.seq:
-        conn.rollback()
-        raise IntegrityError(
-            f"the target is at batch {row[0]} of stream {stream_id}, the next one to apply would be {batch.seq}",
-            "something else changed bulkmig.replay_position; restore it or start over",
-        )
-    applied = 0
-    for tc in batch.tables:
-        target = tables.get((tc.schema, tc.table))
-        if target is None:
-            continue  # not selected by the task
-        applied += _apply_table(cur, tc, target)
-    cur.execute(
-        "INSERT INTO bulkmig.replay_position (target_db, stream_id, seq, pos) VALUES (DATABASE(), %s, %s, %s)"
-        " ON DUPLICATE KEY UPDATE seq = VALUES(seq), pos = VALUES(pos), applied_at = CURRENT_TIMESTAMP(6)",
-        (stream_id, batch.seq, batch.last_pos),
-    )
-    conn.commit()
-    cur.close()
-    return applied
-
-
-def _apply_table(cur: Any, tc: Any, target: _Table) -> int:
-    key = target.table.primary_key or list(tc.key)
-    if not key:
+    def _raise(self, what: str, exc: BaseException) -> None:
+        """A driver error as a TargetError naming what failed (the retry table still finds its code in the
+        chain); bulkmig's own errors and anything else as they are."""
+        if isinstance(exc, BulkmigError) or error_code(exc) is None:
+            raise exc
         raise TargetError(
-            f"{target.table.qualified} has no primary key: its changes cannot be applied to a MySQL target",
-            "give the table a primary key on the source, or exclude it from CDC",
+            f"target {self.where}: {what} failed: {error_text(exc)}",
+            "fix the cause on the target and rerun `bulkmig replay` (each batch is retried whole)",
+        ) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a lost connection
+            self.conn.close()
+
+    def _query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    # ------------------------------------------------------------------------------- the session
+
+    def lock(self, stream_id: str) -> None:
+        try:
+            got = self._query("SELECT GET_LOCK(%s, %s)", (_lock_name(self.database, stream_id), LOCK_WAIT_SECONDS))
+        except Exception as exc:
+            self._raise("taking the replay lock", exc)
+            raise
+        if not got or got[0][0] != 1:
+            raise TargetError(
+                f"another `bulkmig replay` is applying stream {stream_id} to {self.where}",
+                "let it run (or stop it) — two replayers of one stream are never needed",
+            )
+
+    def position(self, stream_id: str) -> tuple[int, str, Any] | None:
+        """(seq, position, commit time) of the last batch applied; a MySQL target keeps no commit time."""
+        try:
+            rows = self._query(
+                "SELECT seq, pos FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s",
+                (stream_id,),
+            )
+            self.conn.commit()
+        except Exception as exc:
+            self._raise("reading bulkmig.replay_position", exc)
+            raise
+        return (int(rows[0][0]), str(rows[0][1]), None) if rows else None
+
+    def use_marks(self, marks: Mapping[tuple[str, str], Any]) -> None:
+        self.marks = dict(marks)
+
+    def has_key(self, target: tuple[str, str]) -> bool:
+        rows = self._query(
+            "SELECT COUNT(*) FROM information_schema.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+            " AND CONSTRAINT_TYPE = 'PRIMARY KEY'",
+            (self.database, target[1]),
         )
-    cols = [c for c in tc.columns if c in target.columns and not target.columns[c].generated]
-    idx = {c: i for i, c in enumerate(tc.columns)}
-    upsert = (
-        f"INSERT INTO {target.name} ({', '.join(q(target.columns[c].target) for c in cols)}) VALUES "
-        f"({', '.join(['%s'] * len(cols))}) ON DUPLICATE KEY UPDATE "
-        + ", ".join(f"{q(target.columns[c].target)} = VALUES({q(target.columns[c].target)})" for c in cols)
-    )
-    where_key = " AND ".join(f"{q(target.columns[k].target)} = %s" for k in key)
-    pending: list[list[Any]] = []
+        self.conn.commit()
+        return bool(rows and rows[0][0])
 
-    def flush() -> None:
-        if pending:
-            cur.executemany(upsert, pending)
-            pending.clear()
+    def apply(self, batch: Any, stream_id: str, *, accept_drift: bool) -> tuple[Any, bool]:
+        """Apply one batch and its position in one transaction (drift first: see the module doc); when the
+        compacted path hits a duplicate key, which only its reordering can cause (the source had no such clash),
+        the batch is rolled back and applied again change by change, in the source's order."""
+        for exact in (False, True):
+            try:
+                return self._apply(batch, stream_id, accept_drift=accept_drift, exact=exact), exact
+            except Exception as exc:
+                if exact or error_code(exc) != ER_DUP_ENTRY:
+                    raise
+                say(f"replay: batch {batch.seq}: {error_text(exc)}; applying it again change by change")
+        raise AssertionError("unreachable")
 
-    def values(vals: Sequence[str | None], names: Sequence[str]) -> list[Any]:
-        where = f"{target.table.qualified}"
-        return [mysql_value(vals[idx[c]], target.columns[c], f"{where}.{c}") for c in names]
+    def _apply(self, batch: Any, stream_id: str, *, accept_drift: bool, exact: bool) -> Any:
+        from bulkmig.replay.apply import ApplyStats
 
-    for ch in tc.rows:
-        if ch.op == "T":
-            flush()
-            cur.execute(f"DELETE FROM {target.name}")
-            continue
-        old = ch.before if ch.before is not None else ch.values
-        if ch.op == "D":
-            flush()
-            cur.execute(f"DELETE FROM {target.name} WHERE {where_key}", values(old, key))
-            continue
-        if ch.op == "U" and ch.before is not None and values(ch.before, key) != values(ch.values, key):
-            flush()  # the key changed: the old row goes first
-            cur.execute(f"DELETE FROM {target.name} WHERE {where_key}", values(ch.before, key))
-        if ch.unchanged:  # unchanged TOAST: keep the target's value, set only what was sent
-            flush()
-            sent = [c for c in cols if c not in ch.unchanged and c not in key]
-            if sent:
-                cur.execute(
-                    f"UPDATE {target.name} SET {', '.join(f'{q(target.columns[c].target)} = %s' for c in sent)} "
-                    f"WHERE {where_key}",
-                    values(ch.values, sent) + values(ch.values, key),
+        stats = ApplyStats(changes=batch.rows)
+        where = ""
+        try:
+            self._drift(batch, accept_drift)
+            cur = self.conn.cursor()
+            cur.execute(
+                "SELECT seq FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s FOR UPDATE",
+                (stream_id,),
+            )
+            row = cur.fetchone()
+            if row is not None and row[0] >= batch.seq:
+                raise TargetError(
+                    f"batch {batch.seq} of stream {stream_id} is already applied (the target is at batch {row[0]})",
+                    "another replayer ran at the same time; rerun `bulkmig replay`",
                 )
-            continue
-        pending.append(values(ch.values, cols))
-    flush()
-    return len(tc.rows)
-
-
-def replay(target: Any, task: Any, **options: Any) -> Any:
-    """``bulkmig replay`` into this target: apply every batch in the bucket now, in order, and return."""
-    from bulkmig.core.errors import ConfigError
-    from bulkmig.replay import ReplayReport
-    from bulkmig.replay.stream import find_stream
-    from bulkmig.validation.validate import plan_for_validation
-
-    if options.get("follow") or options.get("until_caught_up") or options.get("until_pos") is not None:
-        raise ConfigError(
-            "replay --follow / --until-caught-up into a MySQL target is not supported yet",
-            "run `bulkmig capture --once`, then `bulkmig replay`, repeatedly",
-        )
-    if task.source.engine != "postgresql":
-        raise ConfigError("CDC into a MySQL target is supported from PostgreSQL sources only", "use full-load")
-    plan = plan_for_validation(task)
-    tables = {(t.schema, t.name): _Table(t, target.endpoint.database) for t in plan.tables}
-    stream = find_stream(task)
-    report = ReplayReport(stream.stream_id)
-    conn = target.connect(loading=True)
-    try:
-        cur = conn.cursor()
-        for sql in POSITION_DDL:
-            cur.execute(sql)
-        conn.commit()
-        cur.execute(
-            "SELECT seq FROM bulkmig.replay_position WHERE target_db = DATABASE() AND stream_id = %s",
-            (stream.stream_id,),
-        )
-        row = cur.fetchone()
-        conn.commit()
-        applied = row[0] if row else None
-        for seq in sorted(stream.batches()):
-            if applied is not None and seq <= applied:
-                continue
-            if applied is not None and seq != applied + 1:
+            if row is not None and row[0] + 1 != batch.seq:
                 raise IntegrityError(
-                    f"batch {applied + 1} of stream {stream.stream_id} is missing while batch {seq} exists",
-                    "restore the batch, or start over with a new full load",
+                    f"the target is at batch {row[0]} of stream {stream_id}, the next one to apply would be "
+                    f"{batch.seq}",
+                    "something else changed bulkmig.replay_position; restore it or start over",
                 )
-            batch = stream.read(seq)
-            if batch is None:
-                break
-            changes = apply_batch(conn, batch, tables, stream.stream_id)
-            report.batches += 1
-            report.changes += changes
-            report.applied_seq, report.applied_pos = batch.seq, batch.last_pos
-            applied = seq
-            say(f"replay: batch {seq} applied: {changes:,} changes; through {batch.last_pos}")
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
-    say(f"replay: {report.batches} batches, {report.changes:,} changes into {target.endpoint.redacted()}")
-    return report
+            for tc in batch.tables:
+                table = self.tables.get((tc.schema, tc.table))
+                if table is None or not tc.rows:
+                    continue  # not selected by the task
+                where = f" into {table.qualified}"
+                tc = self._unseen(tc, table, stats)
+                if tc.rows:
+                    apply_table(cur, tc, self._shape(tc, table), exact=exact)
+                    stats.statements += 1
+            cur.execute(
+                "INSERT INTO bulkmig.replay_position (target_db, stream_id, seq, pos) VALUES (DATABASE(), %s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE seq = VALUES(seq), pos = VALUES(pos), applied_at = CURRENT_TIMESTAMP(6)",
+                (stream_id, batch.seq, batch.last_pos),
+            )
+            self.conn.commit()
+            cur.close()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # a lost connection: the server rolls back itself
+                self.conn.rollback()
+            if not exact and error_code(exc) == ER_DUP_ENTRY:
+                raise  # the caller applies the batch again in order
+            self._raise(f"replay of batch {batch.seq}{where}", exc)
+            raise
+        return stats
+
+    def _shape(self, tc: Any, table: Table) -> Shape:
+        if self.forms == MYSQL_FORMS:
+            return shape_from_forms(table, self.database, tc.columns, tc.types, tc.key)
+        return shape_from_plan(table, self.database, tc.columns, tc.key)
+
+    def _unseen(self, tc: Any, table: Table, stats: Any) -> Any:
+        """The table's changes its rows loaded from the volume do not hold yet (``replay.marks.TableMark``): a
+        MySQL stream starts at the plan's position, the parts were read in later snapshots.  Changes that carry
+        a column the parts lack (added before their snapshot) are all applied again (keyed: idempotent)."""
+        from bulkmig.cdc.position import parse_lsn
+
+        mark = self.marks.get((tc.schema, tc.table))
+        if mark is None:
+            return tc
+        kept = [r for r in tc.rows if not in_snapshot(parse_lsn(r.pos), mark.below)]
+        if len(kept) == len(tc.rows):
+            return tc
+        if any(c not in mark.columns for c in tc.columns) and (table.primary_key or tc.key):
+            return tc
+        stats.skipped += len(tc.rows) - len(kept)
+        return tc.with_rows(kept)
+
+    # ------------------------------------------------------------------------------- drift
+
+    def _drift(self, batch: Any, accept: bool) -> None:
+        refused: list[tuple[dict[str, Any], str]] = []
+        for change in batch.schema_changes:
+            key = (str(change.get("schema", "")), str(change.get("table", "")))
+            table = self.tables.get(key)
+            if table is None:
+                continue
+            kind, column = str(change.get("kind", "")), change.get("column")
+            if kind == "column_added" and isinstance(column, str) and self.forms == MYSQL_FORMS:
+                problem = self._add_column(batch, table, column, change)
+                if problem and not accept:
+                    refused.append((change, problem))
+            elif not accept:
+                refused.append((change, str(change.get("detail") or kind)))
+        if refused:
+            first = refused[0][0]
+            raise TargetError(
+                f"schema drift in batch {batch.seq} on table {first.get('schema')}.{first.get('table')}: "
+                f"{'; '.join(text for _, text in refused)}. Replay cannot apply this safely and applied nothing of "
+                "this batch",
+                "apply the same change to the target by hand (ALTER TABLE …), then rerun "
+                "`bulkmig replay --skip-drift-check` (it accepts the drift of this batch only); "
+                "or start again with a new full load",
+            )
+
+    def _add_column(self, batch: Any, table: Table, column: str, change: dict[str, Any]) -> str | None:
+        """ADD COLUMN with the source's own type and literal default, unless the target table has it already."""
+        typ = str(change.get("type") or "")
+        if not typ:
+            return f"column {column!r} was added without a type"
+        name = table.target_name or table.name
+        there = self._query(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s"
+            " AND COLUMN_NAME = %s",
+            (self.database, name, column),
+        )
+        self.conn.commit()
+        if there and there[0][0]:
+            return None
+        default = change.get("default")
+        extra = f" DEFAULT {default}" if isinstance(default, str) and default else ""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"ALTER TABLE {q(self.database)}.{q(name)} ADD COLUMN {q(column)} {typ} NULL{extra}")
+        except Exception as exc:
+            if error_code(exc) != ER_DUP_FIELDNAME:  # added meanwhile by the operator: fine
+                raise
+        finally:
+            cur.close()
+        say(f"replay: batch {batch.seq}: added column {column!r} ({typ}{extra}) to {self.database}.{name}")
+        return None
+
+
+__all__ = ["POSITION_DDL", "ReplayTarget"]

@@ -258,7 +258,8 @@ def apply(conn: Any, statements: list[Statement], volume_id: str, section: str, 
                 if code == NO_SUCH_TABLE and st.kind == "view":
                     deferred.append((n, st, exc))
                     continue
-                if code not in ALREADY_DONE or not (done or section == "post-data"):
+                # Only pre-data proves an empty database; later sections may find what a crash left unrecorded.
+                if code not in ALREADY_DONE or not (done or section != "pre-data"):
                     raise TargetError(
                         f"{section} {st.kind} {st.name or ''} failed on the target: {exc}".replace("  ", " "),
                         "fix the cause (privileges, an existing object of that name) and rerun `bulkmig load`",

@@ -59,6 +59,9 @@ def load_column(column: Column) -> LoadColumn:
             "LOWER(CONCAT_WS('-', HEX(SUBSTR({v}, 1, 4)), HEX(SUBSTR({v}, 5, 2)), HEX(SUBSTR({v}, 7, 2)), "
             "HEX(SUBSTR({v}, 9, 2)), HEX(SUBSTR({v}, 11, 6))))",
         )
+    if source.split("(", 1)[0].strip() in ("uuid", "inet4", "inet6"):
+        # MariaDB reads a binary string into these types as their raw bytes: the file's text must be text.
+        return LoadColumn(column.target, "CONVERT({v} USING utf8mb4)")
     if source.startswith("year"):
         return LoadColumn(column.target, "{v} + 0")  # the text '0' would be the year 2000, the number 0 is 0000
     if " character set " in source:
@@ -106,6 +109,10 @@ def _as_text(array: pa.Array, name: str) -> pa.Array:
                 f"column {name}: {bad} value(s) are NaN or infinite, which MySQL cannot hold",
                 "exclude or fix those rows at the source (bulkmig never rewrites them silently)",
             )
+        if pa.types.is_float32(t):
+            # A float32's shortest text (3.4028235e+38) may read back, as MySQL reads it (a double first), past
+            # FLT_MAX; the widened double's text (3.4028234663852886e+38) narrows back to the same float exactly.
+            array = pc.cast(array, pa.float64())
     elif pa.types.is_timestamp(t) and t.tz is not None:
         array = pc.cast(array, pa.timestamp(t.unit))  # the session's time_zone is +00:00: UTC wall-clock
     elif pa.types.is_fixed_size_binary(t):
