@@ -45,6 +45,7 @@ bench: install
 	$(PYTHON) -m bench.mysql_target
 	$(PYTHON) -m bench.replay
 	$(PYTHON) -m bench.mysql_replay
+	$(PYTHON) -m bench.capture
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo  # .venv stays: make distclean

@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +40,7 @@ BATCH_FORMAT = "bulkmig-batch"
 BATCH_VERSION = 1
 BATCH_MANIFEST = "batch.json"
 OPS = ("I", "U", "D", "T")
+UPLOADS = 4  # table files of one batch uploaded at once
 # Metadata role -> preferred column name (a clash with a user column appends "_" until free).
 META = {
     "op": "__op",
@@ -51,16 +53,21 @@ META = {
 }
 
 
-@dataclass
+# Capture builds these by the hundred thousand: slots and, on the write side, tuples where nothing needs
+# to change them (a tuple of strings is no work for the garbage collector once it has seen it once).
+Values = list[str | None] | tuple[str | None, ...]
+
+
+@dataclass(slots=True)
 class ChangeRow:
     op: str  # I U D T
     pos: str  # commit LSN of the row's transaction, "X/Y"
     seq: int  # order within the batch, over all tables
     xid: int
     commit_ts: datetime
-    values: list[str | None]  # in TableChanges.columns order; for D: key (or whole old row) values, rest None
-    unchanged: list[str] = field(default_factory=list)  # columns not sent: keep the target's value
-    before: list[str | None] | None = None  # old key / old row when sent, in column order, None elsewhere
+    values: Values  # in TableChanges.columns order; for D: key (or whole old row) values, rest None
+    unchanged: list[str] | tuple[str, ...] = field(default_factory=list)  # columns not sent: keep the target's
+    before: Values | None = None  # old key / old row when sent, in column order, None elsewhere
 
 
 class TableChanges:
@@ -134,6 +141,64 @@ class TableChanges:
     def __repr__(self) -> str:
         return f"TableChanges({self.schema!r}, {self.table!r}, {self.count} changes)"
 
+    @property
+    def row_count(self) -> int:
+        """:attr:`count` under the name :class:`TableColumns` shares, so a batch counts either kind."""
+        return self.count
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(ts: datetime) -> int:
+    """A commit time as :class:`TableColumns` keeps it."""
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(slots=True)
+class TableColumns:
+    """One table's changes as capture builds a batch: :class:`TableChanges`'s header, and the rows kept
+    column by column (each row's values a tuple, transposed in C when written), so that neither building
+    nor writing makes an object per row: at 100k changes/s that was a third of capture's time.  Written
+    exactly as the same :class:`TableChanges` would be; a batch read back holds TableChanges."""
+
+    schema: str
+    table: str
+    columns: list[str]
+    types: list[str]
+    key: list[str]
+    identity: str
+    ops: list[str] = field(default_factory=list)
+    pos: list[str] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    xid: list[int] = field(default_factory=list)
+    commit_us: list[int] = field(default_factory=list)  # microseconds since the Unix epoch (epoch_micros)
+    values: list[Values] = field(default_factory=list)
+    unchanged: list[list[str] | tuple[str, ...]] = field(default_factory=list)
+    before: list[Values | None] = field(default_factory=list)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.ops)
+
+    @property
+    def rows(self) -> list[ChangeRow]:
+        """The rows as :class:`ChangeRow` objects (for a look at a batch in memory; writing never needs them)."""
+        return [
+            ChangeRow(op, pos, seq, xid, _EPOCH + timedelta(microseconds=us), list(v), list(u), b and list(b))
+            for op, pos, seq, xid, us, v, u, b in zip(
+                self.ops,
+                self.pos,
+                self.seq,
+                self.xid,
+                self.commit_us,
+                self.values,
+                self.unchanged,
+                self.before,
+                strict=True,
+            )
+        ]
+
 
 @dataclass
 class Batch:
@@ -142,13 +207,13 @@ class Batch:
     first_pos: str  # commit LSN of the first transaction
     last_pos: str  # commit END LSN of the last transaction: where the source may be acknowledged to
     transactions: int
-    tables: list[TableChanges]
+    tables: list[TableChanges] | list[TableColumns]
     schema_changes: list[dict[str, object]] = field(default_factory=list)  # from pgoutput Relation diffs
     created_at: str = ""
 
     @property
     def rows(self) -> int:
-        return sum(t.count for t in self.tables)
+        return sum(t.row_count for t in self.tables)
 
 
 def batch_prefix(stream_prefix: str, seq: int) -> str:
@@ -183,21 +248,34 @@ def user_columns(table: pa.Table) -> list[pa.ChunkedArray]:
     return [table.column(i) for i, f in enumerate(table.schema) if not (f.metadata or {}).get(b"bulkmig")]
 
 
-def _to_arrow(t: TableChanges) -> pa.Table:
+def _to_arrow(t: TableChanges | TableColumns) -> pa.Table:
     meta = _meta_names(t.columns)
-    rows = t.rows
     n = len(t.columns)
     fields = [pa.field(c, pa.string(), metadata={"source_type": ty}) for c, ty in zip(t.columns, t.types, strict=True)]
-    arrays = [pa.array([r.values[i] for r in rows], pa.string()) for i in range(n)]
-    extra = [
-        ("op", pa.string(), [r.op for r in rows]),
-        ("pos", pa.string(), [r.pos for r in rows]),
-        ("seq", pa.int64(), [r.seq for r in rows]),
-        ("xid", pa.int64(), [r.xid for r in rows]),
-        ("commit_ts", pa.timestamp("us", tz="UTC"), [r.commit_ts for r in rows]),
-        ("unchanged", pa.list_(pa.string()), [r.unchanged for r in rows]),
-        ("before", pa.list_(pa.string()), [r.before for r in rows]),
-    ]
+    extra: list[tuple[str, pa.DataType, list[object]]]
+    if isinstance(t, TableColumns):
+        by_column = list(zip(*t.values, strict=True)) if t.values else [() for _ in range(n)]
+        arrays = [pa.array(column, pa.string()) for column in by_column]
+        extra = [
+            ("op", pa.string(), t.ops),
+            ("pos", pa.string(), t.pos),
+            ("seq", pa.int64(), t.seq),
+            ("xid", pa.int64(), t.xid),
+            ("commit_ts", pa.timestamp("us", tz="UTC"), t.commit_us),  # type: ignore[list-item]
+            ("unchanged", pa.list_(pa.string()), t.unchanged),  # type: ignore[list-item]
+            ("before", pa.list_(pa.string()), t.before),  # type: ignore[list-item]
+        ]
+    else:
+        arrays = [pa.array([r.values[i] for r in t.rows], pa.string()) for i in range(n)]
+        extra = [
+            ("op", pa.string(), [r.op for r in t.rows]),
+            ("pos", pa.string(), [r.pos for r in t.rows]),
+            ("seq", pa.int64(), [r.seq for r in t.rows]),
+            ("xid", pa.int64(), [r.xid for r in t.rows]),
+            ("commit_ts", pa.timestamp("us", tz="UTC"), [r.commit_ts for r in t.rows]),
+            ("unchanged", pa.list_(pa.string()), [r.unchanged for r in t.rows]),
+            ("before", pa.list_(pa.string()), [r.before for r in t.rows]),
+        ]
     for role, typ, values in extra:
         fields.append(pa.field(meta[role], typ, metadata={"bulkmig": role}))
         arrays.append(pa.array(values, typ))
@@ -212,9 +290,10 @@ def _to_arrow(t: TableChanges) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _to_parquet(t: TableChanges) -> bytes:
+def _to_parquet(t: TableChanges | TableColumns) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(t.arrow(), sink, compression="zstd", write_page_checksum=True)
+    table = t.arrow() if isinstance(t, TableChanges) else _to_arrow(t)
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     return sink.getvalue()
 
 
@@ -251,25 +330,31 @@ def _rows_of(table: pa.Table) -> list[ChangeRow]:
 def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, object]:
     """Write every table file, then ``batch.json`` once.  Returns the manifest document.
 
-    Rewriting the files of a batch whose ``batch.json`` is absent is safe (a crash left them
-    half-done); a batch whose ``batch.json`` exists is final and raises ``AlreadyExists``.
+    Table files are uploaded side by side (each file is serialized while the ones before it upload): a
+    batch is on the capture's critical path, and its files do not depend on each other.  Rewriting the
+    files of a batch whose ``batch.json`` is absent is safe (a crash left them half-done); a batch whose
+    ``batch.json`` exists is final and raises ``AlreadyExists``.
     """
     prefix = batch_prefix(stream_prefix, batch.seq)
     entries = []
-    for t in batch.tables:
-        data = _to_parquet(t)
-        key = table_file(t.schema, t.table)
-        store.put_bytes(layout.join(prefix, key), data)
-        entries.append(
-            {
-                "schema": t.schema,
-                "table": t.table,
-                "file": key,
-                "rows": t.count,
-                "bytes": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        )
+    with ThreadPoolExecutor(max_workers=max(1, min(UPLOADS, len(batch.tables))), thread_name_prefix="batch") as pool:
+        uploads = []
+        for t in batch.tables:
+            data = _to_parquet(t)
+            key = table_file(t.schema, t.table)
+            uploads.append(pool.submit(store.put_bytes, layout.join(prefix, key), data))
+            entries.append(
+                {
+                    "schema": t.schema,
+                    "table": t.table,
+                    "file": key,
+                    "rows": t.row_count,
+                    "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
+        for upload in uploads:
+            upload.result()  # the first failure is raised; batch.json is never written after one
     doc = {
         "format": BATCH_FORMAT,
         "version": BATCH_VERSION,
@@ -347,6 +432,8 @@ __all__ = [
     "Batch",
     "ChangeRow",
     "TableChanges",
+    "TableColumns",
+    "epoch_micros",
     "batch_prefix",
     "list_batches",
     "meta_column",

@@ -61,6 +61,9 @@ SCHEMES = {
 }
 COMPRESSIONS = ("zstd", "snappy", "gzip", "lz4", "brotli", "none")
 IDENTIFIERS = ("lower", "preserve")
+# How PostgreSQL capture reads its slot: the streaming replication protocol, or the old SQL peek loop (for a
+# server or pooler that offers no WAL sender; it re-decodes from the restart point on every poll).
+CAPTURE_READS = ("stream", "peek")
 SSE_MODES = {"SSE_S3": "AES256", "AES256": "AES256", "SSE_KMS": "aws:kms", "aws:kms": "aws:kms"}
 
 MiB = 1024**2
@@ -99,6 +102,7 @@ SETTINGS_KEYS = (
     "validation",
     "wal_retained_warning",
     "retry_timeout",
+    "capture_read",
     "mysql",
     "encryption",
     "sqlite",
@@ -545,6 +549,7 @@ class Settings:
     allow_replica_identity_full: bool = False
     slot_name: str | None = None
     publication_name: str | None = None
+    capture_read: str = "stream"  # PostgreSQL capture: START_REPLICATION ("stream") or SQL peek polls ("peek")
     schema: SchemaSettings = SchemaSettings()
     validation: ValidationSettings = ValidationSettings()
     mysql: TypeSettings = TypeSettings()  # MySQL/MariaDB sources: type-mapping choices (issue 5)
@@ -1063,6 +1068,7 @@ class _Builder:
         allow_full = self.bool_(raw, "allow_replica_identity_full", d.allow_replica_identity_full, "settings.")
         slot_name = self.ident(raw, "slot_name", r"[a-z0-9_]{1,63}", "lower-case letters, digits and _, at most 63")
         publication_name = self.ident(raw, "publication_name", r"[^\x00]{1,63}", "1 to 63 characters")
+        capture_read = self.choice(raw, "capture_read", CAPTURE_READS, d.capture_read)
         schema = self.section(raw, "schema", SCHEMA_SETTINGS_KEYS)
         validation = self.section(raw, "validation", VALIDATION_SETTINGS_KEYS)
         schema_settings = SchemaSettings(
@@ -1099,6 +1105,7 @@ class _Builder:
             allow_replica_identity_full=allow_full,
             slot_name=slot_name,
             publication_name=publication_name,
+            capture_read=capture_read,
             schema=schema_settings,
             validation=validation_settings,
             mysql=mysql_settings,

@@ -507,6 +507,8 @@ def _run(
             captured = stream.captured_through() if goal is not None else None
             while not stop.is_set() and runner.step(accept_drift=session["accept"]):
                 session["accept"] = False
+                if goal is not None and (_lsn(report.applied_pos) or 0) >= goal:
+                    break  # there: a capture that writes batches as fast as they apply must not keep us going
             if stop.is_set():
                 break
             applied = _lsn(report.applied_pos)

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -98,6 +98,11 @@ class Env:
 
     def batches(self) -> list[Batch]:
         return [read_batch(self.store, self.prefix, s) for s in self.seqs()]
+
+    def captured_through(self) -> int:
+        """progress.json's captured_through, 0 before there is one."""
+        doc = read_progress(self.store, f"pg-{self.slot}")
+        return parse_lsn(doc["captured_through"]) if doc else 0
 
     def progress(self) -> dict[str, Any]:
         doc = read_progress(self.store, f"pg-{self.slot}")
@@ -332,10 +337,10 @@ def test_crash_between_batch_and_advance_writes_nothing_twice(env: Env, monkeypa
     columns = {r["table"]: [c["name"] for c in r["columns"]] for r in env.progress()["relations"]}
     assert columns["items"] == ["id", "name", "qty", "note"]
 
-    # 2. killed after progress.json, before the slot moved
+    # 2. killed after progress.json, before the slot was told (a status update, or an advance when peeking)
     env.txn("INSERT INTO items VALUES (8, 'eight', 8, 'n8')")
     with monkeypatch.context() as m:
-        m.setattr(capture_mod, "advance", crash)
+        m.setattr(capture_mod._Session, "confirm", crash)
         with pytest.raises(Crash):
             capture(env.task, follow=False)
     assert env.seqs() == [1, 2]
@@ -407,6 +412,161 @@ def test_kill_9_at_any_moment_loses_and_repeats_nothing(env: Env, tmp_path: Path
     assert [g[1:] for g in got] == expected  # every change once, in commit order
     commits = [parse_lsn(r.pos) for b in batches for t in b.tables for r in t.rows]
     assert len(set(commits)) == 400
+    for a, b in zip(batches, batches[1:], strict=False):
+        assert parse_lsn(a.last_pos) < parse_lsn(b.first_pos)  # no transaction in two batches
+    assert env.confirmed() == parse_lsn(env.progress()["captured_through"]) >= target
+
+
+# ------------------------------------------------------------------ long transactions, kills at the seams
+
+
+def in_commit_order(batches: list[Batch]) -> list[tuple[int, str, str, str]]:
+    """(xid, table, op, first value) of every row of every batch, batch by batch in seq order."""
+    return [
+        row[1:]
+        for b in batches
+        for row in sorted((r.seq, r.xid, t.table, r.op, r.values[0]) for t in b.tables for r in t.rows)
+    ]
+
+
+@pytest.mark.parametrize("read", ["stream", "peek"])
+def test_a_long_open_transaction_is_captured_once_exactly(env: Env, read: str) -> None:
+    """A transaction stays open while 150 others commit and capture confirms them batch after batch (so the
+    slot's restart point stays behind it and its confirmed position passes its start), capture is stopped
+    and started again meanwhile; when it commits, its 6,000 changes arrive once, whole, in one batch."""
+    env.start()
+    task = dataclasses.replace(env.task, settings=dataclasses.replace(env.task.settings, capture_read=read))
+    info = env.server.conninfo(env.db)
+    with psycopg.connect(info, autocommit=True, options="-c synchronous_commit=on") as long:
+        long.execute("BEGIN")
+        long_xid = int(long.execute("SELECT txid_current()").fetchone()[0])
+        start_lsn = env.lsn()
+        expected_small: list[tuple[int, str, str, str]] = []
+
+        def follow(until: Callable[[], bool]) -> CaptureReport:
+            stop, result = threading.Event(), []
+            runner = threading.Thread(
+                target=lambda: result.append(
+                    capture(task, follow=True, max_changes=100, poll_interval=0.05, heartbeat_interval=60, stop=stop)
+                )
+            )
+            runner.start()
+            try:
+                deadline = time.monotonic() + 60
+                while not until():
+                    assert time.monotonic() < deadline and runner.is_alive(), "capture did not get there"
+                    time.sleep(0.05)
+            finally:
+                stop.set()
+                runner.join(timeout=60)
+            return result[0]
+
+        for round_ in range(2):  # two capture runs while the transaction stays open
+            for i in range(75):
+                n = round_ * 75 + i
+                long.execute(
+                    "INSERT INTO items SELECT g, 'long', %s FROM generate_series(%s::int, %s::int) g",
+                    (n, 1000 + n * 40, 1000 + n * 40 + 39),
+                )
+                xid, _ = env.txn(f"INSERT INTO docs VALUES ({n}, 'small {n}', NULL)")
+                expected_small.append((xid, "docs", "I", str(n)))
+            target = env.lsn()
+            follow(lambda t=target: env.captured_through() >= t and env.confirmed() >= t)
+            slot = env.admin.execute(
+                "SELECT restart_lsn::text, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (env.slot,),
+            ).fetchone()
+            assert parse_lsn(slot[0]) <= start_lsn < parse_lsn(slot[1])  # pinned behind it, confirmed past it
+        before_commit = env.seqs()
+        assert in_commit_order(env.batches()) == expected_small and len(before_commit) >= 2
+        long.execute("COMMIT")
+    target = env.lsn()
+    follow(lambda: env.captured_through() >= target)
+    new = [b for b in env.batches() if b.seq not in before_commit]
+    (batch,) = new  # one batch: the whole transaction, however many changes it has
+    rows = in_commit_order([batch])
+    assert rows == [(long_xid, "items", "I", str(k)) for k in range(1000, 1000 + 150 * 40)]
+    assert batch.transactions == 1 and batch.rows == 6000
+    everything = in_commit_order(env.batches())
+    assert len(everything) == len(set(everything)) == 150 + 6000  # nothing twice, nothing missing
+    assert env.confirmed() == parse_lsn(env.progress()["captured_through"]) >= target
+
+
+KILL_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from bulkmig.capture import capture
+from bulkmig.config.task import load_task
+from bulkmig.engines.postgres import session
+
+point, after = sys.argv[2], int(sys.argv[3])
+calls = [0]
+original = getattr(session.CaptureSession, point)
+
+
+def killing(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == after:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind, at exactly this point
+    return original(self, *args, **kwargs)
+
+
+setattr(session.CaptureSession, point, killing)
+capture(load_task(Path(sys.argv[1])), follow=False, max_changes=40, poll_interval=0.05)
+"""
+
+
+@pytest.mark.parametrize(
+    ("point", "after"),
+    [
+        ("write_progress", 1),  # batches durable, progress.json not rewritten, nothing confirmed
+        ("confirm", 1),  # batches and progress.json durable, the status update not sent
+    ],
+)
+def test_kill_between_durable_and_confirmed_loses_and_doubles_nothing(
+    env: Env, tmp_path: Path, s3_server: MotoS3Server, point: str, after: int
+) -> None:
+    env.start()
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(
+        "name: capture test\n"
+        f"source: {env.task.source.redacted()}\n"
+        "target: postgresql://nobody@127.0.0.1:1/none\n"
+        "migration_type: cdc\n"
+        f"volume: {tmp_path / 'volume'}\n"
+        f"bucket: {env.task.bucket}\n"
+        f"s3: {{endpoint_url: '{s3_server.endpoint_url}', region: {s3_server.region}}}\n"
+        f"settings: {{slot_name: {env.slot}}}\n"
+    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BULKMIG_", "AWS_"))}
+    child_env.update(s3_server.env(), BULKMIG_SOURCE_PASSWORD=env.server.password)
+    expected = []
+    for i in range(300):  # 300 transactions, 433 changes over two tables
+        statements = [f"INSERT INTO items VALUES ({100 + i}, 'w{i}', {i})"]
+        if i % 3 == 0:
+            statements.append(f"UPDATE bag SET b = 'v{i}' WHERE a = 1")
+        xid, _ = env.txn(*statements)
+        expected += [(xid, "items", "I", str(100 + i))] + ([(xid, "bag", "U", "1")] if i % 3 == 0 else [])
+    target = env.lsn()
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_CHILD, str(task_file), point, str(after)],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -9, child.stderr
+    durable = env.batches()
+    assert durable, child.stderr
+    progress = read_progress(env.store, f"pg-{env.slot}")
+    recorded = parse_lsn(progress["captured_through"]) if progress else 0
+    # nothing was confirmed early: the slot is behind the last durable batch, and never past progress.json
+    assert env.confirmed() < parse_lsn(durable[-1].last_pos)
+    assert env.confirmed() <= max(recorded, parse_lsn(read_stream(env.store, f"pg-{env.slot}")["start_pos"]))
+    capture(env.task, follow=False, until_pos=target, max_changes=40)  # reads again from the slot's position
+    batches = env.batches()
+    assert [b.seq for b in batches] == list(range(1, len(batches) + 1))
+    assert in_commit_order(batches) == expected  # every change once, in commit order
     for a, b in zip(batches, batches[1:], strict=False):
         assert parse_lsn(a.last_pos) < parse_lsn(b.first_pos)  # no transaction in two batches
     assert env.confirmed() == parse_lsn(env.progress()["captured_through"]) >= target

@@ -6,7 +6,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_batch, write_batch
+from bulkmig.cdc.batch import (
+    Batch,
+    ChangeRow,
+    TableChanges,
+    TableColumns,
+    epoch_micros,
+    list_batches,
+    read_batch,
+    write_batch,
+)
 from bulkmig.core.errors import IntegrityError
 from bulkmig.core.store import AlreadyExists, open_store
 
@@ -66,3 +75,35 @@ def test_a_batch_without_its_manifest_does_not_exist(tmp_path) -> None:  # noqa:
     write_batch(store, "cdc/s", make_batch(2))
     (tmp_path / "cdc/s/batch-000000000002/batch.json").unlink()
     assert list_batches(store, "cdc/s") == [1]
+
+
+def test_columns_as_capture_builds_them_are_written_as_the_rows_would_be(tmp_path) -> None:  # noqa: ANN001
+    """Capture builds TableColumns (no object per row); what it writes must read back as the same rows."""
+    rows = make_batch(1).tables[0].rows
+    columns = TableColumns(
+        "public", "users", ["id", "__op", "Op", "big"], ["integer", "text", "text", "text"], ["id"], "d"
+    )
+    for r in rows:
+        columns.ops.append(r.op)
+        columns.pos.append(r.pos)
+        columns.seq.append(r.seq)
+        columns.xid.append(r.xid)
+        columns.commit_us.append(epoch_micros(r.commit_ts))
+        columns.values.append(tuple(r.values))
+        columns.unchanged.append(tuple(r.unchanged))
+        columns.before.append(tuple(r.before) if r.before is not None else None)
+    assert columns.rows == rows and columns.row_count == 3
+    store = open_store(str(tmp_path))
+    write_batch(store, "cdc/a", Batch("pg-slot", 1, "0/16B3748", "0/16B3930", 3, [columns]))
+    write_batch(store, "cdc/b", Batch("pg-slot", 1, "0/16B3748", "0/16B3930", 3, [make_batch(1).tables[0]]))
+    a, b = read_batch(store, "cdc/a", 1).tables[0], read_batch(store, "cdc/b", 1).tables[0]
+    assert (a.schema, a.table, a.columns, a.types, a.key, a.identity) == (
+        b.schema,
+        b.table,
+        b.columns,
+        b.types,
+        b.key,
+        b.identity,
+    )
+    assert a.arrow().equals(b.arrow())
+    assert read_batch(store, "cdc/a", 1).tables[0].rows == rows

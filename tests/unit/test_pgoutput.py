@@ -185,6 +185,20 @@ def test_insert_kinds_text_null_unchanged_binary() -> None:
     assert isinstance(binary, Insert) and binary.new == (b"\x00\x00\x00\x03", None, b"\xff\x00")
 
 
+def test_fast_and_general_paths_decode_alike() -> None:
+    """Row changes take a fast path (ASCII messages sliced once, others decoded per value); whatever it
+    returns must be what the general reader returns, and binary values are refused when capture says so."""
+    d = decoder_with(ITEMS)
+    for values in [("1", "plain ascii", None), ("2", "naïve ✓", "ß"), ("3", "", "x" * 300)]:
+        fast = d.decode(insert(16384, *values))
+        assert isinstance(fast, Insert) and fast.new == values
+        assert d.decode(update(16384, values, old=values, kind=b"O")) == Update(fast.relation, values, values, "O")
+    text_only = Decoder(binary=False)
+    text_only.decode(ITEMS)
+    with pytest.raises(PgoutputError, match="binary value"):
+        text_only.decode(insert(16384, "1", b"\x00", "x"))
+
+
 def test_update_unchanged_toast_is_not_null() -> None:
     d = decoder_with(ITEMS)
     upd = d.decode(update(16384, ("1", None, UNCHANGED_TOAST)))

@@ -264,7 +264,8 @@ def new_slot_name(prefix: str = "bulkmig") -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
-def _replication_connect_error(exc: psycopg.Error) -> ConnectError:
+def replication_connect_error(exc: psycopg.Error) -> ConnectError:
+    """One line for a refused replication connection, naming the setting or privilege to change."""
     text = _first_line(exc)
     lowered = text.lower()
     if "pg_hba.conf" in lowered and "replication" in lowered:
@@ -280,7 +281,8 @@ def _replication_connect_error(exc: psycopg.Error) -> ConnectError:
     if "max_wal_senders" in lowered or "too many" in lowered:
         return ConnectError(
             f"the source has no free WAL sender for the slot connection ({text})",
-            "raise max_wal_senders on the source (needs a restart) or stop other replication clients",
+            "raise max_wal_senders on the source (needs a restart) or stop other replication clients; capture "
+            "can also read without a WAL sender (settings.capture_read: peek, slower)",
         )
     return ConnectError(f"cannot open a replication connection to the source ({text})", "check the source endpoint")
 
@@ -305,7 +307,7 @@ def create_slot_with_snapshot(conninfo: str, slot_name: str | None = None) -> Sl
             conninfo, replication="database", autocommit=True, application_name="bulkmig snapshot holder"
         )
     except psycopg.OperationalError as exc:
-        raise _replication_connect_error(exc) from None
+        raise replication_connect_error(exc) from None
     try:
         check_wal_level(holder)
         row = holder.execute(f"CREATE_REPLICATION_SLOT {ident(name)} LOGICAL pgoutput EXPORT_SNAPSHOT").fetchone()
@@ -332,7 +334,8 @@ def create_slot_with_snapshot(conninfo: str, slot_name: str | None = None) -> Sl
 IN_USE_GRACE_SECONDS = 15.0
 
 
-def _slot_error(slot: str, exc: psycopg.Error) -> SourceError:
+def slot_error(slot: str, exc: psycopg.Error) -> SourceError:
+    """One line for a server error about the slot, with what to do (in use, missing, anything else)."""
     text = _first_line(exc)
     if isinstance(exc, pgerrors.ObjectInUse):
         return SourceError(
@@ -374,10 +377,10 @@ def peek(
             break
         except pgerrors.ObjectInUse as exc:
             if time.monotonic() >= deadline:
-                raise _slot_error(slot, exc) from None
+                raise slot_error(slot, exc) from None
             time.sleep(0.1)
         except psycopg.Error as exc:
-            raise _slot_error(slot, exc) from None
+            raise slot_error(slot, exc) from None
     return [(parse_lsn(lsn), int(xid), bytes(data)) for lsn, xid, data in rows]
 
 
@@ -403,7 +406,7 @@ def advance(conn: psycopg.Connection, slot: str, lsn: int) -> int:
             (slot, format_lsn(lsn)),
         ).fetchone()
     except psycopg.Error as exc:
-        raise _slot_error(slot, exc) from None
+        raise slot_error(slot, exc) from None
     assert moved is not None
     return parse_lsn(moved[0])
 
@@ -489,5 +492,5 @@ def drop_slot(conn: psycopg.Connection, slot: str) -> bool:
     except pgerrors.UndefinedObject:
         return False  # dropped meanwhile by someone else
     except psycopg.Error as exc:
-        raise _slot_error(slot, exc) from None
+        raise slot_error(slot, exc) from None
     return True
