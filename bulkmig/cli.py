@@ -117,6 +117,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         redo=args.redo,
         not_consistent=args.not_consistent,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
     return EXIT_OK
 
@@ -404,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("extract", cmd_extract, "extract the planned parts onto the volume (resumes)")
     p.add_argument("--workers", type=int, help="parallel readers (default: settings.workers)")
     p.add_argument("--agent", metavar="I/N", help="take only this agent's share of the parts, e.g. 2/4")
+    p.add_argument(
+        "--executor", choices=("local", "dask"), help="where parts are read: local threads or a Dask cluster"
+    )
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler (default: settings.scheduler)")
     p.add_argument(
         "--redo",
         nargs="+",

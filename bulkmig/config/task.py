@@ -64,6 +64,7 @@ IDENTIFIERS = ("lower", "preserve")
 # How PostgreSQL capture reads its slot: the streaming replication protocol, or the old SQL peek loop (for a
 # server or pooler that offers no WAL sender; it re-decodes from the restart point on every poll).
 CAPTURE_READS = ("stream", "peek")
+EXECUTORS = ("local", "dask")
 SSE_MODES = {"SSE_S3": "AES256", "AES256": "AES256", "SSE_KMS": "aws:kms", "aws:kms": "aws:kms"}
 
 MiB = 1024**2
@@ -91,6 +92,8 @@ ENDPOINT_KEYS = ("url", "password_file")
 S3_KEYS = ("endpoint_url", "region", "sse", "kms_key_id")
 SETTINGS_KEYS = (
     "workers",
+    "executor",
+    "scheduler",
     "max_part_bytes",
     "max_row_group_rows",
     "compression",
@@ -540,6 +543,10 @@ class DmsSourceSettings:
 @dataclass(frozen=True)
 class Settings:
     workers: int = 2
+    # how units of work run (bulkmig.core.executor): "local" threads here, or "dask" on a cluster at
+    # ``scheduler`` (tcp://host:8786), or on a LocalCluster started for the run when no scheduler is named
+    executor: str = "local"
+    scheduler: str | None = None
     max_part_bytes: int = 256 * MiB
     wal_retained_warning: int = 1024 * MiB  # `status` warns when the slot retains more WAL than this
     retry_timeout: int = 300  # seconds a stage keeps retrying a lost database connection (bulkmig.core.retry)
@@ -1069,6 +1076,13 @@ class _Builder:
         slot_name = self.ident(raw, "slot_name", r"[a-z0-9_]{1,63}", "lower-case letters, digits and _, at most 63")
         publication_name = self.ident(raw, "publication_name", r"[^\x00]{1,63}", "1 to 63 characters")
         capture_read = self.choice(raw, "capture_read", CAPTURE_READS, d.capture_read)
+        executor = self.choice(raw, "executor", EXECUTORS, d.executor)
+        scheduler = raw.get("scheduler")
+        if scheduler is not None and not (isinstance(scheduler, str) and "://" in scheduler):
+            self.problem(
+                f"settings.scheduler: must be a Dask scheduler address like tcp://host:8786, not {scheduler!r}"
+            )
+            scheduler = None
         schema = self.section(raw, "schema", SCHEMA_SETTINGS_KEYS)
         validation = self.section(raw, "validation", VALIDATION_SETTINGS_KEYS)
         schema_settings = SchemaSettings(
@@ -1096,6 +1110,8 @@ class _Builder:
             return None
         return Settings(
             workers=workers,
+            executor=executor,
+            scheduler=scheduler,
             max_part_bytes=max_part_bytes,
             wal_retained_warning=wal_retained_warning,
             retry_timeout=retry_timeout,

@@ -12,6 +12,8 @@ credentials, integrity problems by re-extracting or re-importing the named part.
 
 from __future__ import annotations
 
+from typing import Any
+
 # Documented exit codes (README "Exit codes").  Keep in sync with the README table.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a stage failed for a reason not covered below
@@ -34,6 +36,18 @@ class BulkmigError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross processes (a Dask worker's unit fails on another host): keep the hint and every
+        # subclass's own fields, which Exception's default pickling (args only) would drop.
+        return _rebuild_error, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild_error(cls: type[BulkmigError], message: str, fields: dict[str, Any]) -> BulkmigError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(fields)
+    return error
 
 
 class ConfigError(BulkmigError):

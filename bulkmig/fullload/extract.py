@@ -27,6 +27,7 @@ from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.crypto import Key, key_for_plan
 from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, SourceError
+from bulkmig.core.executor import ClusterLost, run_on_dask
 from bulkmig.core.log import Progress, human_bytes, say
 from bulkmig.core.manifest import PartManifest
 from bulkmig.core.model import Table
@@ -158,6 +159,19 @@ def extract_part(
     return manifest
 
 
+def extract_unit(
+    task: Task, plan: Plan, snapshot: str, lsn: str | None, table: Table, index: int, encrypt_with: Key | None
+) -> PartManifest:
+    """One part, as a Dask worker runs it: its own connection inside the coordinator's exported snapshot
+    (refused when that snapshot is gone: the coordinator died), its own handle on the volume."""
+    store = open_store(task.volume, task.volume_s3_options())
+    reader = SnapshotReader(task.source, snapshot, lsn)
+    try:
+        return extract_part(reader, store, plan, table, index, encrypt_with)
+    finally:
+        reader.close()
+
+
 def _check_columns(conn: Any, plan: Plan) -> None:
     """Refuse to extract a table whose columns changed since the plan (data would land in wrong columns)."""
     for table in plan.tables:
@@ -187,15 +201,19 @@ def _run_parts(
     progress: bool,
     report: ExtractReport,
     encrypt_with: Key | None,
+    on_cluster: Callable[[Callable[[tuple[Table, int], PartManifest], None]], None] | None = None,
 ) -> None:
-    """Extract ``todo`` on ``n_workers`` threads, each with a reader from ``open_reader``."""
+    """Extract ``todo`` on ``n_workers`` threads, each with a reader from ``open_reader`` — or, with
+    ``on_cluster``, hand the parts to it (the Dask executor), which calls back as each one is done."""
     total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
     bar = Progress("extract", len(todo), total_bytes) if progress else None
     lock = threading.Lock()
 
     def one(reader: Any, item: tuple[Table, int]) -> None:
+        done(item, extract_part(reader, store, plan, item[0], item[1], encrypt_with))
+
+    def done(item: tuple[Table, int], manifest: PartManifest) -> None:
         table, index = item
-        manifest = extract_part(reader, store, plan, table, index, encrypt_with)
         with lock:
             report.parts_written += 1
             report.rows += manifest.rows
@@ -207,7 +225,12 @@ def _run_parts(
     estimated = [0]  # the plan's estimate of the parts written by this run, for the disk-full message
     pool: Pool[tuple[Table, int], Any] = Pool("extract", open_reader, lambda reader: reader.close())
     try:
-        pool.run(todo, n_workers, one)
+        if on_cluster is not None:
+            on_cluster(done)
+        else:
+            pool.run(todo, n_workers, one)
+    except ClusterLost:
+        raise  # the cluster, not the source: its own message says what to do
     except Exception as exc:
         left = len(todo) - report.parts_written
         if is_disk_full(exc):
@@ -385,6 +408,8 @@ def extract(
     progress: bool = True,
     redo: list[str] | None = None,
     not_consistent: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> ExtractReport:
     """Extract every part of the plan not yet on the volume (this agent's share with ``--agent I/N``).
 
@@ -428,6 +453,12 @@ def extract(
 
     foreign = foreign_source(str(plan.source.get("engine", "postgresql")))
     if foreign is not None:
+        if (executor or task.settings.executor) == "dask":
+            raise ConfigError(
+                f"settings.executor: dask extracts PostgreSQL sources only; this source is {plan.source.get('engine')}",
+                "set settings.executor: local (MySQL/MariaDB and SQLite extraction runs on this host: one consistent "
+                "snapshot across hosts is not offered for them yet)",
+            )
         _extract_foreign(task, store, plan, foreign, todo, earlier, n_workers, progress, report, encrypt_with)
         return report
 
@@ -463,6 +494,22 @@ def extract(
                 "volume is not one moment of a live source (fine for a quiet source or with CDC replay; for one "
                 "consistent image run extraction once, or use full-load-and-cdc, whose plan holds one snapshot)"
             )
+        on_cluster = None
+        if (executor or task.settings.executor) == "dask":
+            where = scheduler or task.settings.scheduler
+
+            def on_cluster(done: Callable[[tuple[Table, int], PartManifest], None]) -> None:
+                run_on_dask(
+                    "extract",
+                    where,
+                    n_workers,
+                    extract_unit,
+                    todo,
+                    lambda item: (task, plan, snapshot, lsn, item[0], item[1], encrypt_with),
+                    done,
+                )
+
+            say(f"extract: {len(todo)} parts on {where or 'a local Dask cluster'} (snapshot {snapshot})")
         _run_parts(
             store,
             plan,
@@ -472,6 +519,7 @@ def extract(
             progress,
             report,
             encrypt_with,
+            on_cluster,
         )
     finally:
         holder.close()

@@ -493,6 +493,16 @@ def test_settings_values(tmp_path: Path) -> None:
     assert (s.compression, s.identifiers, s.allow_replica_identity_full) == ("none", "preserve", True)
     assert (s.slot_name, s.publication_name) == ("bulkmig_shop", "Shop Pub")
     assert s.schema.owners and s.schema.privileges and not s.validation.enabled
+    assert (s.executor, s.scheduler) == ("local", None)
+
+
+def test_dask_executor_settings_leave_the_fingerprint_alone(tmp_path: Path) -> None:
+    """Where parts are read (threads here, a Dask cluster) never changes them: a volume extracted by one
+    executor resumes under the other."""
+    local = make(tmp_path)
+    dask = make(tmp_path, settings={"executor": "dask", "scheduler": "tcp://10.0.0.5:8786"})
+    assert (dask.settings.executor, dask.settings.scheduler) == ("dask", "tcp://10.0.0.5:8786")
+    assert dask.fingerprint() == local.fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -506,6 +516,8 @@ def test_settings_values(tmp_path: Path) -> None:
         ({"slot_name": "Bulkmig-Slot"}, "settings.slot_name: 'Bulkmig-Slot' is not a valid name"),
         ({"validation": {"enabled": "no"}}, "settings.validation.enabled: must be true or false"),
         ({"schema": True}, "settings.schema: must be a mapping"),
+        ({"executor": "ray"}, "settings.executor: 'ray' is not one of local, dask"),
+        ({"scheduler": "host:8786"}, "settings.scheduler: must be a Dask scheduler address like tcp://host:8786"),
         ("fast", "settings: must be a mapping"),
     ],
 )
