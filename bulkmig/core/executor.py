@@ -17,6 +17,7 @@ the caller as raised.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -71,6 +72,9 @@ def run_on_dask(
     from distributed import as_completed
     from distributed.comm.core import CommClosedError
 
+    # The client's own reconnect attempts log tracebacks; the error raised below says what happened.
+    for logger in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
     client, cluster = _client(scheduler, workers)
     where = scheduler or "a local Dask cluster"
     run = uuid.uuid4().hex[:8]
@@ -94,6 +98,12 @@ def run_on_dask(
                 "and skipped",
             ) from None
         except Exception as exc:
+            if type(exc).__name__ == "FutureCancelledError" and "connection-lost" in str(exc):
+                raise ClusterLost(
+                    f"lost the Dask scheduler at {where} mid-{name}",
+                    f"start a scheduler and its workers again, then rerun `bulkmig {name}`: the finished units are "
+                    "kept and skipped",
+                ) from None
             if type(exc).__name__ == "KilledWorker":
                 raise ClusterLost(
                     f"Dask gave up on a {name} unit after losing the workers running it: {exc}",

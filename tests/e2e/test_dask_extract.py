@@ -161,3 +161,42 @@ def test_mysql_source_on_dask_is_refused_before_any_read(make_mysql_flow, mariad
     assert "settings.executor: dask extracts PostgreSQL sources only; this source is mysql" in run.err
     assert "settings.executor: local" in run.err
     assert not list((flow.volume / "data").rglob("*.parquet"))
+
+
+def test_scheduler_lost_mid_extract_stops_and_a_new_cluster_resumes(  # noqa: ANN001
+    make_flow, pg_source, pg_target, source_db, target_db, cluster, tmp_path
+) -> None:
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS b FROM generate_series(1, 300000) g; "
+        "ALTER TABLE big ADD PRIMARY KEY (id)",
+    )
+    flow = make_flow(settings={"max_part_bytes": "4MB", "executor": "dask", "scheduler": cluster.address})
+    assert flow.bulkmig("plan").code == 0
+    log = tmp_path / "extract.log"
+    proc = flow.start("extract", log=log, quiet=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((flow.volume / "data").rglob("*.json")):
+        time.sleep(0.2)
+    os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+    assert proc.wait(timeout=300) != 0
+    said = log.read_text()
+    assert "lost the Dask scheduler" in said and "rerun `bulkmig extract`" in said, said
+    assert "Traceback" not in said
+
+    # A new scheduler (the old workers went with the old one: start them again), and the rerun resumes.
+    for proc_ in cluster.workers:
+        os.killpg(proc_.pid, signal.SIGKILL)
+    port = str(_free_port())
+    new = [_dask("scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard", log=tmp_path / "s2.log")]
+    address = f"tcp://127.0.0.1:{port}"
+    new.append(_dask("worker", address, "--nthreads", "1", "--no-dashboard", log=tmp_path / "w3.log"))
+    cluster.workers.extend(new)  # the fixture kills them
+    with distributed.Client(address, timeout="60s") as client:
+        client.wait_for_workers(1, timeout=120)
+    again = flow.bulkmig("extract", "--scheduler", address)
+    assert again.code == 0, again.text
+    assert "already on the volume" in again.err
+    _migrate_rest(flow)
+    q = "SELECT count(*), count(DISTINCT id), md5(string_agg(id || b, ',' ORDER BY id)) FROM big"
+    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
