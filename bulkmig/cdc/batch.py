@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bulkmig.core import layout
-from bulkmig.core.errors import IntegrityError
+from bulkmig.core.errors import IntegrityError, StoreError
 from bulkmig.core.manifest import check_format, validate_document
 from bulkmig.core.store import AlreadyExists, Store
 
@@ -327,6 +327,18 @@ def _rows_of(table: pa.Table) -> list[ChangeRow]:
     ]
 
 
+def write_captured_batch(store: Store, stream_prefix: str, batch: Batch) -> None:
+    """What a capture writes: :func:`write_batch`, where a ``batch.json`` already there means another
+    capture is writing the same stream — said as the one line the operator needs."""
+    try:
+        write_batch(store, stream_prefix, batch)
+    except AlreadyExists:
+        raise StoreError(
+            f"change batch {batch.seq} of stream {batch.stream_id} appeared while capture was writing it",
+            "another capture wrote to this stream; run only one per stream",
+        ) from None
+
+
 def write_batch(store: Store, stream_prefix: str, batch: Batch) -> dict[str, object]:
     """Write every table file, then ``batch.json`` once.  Returns the manifest document.
 
@@ -441,4 +453,5 @@ __all__ = [
     "read_batch",
     "read_manifest",
     "write_batch",
+    "write_captured_batch",
 ]

@@ -450,10 +450,11 @@ def extract(
     if not todo:
         return report
     n_workers = max(1, min(workers or task.settings.workers, len(todo)))
+    on_dask = (executor or task.settings.executor) == "dask"
 
     foreign = foreign_source(str(plan.source.get("engine", "postgresql")))
     if foreign is not None:
-        if (executor or task.settings.executor) == "dask":
+        if on_dask:
             raise ConfigError(
                 f"settings.executor: dask extracts PostgreSQL sources only; this source is {plan.source.get('engine')}",
                 "set settings.executor: local (MySQL/MariaDB and SQLite extraction runs on this host: one consistent "
@@ -495,7 +496,7 @@ def extract(
                 "consistent image run extraction once, or use full-load-and-cdc, whose plan holds one snapshot)"
             )
         on_cluster = None
-        if (executor or task.settings.executor) == "dask":
+        if on_dask:
             where = scheduler or task.settings.scheduler
 
             def on_cluster(done: Callable[[tuple[Table, int], PartManifest], None]) -> None:

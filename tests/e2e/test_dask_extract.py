@@ -94,6 +94,30 @@ def _parts(flow) -> list[str]:  # noqa: ANN001
     return [f"{t['schema']}.{t['name']}/{i}" for t in plan["tables"] for i in range(len(t["partitions"]))]
 
 
+BIG_DIGEST = "SELECT count(*), count(DISTINCT id), md5(string_agg(id || a || b, ',' ORDER BY id)) FROM big"
+
+
+def _big_table_planned(make_flow, pg_source, source_db: str, cluster: Cluster):  # noqa: ANN001, ANN202
+    """A 300,000-row table planned into at least 8 parts of 4 MB for the cluster."""
+    pg_source.execute(
+        source_db,
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, repeat(md5(g::text), 8) AS b "
+        "FROM generate_series(1, 300000) g; ALTER TABLE big ADD PRIMARY KEY (id)",
+    )
+    flow = make_flow(settings={"max_part_bytes": "4MB", "executor": "dask", "scheduler": cluster.address})
+    assert flow.bulkmig("plan").code == 0
+    assert len(_parts(flow)) >= 8
+    return flow
+
+
+def _wait_for_first_part(flow) -> None:  # noqa: ANN001
+    """Until the first sidecar is on the volume: the cluster is mid-extract."""
+    deadline = time.monotonic() + 120
+    while not list((flow.volume / "data").rglob("*.json")):
+        assert time.monotonic() < deadline, "no part on the volume after 120 s"
+        time.sleep(0.2)
+
+
 def test_pagila_extracted_on_two_dask_workers(make_flow, pg_source, source_db, cluster) -> None:  # noqa: ANN001
     load_dataset(pg_source, "pagila", source_db)
     flow = make_flow(settings={"max_part_bytes": "256kB", "executor": "dask", "scheduler": cluster.address})
@@ -118,25 +142,14 @@ def test_pagila_extracted_on_two_dask_workers(make_flow, pg_source, source_db, c
 def test_worker_killed_mid_extract_is_redone_elsewhere(  # noqa: ANN001
     make_flow, pg_source, pg_target, source_db, target_db, cluster, tmp_path
 ) -> None:
-    pg_source.execute(
-        source_db,
-        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, repeat(md5(g::text), 8) AS b "
-        "FROM generate_series(1, 300000) g; ALTER TABLE big ADD PRIMARY KEY (id)",
-    )
-    flow = make_flow(settings={"max_part_bytes": "4MB", "executor": "dask", "scheduler": cluster.address})
-    assert flow.bulkmig("plan").code == 0
-    assert len(_parts(flow)) >= 8
+    flow = _big_table_planned(make_flow, pg_source, source_db, cluster)
     proc = flow.start("extract", log=tmp_path / "extract.log", quiet=False)
-    victim = cluster.workers[0]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((flow.volume / "data").rglob("*.json")):
-        time.sleep(0.2)  # the first sidecar: the cluster is mid-extract
-    os.killpg(victim.pid, signal.SIGKILL)
+    _wait_for_first_part(flow)
+    os.killpg(cluster.workers[0].pid, signal.SIGKILL)
     assert proc.wait(timeout=300) == 0, (tmp_path / "extract.log").read_text()
     _migrate_rest(flow)
-    # None doubled: the target holds each source row exactly once.
-    q = "SELECT count(*), count(DISTINCT id), md5(string_agg(id || a || b, ',' ORDER BY id)) FROM big"
-    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
+    # None doubled: the target holds each source row exactly once, every value as it was.
+    assert pg_target.execute(target_db, BIG_DIGEST) == pg_source.execute(source_db, BIG_DIGEST)
 
 
 def test_unreachable_scheduler_is_one_clear_line(make_flow, pg_source, source_db) -> None:  # noqa: ANN001
@@ -166,18 +179,10 @@ def test_mysql_source_on_dask_is_refused_before_any_read(make_mysql_flow, mariad
 def test_scheduler_lost_mid_extract_stops_and_a_new_cluster_resumes(  # noqa: ANN001
     make_flow, pg_source, pg_target, source_db, target_db, cluster, tmp_path
 ) -> None:
-    pg_source.execute(
-        source_db,
-        "CREATE TABLE big AS SELECT g AS id, repeat(md5(g::text), 8) AS b FROM generate_series(1, 300000) g; "
-        "ALTER TABLE big ADD PRIMARY KEY (id)",
-    )
-    flow = make_flow(settings={"max_part_bytes": "4MB", "executor": "dask", "scheduler": cluster.address})
-    assert flow.bulkmig("plan").code == 0
+    flow = _big_table_planned(make_flow, pg_source, source_db, cluster)
     log = tmp_path / "extract.log"
     proc = flow.start("extract", log=log, quiet=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((flow.volume / "data").rglob("*.json")):
-        time.sleep(0.2)
+    _wait_for_first_part(flow)
     os.killpg(cluster.scheduler.pid, signal.SIGKILL)
     assert proc.wait(timeout=300) != 0
     said = log.read_text()
@@ -198,5 +203,4 @@ def test_scheduler_lost_mid_extract_stops_and_a_new_cluster_resumes(  # noqa: AN
     assert again.code == 0, again.text
     assert "already on the volume" in again.err
     _migrate_rest(flow)
-    q = "SELECT count(*), count(DISTINCT id), md5(string_agg(id || b, ',' ORDER BY id)) FROM big"
-    assert pg_target.execute(target_db, q) == pg_source.execute(source_db, q)
+    assert pg_target.execute(target_db, BIG_DIGEST) == pg_source.execute(source_db, BIG_DIGEST)

@@ -366,7 +366,8 @@ capture(load_task(Path(sys.argv[1])), max_changes=40, poll_interval=0.05)
 """
 
 
-def test_kill_9_at_any_moment_loses_and_repeats_nothing(env: Env, tmp_path: Path, s3_server: MotoS3Server) -> None:
+def _child_task(env: Env, tmp_path: Path, s3_server: MotoS3Server) -> tuple[Path, dict[str, str]]:
+    """A cdc task file for a capture run as its own process, and that process's environment."""
     env.start()
     task_file = tmp_path / "task.yaml"
     task_file.write_text(
@@ -381,6 +382,11 @@ def test_kill_9_at_any_moment_loses_and_repeats_nothing(env: Env, tmp_path: Path
     )
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BULKMIG_", "AWS_"))}
     child_env.update(s3_server.env(), BULKMIG_SOURCE_PASSWORD=env.server.password)
+    return task_file, child_env
+
+
+def test_kill_9_at_any_moment_loses_and_repeats_nothing(env: Env, tmp_path: Path, s3_server: MotoS3Server) -> None:
+    task_file, child_env = _child_task(env, tmp_path, s3_server)
     expected = []
     for i in range(400):  # 400 transactions of 1-2 rows over two tables
         statements = [f"INSERT INTO items VALUES ({100 + i}, 'w{i}', {i})"]
@@ -526,20 +532,7 @@ capture(load_task(Path(sys.argv[1])), follow=False, max_changes=40, poll_interva
 def test_kill_between_durable_and_confirmed_loses_and_doubles_nothing(
     env: Env, tmp_path: Path, s3_server: MotoS3Server, point: str, after: int
 ) -> None:
-    env.start()
-    task_file = tmp_path / "task.yaml"
-    task_file.write_text(
-        "name: capture test\n"
-        f"source: {env.task.source.redacted()}\n"
-        "target: postgresql://nobody@127.0.0.1:1/none\n"
-        "migration_type: cdc\n"
-        f"volume: {tmp_path / 'volume'}\n"
-        f"bucket: {env.task.bucket}\n"
-        f"s3: {{endpoint_url: '{s3_server.endpoint_url}', region: {s3_server.region}}}\n"
-        f"settings: {{slot_name: {env.slot}}}\n"
-    )
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "BULKMIG_", "AWS_"))}
-    child_env.update(s3_server.env(), BULKMIG_SOURCE_PASSWORD=env.server.password)
+    task_file, child_env = _child_task(env, tmp_path, s3_server)
     expected = []
     for i in range(300):  # 300 transactions, 433 changes over two tables
         statements = [f"INSERT INTO items VALUES ({100 + i}, 'w{i}', {i})"]

@@ -15,8 +15,9 @@ from bulkmig.cdc.batch import (
     list_batches,
     read_batch,
     write_batch,
+    write_captured_batch,
 )
-from bulkmig.core.errors import IntegrityError
+from bulkmig.core.errors import IntegrityError, StoreError
 from bulkmig.core.store import AlreadyExists, open_store
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -54,6 +55,14 @@ def test_round_trip_keeps_values_nulls_unchanged_and_names(tmp_path) -> None:  #
     assert got.tables[0].rows == want.tables[0].rows
     assert got.tables[1].schema == "Odd Schema" and got.tables[1].table == 'T "q"/ü'
     assert got.tables[1].rows[0].op == "T" and got.tables[1].identity == "f"
+
+
+def test_a_second_capture_on_one_stream_is_told_to_run_only_one(tmp_path) -> None:  # noqa: ANN001
+    store = open_store(str(tmp_path))
+    write_captured_batch(store, "cdc/s", make_batch(1))
+    with pytest.raises(StoreError) as caught:
+        write_captured_batch(store, "cdc/s", make_batch(1))
+    assert "change batch 1 of stream" in str(caught.value) and "run only one per stream" in str(caught.value)
 
 
 def test_a_written_batch_is_final_and_damage_is_refused(tmp_path) -> None:  # noqa: ANN001

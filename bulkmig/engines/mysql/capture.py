@@ -52,7 +52,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_batch
+from bulkmig.cdc.batch import Batch, ChangeRow, TableChanges, list_batches, read_manifest, write_captured_batch
 from bulkmig.cdc.driver import CaptureReport
 from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.cdc.stream import (
@@ -72,7 +72,7 @@ from bulkmig.cdc.stream import (
 )
 from bulkmig.config.task import Task
 from bulkmig.core import layout
-from bulkmig.core.errors import ConfigError, SourceError, StoreError
+from bulkmig.core.errors import ConfigError, SourceError
 from bulkmig.core.log import human_bytes, say, tick
 from bulkmig.core.manifest import dump_document, utc_now, validate_document
 from bulkmig.core.store import AlreadyExists, Store
@@ -770,13 +770,7 @@ class _Session:
         b = self.builder
         if b:
             batch = b.batch(self.stream_id, self.next_seq)
-            try:
-                write_batch(self.store, self.prefix, batch)
-            except AlreadyExists:
-                raise StoreError(
-                    f"change batch {batch.seq} of stream {self.stream_id} appeared while capture was writing it",
-                    "another capture wrote to this stream; run only one per stream",
-                ) from None
+            write_captured_batch(self.store, self.prefix, batch)
             self.durable = parse_lsn(batch.last_pos)
             self.last_seq, self.next_seq = batch.seq, batch.seq + 1
             self.builder = _Builder()

@@ -42,7 +42,7 @@ from typing import Any
 
 import psycopg
 
-from bulkmig.cdc.batch import list_batches, read_manifest, write_batch
+from bulkmig.cdc.batch import list_batches, read_manifest, write_captured_batch
 from bulkmig.cdc.driver import CaptureReport
 from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.cdc.stream import (
@@ -57,11 +57,11 @@ from bulkmig.cdc.stream import (
 )
 from bulkmig.config.task import Task
 from bulkmig.core import layout
-from bulkmig.core.errors import ConfigError, ConnectError, SourceError, StoreError
+from bulkmig.core.errors import ConfigError, ConnectError, SourceError
 from bulkmig.core.log import human_bytes, say, tick
 from bulkmig.core.manifest import dump_document, utc_now
 from bulkmig.core.retry import Reason
-from bulkmig.core.store import AlreadyExists, Store
+from bulkmig.core.store import Store
 from bulkmig.engines.postgres.batching import BatchBuilder, has_rows, relations_of
 from bulkmig.engines.postgres.commits import Commit, Writer, collect_now, collector_paused
 from bulkmig.engines.postgres.connect import connect
@@ -327,13 +327,7 @@ class CaptureSession:
         batch = step.batch
         if batch is None:
             return
-        try:
-            write_batch(self.store, self.prefix, batch)
-        except AlreadyExists:
-            raise StoreError(
-                f"change batch {batch.seq} of stream {self.stream_id} appeared while capture was writing it",
-                "another capture wrote to this stream; run only one per stream",
-            ) from None
+        write_captured_batch(self.store, self.prefix, batch)
         r = self.report  # counted once durable, whatever happens to the acknowledgement
         r.batches += 1
         r.first_seq = batch.seq if r.first_seq is None else r.first_seq
