@@ -7,6 +7,8 @@
 VENV ?= .venv
 BOOTSTRAP_PYTHON ?= python3
 PYTHON ?= $(VENV)/bin/python
+# Test files run on this many processes (pytest-xdist, a file stays on one process: its module fixtures once).
+TEST_JOBS ?= 2
 ARGS ?=
 PYTEST_ARGS ?=
 # Quiet pip when CI runs it as root; older pips ignore variables they do not know.
@@ -27,7 +29,7 @@ lint:
 # pytest exits 5 when it collected nothing: a broken conftest or a wrong path must not pass as green.
 test: install
 	@$(MAKE) --no-print-directory lint
-	@rc=0; $(PYTHON) -m pytest -q -ra tests $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PYTHON) -m pytest -q -ra --durations=40 -n $(TEST_JOBS) --dist loadfile tests $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; counting that as a failure" >&2; exit 1; fi; \
 	exit $$rc
 
@@ -46,6 +48,7 @@ bench: install
 	$(PYTHON) -m bench.replay
 	$(PYTHON) -m bench.mysql_replay
 	$(PYTHON) -m bench.capture
+	$(PYTHON) -m bench.scaleout
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .ruff_cache .mypy_cache bulkmig-demo  # .venv stays: make distclean

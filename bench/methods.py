@@ -33,6 +33,8 @@ WORKERS = 2
 DUCKDB_PINS = ("duckdb==1.5.5", "duckdb-extension-postgres-scanner==1.5.5")
 DUCKDB_JOB = Path(__file__).with_name("duckdb_job.py")
 _MIGRATE_DONE = re.compile(r"migrate: done in \S+ \((?P<steps>[^)]*)\)")
+# load's last line: "load: 2 parts, 4,000,000 rows loaded into … (find volume 0.4s, pre-data 0.1s, …)"
+_LOAD_DONE = re.compile(r"^load: \d+ parts, .* rows loaded into .* \((?P<steps>[^)]*)\)$", re.MULTILINE)
 
 
 @dataclass
@@ -117,7 +119,10 @@ class Env:
 def _measured(m: proc.Measured, out: Path | None = None) -> Sample:
     if not m.ok:
         return Sample(None, m.peak_rss, m.peak_rss_one, error=m.last_line())
-    return Sample(m.seconds, m.peak_rss, m.peak_rss_one, proc.dir_bytes(out) if out else None)
+    sample = Sample(m.seconds, m.peak_rss, m.peak_rss_one, proc.dir_bytes(out) if out else None)
+    if m.argv[:3] == _bulkmig():  # where a bulkmig command's CPU goes, against the server's
+        sample.extra["cpu s"] = m.cpu_seconds
+    return sample
 
 
 def _setup(env: Env, argv: list[str], cmd_env: Mapping[str, str], what: str, stdout: IO[bytes] | None = None) -> None:
@@ -337,16 +342,23 @@ def load(env: Env, t: TableSpec) -> Sample:
         _setup(env, _bulkmig("volume", "import", "--task", str(task)), env.bulkmig_env(), "bulkmig volume import")
         env.checkpoint()
         argv = _bulkmig("load", "--task", str(task), "--workers", str(WORKERS))
-        return _measured(proc.run(argv, env=env.bulkmig_env(), cwd=env.work))
+        m = proc.run(argv, env=env.bulkmig_env(), cwd=env.work)
+        sample = _measured(m)
+        steps = parse_migrate_steps(m.stderr, _LOAD_DONE)
+        if steps and sample.seconds is not None:  # the rest of the wall time: Python, imports, the task file
+            steps = {"start-up": max(0.0, sample.seconds - sum(steps.values())), **steps}
+        sample.extra.update({f"{k} s": v for k, v in steps.items()})
+        return sample
     finally:
         env.pg.drop_database(db)
         shutil.rmtree(volume, ignore_errors=True)
         _drop_prefix(env, name)
 
 
-def parse_migrate_steps(stderr: str) -> dict[str, float]:
-    """``migrate: done in 1m02s (plan 0.4s, extract 20.1s, …, validate 3.0s); …`` -> {step: seconds}."""
-    found = _MIGRATE_DONE.search(stderr)
+def parse_migrate_steps(stderr: str, done: re.Pattern[str] = _MIGRATE_DONE) -> dict[str, float]:
+    """``migrate: done in 1m02s (plan 0.4s, extract 20.1s, …, validate 3.0s); …`` -> {step: seconds} (``done``:
+    another command's closing line with its steps in brackets, as ``_LOAD_DONE``)."""
+    found = done.search(stderr)
     if not found:
         return {}
     steps: dict[str, float] = {}
@@ -367,7 +379,7 @@ def migrate(env: Env, t: TableSpec) -> Sample:
         argv = _bulkmig("migrate", "--task", str(task), "--workers", str(WORKERS))
         m = proc.run(argv, env=env.bulkmig_env(), cwd=env.work)
         sample = _measured(m, volume)
-        sample.extra = {f"{k} s": v for k, v in parse_migrate_steps(m.stderr).items()}
+        sample.extra.update({f"{k} s": v for k, v in parse_migrate_steps(m.stderr).items()})
         return sample
     finally:
         env.pg.drop_database(db)

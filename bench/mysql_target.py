@@ -32,13 +32,17 @@ from bench.mysql_drivers import DB, TABLE, fill
 from bulkmig.demo.servers import MariaDBServer, MotoS3Server
 
 
-def _cli(env: dict[str, str], *args: str) -> float:
+def _cli(env: dict[str, str], *args: str, lines: list[str] | None = None) -> float:
+    """Seconds one ``bulkmig`` command took; ``lines``: collect its ``load: … (laps)`` summary line too."""
     start = time.perf_counter()
+    quiet = [] if lines is not None else ["--quiet"]
     done = subprocess.run(
-        [sys.executable, "-m", "bulkmig.cli", "--quiet", *args], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bulkmig.cli", *quiet, *args], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise SystemExit(f"bulkmig {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    if lines is not None:
+        lines += [line for line in done.stderr.splitlines() if " rows loaded into " in line]
     return time.perf_counter() - start
 
 
@@ -69,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         env = {**os.environ, **s3.env(), "BULKMIG_SOURCE_PASSWORD": my.password, "BULKMIG_TARGET_PASSWORD": my.password}
-        t_before = _cli(env, "plan", "--task", str(task))
-        t_before += _cli(env, "extract", "--task", str(task))
-        t_before += _cli(env, "volume", "seal", str(tmp / "volume"))
-        t_before += _cli(env, "volume", "import", "--task", str(task))
-        t_bulkmig = _cli(env, "load", "--task", str(task))
-        t_e2e = t_before + t_bulkmig
+        stages = {
+            "plan": _cli(env, "plan", "--task", str(task)),
+            "extract": _cli(env, "extract", "--task", str(task)),
+            "seal": _cli(env, "volume", "seal", str(tmp / "volume")),
+            "import": _cli(env, "volume", "import", "--task", str(task)),
+        }
+        summary: list[str] = []
+        t_bulkmig = stages["load"] = _cli(env, "load", "--task", str(task), lines=summary)
+        t_e2e = sum(stages.values())
 
         # The same rows as one LOAD DATA file, written by bulkmig's own encoder from the same parts (untimed).
         import pyarrow.parquet as pq
@@ -121,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  raw LOAD DATA LOCAL    {t_raw:7.2f} s  {args.rows / t_raw:>10,.0f} rows/s")
     print(f"  mysqldump | mysql      {t_dump:7.2f} s  {args.rows / t_dump:>10,.0f} rows/s")
     print(f"  bulkmig end to end     {t_e2e:7.2f} s  (plan, extract, seal, import to S3, load; 5 processes)")
+    print("    " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stages.items()))
+    for line in summary:  # the load's own laps: where its time went
+        print(f"    {line[line.find('(') :]}" if "(" in line else f"    {line}")
     print(
         f"  load: bulkmig / raw = {t_raw / t_bulkmig:.2f}   load vs mysqldump|mysql = {t_dump / t_bulkmig:.2f}x   "
         f"end to end vs mysqldump|mysql = {t_dump / t_e2e:.2f}x"

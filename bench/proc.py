@@ -41,6 +41,7 @@ class Measured:
     peak_rss: int  # bytes, whole process tree
     peak_rss_one: int  # bytes, the largest single process
     stderr: str
+    cpu_seconds: float = 0.0  # user + system time of the command's own process (its threads; not the server's)
 
     @property
     def ok(self) -> bool:
@@ -144,7 +145,7 @@ def run(
         try:
             deadline = started + timeout
             while True:
-                pid, status = os.waitpid(proc.pid, os.WNOHANG)
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
                 if time.monotonic() > deadline:
@@ -169,6 +170,7 @@ def run(
         peak_rss=max(sampler.peak, sampler.peak_one),
         peak_rss_one=sampler.peak_one,
         stderr=text,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
 
 

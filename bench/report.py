@@ -241,13 +241,18 @@ def target_table(items: list[Target]) -> str:
 
 
 def notes(results: Results) -> list[str]:
-    """Figures that do not fit a column: migrate's own step times."""
+    """Figures that do not fit a column: bulkmig's own CPU time (what it adds to the server's work on the same
+    cores), load's and migrate's own step times."""
     lines: list[str] = []
     for r in results.rows:
-        if r.method.key == "migrate" and r.ok:
-            keys = list(dict.fromkeys(k for s in r.ok for k in s.extra))
+        if r.method.key in ("extract", "load", "migrate") and r.ok:
+            keys = [k for k in dict.fromkeys(k for s in r.ok for k in s.extra) if k != "cpu s"]
             steps = ", ".join(f"{k.removesuffix(' s')} {r.extra(k):.1f}s" for k in keys)
-            lines.append(f"- {r.table} / bulkmig migrate steps (its own timing): {steps or 'not printed'}")
+            cpu = r.extra("cpu s")
+            used = f"; its process used {cpu:.1f} s of CPU (user + system)" if cpu is not None else ""
+            if keys or used:
+                steps = f"steps (its own timing) {steps}" if steps else "no steps printed"
+                lines.append(f"- {r.table} / bulkmig {r.method.key}: {steps}{used}")
     return lines
 
 

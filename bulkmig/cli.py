@@ -14,11 +14,16 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkmig import __version__
 from bulkmig.core.errors import EXIT_FAILED, EXIT_INTEGRITY, EXIT_INTERRUPTED, EXIT_OK, BulkmigError
 from bulkmig.core.log import Progress, close_bar, open_bar, set_quiet
+
+if TYPE_CHECKING:
+    from bulkmig.core.store import Store
+
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Move a live database through a shipped Parquet volume, S3 and change replay.
@@ -123,28 +128,30 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_seal(args: argparse.Namespace) -> int:
+def _walk_volume(args: argparse.Namespace, stage: str, walk: Callable[[Store, Any], T]) -> tuple[Store, T]:
+    """``walk`` (seal or verify) over the volume ``args.volume`` names, with an objects bar unless --quiet."""
     from bulkmig.core.store import open_store
-    from bulkmig.volume.seal import seal
 
     store = open_store(args.volume, _s3_options(args))
-    bar = Progress("seal", 0, unit="objects", rows=None) if not args.quiet else None
-    manifest = seal(store, bar.callback() if bar else None)
+    bar = Progress(stage, 0, unit="objects", rows=None) if not args.quiet else None
+    result = walk(store, bar.callback() if bar else None)
     if bar:
         bar.finish()
+    return store, result
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    from bulkmig.volume.seal import seal
+
+    store, manifest = _walk_volume(args, "seal", seal)
     print(f"sealed {store.url}: {len(manifest.files)} files, root hash {manifest.root_hash}")
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from bulkmig.core.store import open_store
     from bulkmig.volume.verify import verify
 
-    store = open_store(args.volume, _s3_options(args))
-    bar = Progress("verify", 0, unit="objects", rows=None) if not args.quiet else None
-    report = verify(store, bar.callback() if bar else None)
-    if bar:
-        bar.finish()
+    _, report = _walk_volume(args, "verify", verify)
     print(report.to_json() if args.json else report.render())
     return EXIT_OK if report.ok else EXIT_INTEGRITY
 
@@ -152,7 +159,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from bulkmig.ops.migrate import import_task
 
-    import_task(_task(args), workers=args.workers, progress=not args.quiet)
+    import_task(
+        _task(args),
+        workers=args.workers,
+        progress=not args.quiet,
+        device=args.device,
+        path=args.path,
+        executor=args.executor,
+        scheduler=args.scheduler,
+    )
     return EXIT_OK
 
 
@@ -164,7 +179,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     if is_dms_source(task):  # an AWS DMS S3 target's folder: its LOAD files, with the same ledger
         load_dms(task, progress=not args.quiet)
         return EXIT_OK
-    load(task, workers=args.workers, progress=not args.quiet)
+    load(task, workers=args.workers, progress=not args.quiet, executor=args.executor, scheduler=args.scheduler)
     return EXIT_OK
 
 
@@ -172,7 +187,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from bulkmig.validation.validate import validate
 
     report = validate(
-        _task(args), workers=args.workers, raise_on_difference=False, progress=not args.quiet, repair=args.repair
+        _task(args),
+        workers=args.workers,
+        raise_on_difference=False,
+        progress=not args.quiet,
+        repair=args.repair,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
     if args.json:
         print(report.to_json())
@@ -187,7 +208,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from bulkmig.dms.read import is_dms_source, load_dms, replay_dms
+    from bulkmig.dms.changes import replay_dms
+    from bulkmig.dms.read import is_dms_source, load_dms
     from bulkmig.ops.migrate import migrate
 
     task = _task(args)
@@ -240,7 +262,8 @@ def _capture_line(report: Any) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from bulkmig.dms.read import is_dms_source, replay_dms
+    from bulkmig.dms.changes import replay_dms
+    from bulkmig.dms.read import is_dms_source
     from bulkmig.replay import replay
 
     stop = _stop_on_signals()
@@ -440,11 +463,23 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--s3-kms-key-id", help="the KMS key for --s3-sse aws:kms")
     p = add("import", cmd_import, "copy the sealed volume into the bucket, checking every object", parent=vol)
     p.add_argument("--workers", type=int, help="parallel uploads")
+    p.add_argument(
+        "--device", metavar="NAME", help="several devices (volumes:): import this one (default: every one here)"
+    )
+    p.add_argument("--path", metavar="PATH_OR_S3_URL", help="where --device is mounted now, if not at its task path")
+    p.add_argument("--executor", choices=("local", "dask"), help="where files are copied: local threads or Dask")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler (default: settings.scheduler)")
 
     p = add("load", cmd_load, "load the imported volume from the bucket into the target (resumes)")
     p.add_argument("--workers", type=int, help="parallel loaders")
+    p.add_argument(
+        "--executor", choices=("local", "dask"), help="where parts are loaded: local threads or a Dask cluster"
+    )
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler (default: settings.scheduler)")
     p = add("validate", cmd_validate, "compare every selected table between source and target")
     p.add_argument("--workers", type=int)
+    p.add_argument("--executor", choices=("local", "dask"), help="where tables are compared: local threads or Dask")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="the Dask scheduler (default: settings.scheduler)")
     p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
     p.add_argument(
         "--repair",

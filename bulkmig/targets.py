@@ -1,9 +1,8 @@
 """Which target engine a task loads into: the one dispatch the stages use (issue 18).
 
-``None`` means PostgreSQL, whose code still lives in the stages themselves (load.py, replay.py, validate.py);
-any other engine is an object with the target-engine methods (``capabilities``, ``convert_schema``,
-``apply_schema``, ``load_part``, ``load``, validation reads).  When the target protocol lands, PostgreSQL gets
-its own object here and the ``None`` case goes away.
+:func:`target_for` returns the task's target engine object (``engines/postgres/target``, ``engines/mysql/target``):
+the target protocol's methods (``bulkmig.engines.protocols.TargetEngine``), each engine's facts in its
+``capabilities``.
 """
 
 from __future__ import annotations
@@ -13,13 +12,20 @@ from typing import Any
 from bulkmig.core.errors import ConfigError
 
 
-def target_engine(task: Any) -> Any | None:
-    """The task's target engine object, or None for PostgreSQL."""
+def target_class(task: Any) -> Any:
+    """The class of the task's target engine (its ``capabilities`` read without connecting anywhere)."""
     engine = task.target.engine
     if engine == "postgresql":
-        return None
+        from bulkmig.engines.postgres.target import PostgresTarget
+
+        return PostgresTarget
     if engine == "mysql":
         from bulkmig.engines.mysql.target import MysqlTarget
 
-        return MysqlTarget(task)
+        return MysqlTarget
     raise ConfigError(f"target engine {engine!r} is not supported", "use a postgresql:// or mysql:// target")
+
+
+def target_for(task: Any) -> Any:
+    """The task's target engine object."""
+    return target_class(task)(task)

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bulkmig.core import layout
-from bulkmig.core.errors import IntegrityError, StoreError
+from bulkmig.core.errors import IntegrityError, StoreError, TargetError
 from bulkmig.core.manifest import check_format, validate_document
 from bulkmig.core.store import AlreadyExists, Store
 
@@ -215,6 +215,10 @@ class Batch:
     def rows(self) -> int:
         return sum(t.row_count for t in self.tables)
 
+    def last_commit_ts(self) -> datetime | None:
+        """The commit time of the batch's last change (for replay's lag), None when no change carries one."""
+        return max((ts for t in self.tables if (ts := t.last_commit_ts()) is not None), default=None)  # type: ignore[union-attr]
+
 
 def batch_prefix(stream_prefix: str, seq: int) -> str:
     return layout.join(stream_prefix, layout.batch_dir(seq))
@@ -290,9 +294,14 @@ def _to_arrow(t: TableChanges | TableColumns) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def as_arrow(t: TableChanges | TableColumns) -> pa.Table:
+    """The Arrow table a batch file holds for ``t``, either kind."""
+    return t.arrow() if isinstance(t, TableChanges) else _to_arrow(t)
+
+
 def _to_parquet(t: TableChanges | TableColumns) -> bytes:
     sink = io.BytesIO()
-    table = t.arrow() if isinstance(t, TableChanges) else _to_arrow(t)
+    table = as_arrow(t)
     pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
     return sink.getvalue()
 
@@ -430,6 +439,22 @@ def list_batches(store: Store, stream_prefix: str) -> list[int]:
         if len(parts) == 2 and parts[1] == BATCH_MANIFEST and parts[0].startswith("batch-"):
             seqs.append(int(parts[0][len("batch-") :]))
     return sorted(seqs)
+
+
+def check_next(applied: int | None, seq: int, stream_id: str) -> None:
+    """Refuse to apply batch ``seq`` unless it is the next one after ``applied``, the last batch of ``stream_id``
+    the target's replay position records (None: none yet): read under the position row's lock, in the
+    transaction that applies the batch, so two replayers never both apply it and no batch is skipped."""
+    if applied is not None and applied >= seq:
+        raise TargetError(
+            f"batch {seq} of stream {stream_id} is already applied (the target is at batch {applied})",
+            "another replayer ran at the same time; rerun `bulkmig replay`",
+        )
+    if applied is not None and applied + 1 != seq:
+        raise IntegrityError(
+            f"the target is at batch {applied} of stream {stream_id}, the next one to apply would be {seq}",
+            "something else changed bulkmig.replay_position; restore it or start over",
+        )
 
 
 def batch_summary(batch: Batch) -> dict[str, object]:

@@ -13,7 +13,9 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from bulkmig.cdc.batch import Batch
 from bulkmig.config.task import Task
+from bulkmig.core.log import tick
 from bulkmig.core.retry import Reason
 from bulkmig.core.store import Store
 
@@ -36,6 +38,17 @@ class CaptureReport:
     captured_through: str | None = None
     lag_bytes: int | None = None
 
+    def count_batch(self, batch: Batch) -> None:
+        """Count a batch once it is durable (whatever happens to its acknowledgement), and say so on the
+        progress line."""
+        self.batches += 1
+        self.first_seq = batch.seq if self.first_seq is None else self.first_seq
+        self.last_seq = batch.seq
+        self.transactions += batch.transactions
+        self.changes += batch.rows
+        self.schema_changes += len(batch.schema_changes)
+        tick("capture", parts=1, rows=batch.rows, note=f"captured through {batch.last_pos}")
+
     @property
     def changes_per_second(self) -> float:
         return self.changes / self.seconds if self.seconds > 0 else 0.0
@@ -44,21 +57,31 @@ class CaptureReport:
         return {**asdict(self), "changes_per_second": round(self.changes_per_second, 1)}
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long one capture call reads and how it paces itself: what the loop hands every session's ``run``.
+
+    ``follow``: keep reading once caught up; ``until_pos``: stop once ``captured_through`` reaches it (wins over
+    ``follow``); ``horizon``: a one-pass read's end, the source's position when the pass began (a session that
+    needs one sets it: under a steady write load the stream never runs dry); ``poll_interval``: the longest a
+    change waits to be committed (and a peek loop's pause); ``heartbeat_interval``: an idle stream's heartbeat
+    pace, so that it pins nothing on the source.
+    """
+
+    follow: bool
+    until_pos: int | None
+    poll_interval: float
+    heartbeat_interval: float
+    horizon: int | None = None
+
+
 class CaptureSession(Protocol):
     """One connection's worth of capture: state recovered from the bucket in ``open``, then changes read
     until ``run`` returns; ``close`` releases the connection and the stream's lock."""
 
     def open(self) -> None: ...
 
-    def run(
-        self,
-        *,
-        follow: bool,
-        until_pos: int | None,
-        poll_interval: float,
-        heartbeat_interval: float,
-        stop: threading.Event,
-    ) -> None: ...
+    def run(self, limits: ReadLimits, stop: threading.Event) -> None: ...
 
     def lost(self, exc: BaseException) -> Reason | None:
         """The driver's own judgement that ``exc`` lost the source (after :mod:`bulkmig.core.retry` said no):

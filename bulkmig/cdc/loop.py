@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bulkmig.cdc.driver import CaptureDriver, CaptureReport
+from bulkmig.cdc.driver import CaptureDriver, CaptureReport, ReadLimits
 from bulkmig.cdc.stream import bucket_store
 from bulkmig.config.task import Task
 from bulkmig.core.retry import Retry
@@ -35,6 +35,7 @@ def run_capture(
     session's ``lost``).  Any other error ends the call.  ``prepare`` runs first in every attempt (it may
     need the source too)."""
     stop = stop or threading.Event()
+    limits = ReadLimits(follow, until_pos, poll_interval, heartbeat_interval)
     report = CaptureReport(stream_id=driver.stream_id(task))
     store = bucket_store(task)
     started = time.monotonic()
@@ -48,13 +49,7 @@ def run_capture(
                     prepare()
                 session.open()
                 failures, retry.established = 0, True
-                session.run(
-                    follow=follow,
-                    until_pos=until_pos,
-                    poll_interval=poll_interval,
-                    heartbeat_interval=heartbeat_interval,
-                    stop=stop,
-                )
+                session.run(limits, stop)
                 return report
             except driver.retryable as exc:
                 reason = retry.should_retry(exc) or session.lost(exc)

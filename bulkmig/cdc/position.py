@@ -26,3 +26,15 @@ def format_lsn(lsn: int) -> str:
     if not 0 <= lsn < 1 << 64:
         raise ValueError(f"LSN out of range: {lsn}")
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def lsn_or_none(value: object) -> int | None:
+    """A position from a document or manifest field: an int as it is, LSN text parsed, anything else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return parse_lsn(value)
+        except ValueError:
+            return None
+    return None

@@ -18,8 +18,9 @@ from typing import Any
 from bulkmig.cdc.batch import list_batches, read_manifest
 from bulkmig.config.task import Task
 from bulkmig.core import layout
-from bulkmig.core.manifest import check_format, load_document, validate_document
-from bulkmig.core.store import NotFound, Store, open_store
+from bulkmig.core.errors import ConfigError, SourceError
+from bulkmig.core.manifest import check_format, dump_document, load_document, validate_document
+from bulkmig.core.store import AlreadyExists, NotFound, Store, open_store
 
 STREAM_FORMAT = "bulkmig-stream"
 STREAM_VERSION = 1
@@ -65,9 +66,31 @@ def _read_doc(store: Store, stream_id: str, name: str, fmt: str, version: int) -
     return doc
 
 
+def create_stream(store: Store, doc: dict[str, Any]) -> None:
+    """Write a new stream's ``stream.json`` (checked against its schema), never over one: a ``stream.json``
+    already there means another plan started this stream meanwhile, and the stream keeps that one's start."""
+    key = layout.join(stream_prefix(doc["stream_id"]), STREAM_DOC)
+    validate_document(doc, "stream", key)
+    try:
+        store.put_bytes(key, dump_document(doc), if_absent=True)
+    except AlreadyExists:
+        raise SourceError(
+            f"change stream {doc['stream_id']} was started by someone else meanwhile ({store.url}/{key})",
+            "run plan once per task; set settings.slot_name to start another stream",
+        ) from None
+
+
 def read_stream(store: Store, stream_id: str) -> dict[str, Any] | None:
     """``stream.json`` of the stream, or None when the stream was never started in this bucket."""
     return _read_doc(store, stream_id, STREAM_DOC, STREAM_FORMAT, STREAM_VERSION)
+
+
+def no_stream_error(store: Store, stream_id: str, what_plan_does: str) -> ConfigError:
+    """The error of a capture whose stream was never started (``what_plan_does``: how plan starts one)."""
+    return ConfigError(
+        f"no change stream {stream_id} in {store.url}/cdc/",
+        f"start it first: bulkmig plan (full-load-and-cdc or cdc) {what_plan_does}",
+    )
 
 
 def read_progress(store: Store, stream_id: str) -> dict[str, Any] | None:

@@ -27,13 +27,12 @@ tasks" and its sub-pages, and the example exports in "Task settings example" and
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bulkmig.config.reading import did_you_mean, parse_json, read_text
 from bulkmig.config.table_settings import FULL, KB, LobLimit
 from bulkmig.core.errors import ConfigError
 
@@ -74,6 +73,16 @@ def _int(lo: int = 0, hi: int | None = None, note: str = "") -> Key:
 
 def _bool(note: str = "") -> Key:
     return Key("bool", (), note)
+
+
+def _ints(note: str, *names: str) -> dict[str, Key]:
+    """Several integer keys accepted for one reason (``note``)."""
+    return {name: _int(note=note) for name in names}
+
+
+def _bools(note: str, *names: str) -> dict[str, Key]:
+    """Several flags accepted for one reason (``note``)."""
+    return {name: _bool(note=note) for name in names}
 
 
 def _enum(*values: str, note: str = "") -> Key:
@@ -134,12 +143,15 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "LobMaxSize": _int(),
         "InlineLobMaxSize": _int(0, 102400, note=_LOB_TUNING),
         "LoadMaxFileSize": _int(0, 100000, note=_DMS_FILES),
-        "ParallelLoadThreads": _int(note=_DMS_TARGETS),
-        "ParallelLoadBufferSize": _int(note=_DMS_TARGETS),
-        "ParallelLoadQueuesPerThread": _int(note=_DMS_TARGETS),
-        "ParallelApplyThreads": _int(note=_DMS_TARGETS),
-        "ParallelApplyBufferSize": _int(note=_DMS_TARGETS),
-        "ParallelApplyQueuesPerThread": _int(note=_DMS_TARGETS),
+        **_ints(
+            _DMS_TARGETS,
+            "ParallelLoadThreads",
+            "ParallelLoadBufferSize",
+            "ParallelLoadQueuesPerThread",
+            "ParallelApplyThreads",
+            "ParallelApplyBufferSize",
+            "ParallelApplyQueuesPerThread",
+        ),
         "BatchApplyEnabled": _bool(note=_BATCH_APPLY),
         "TaskRecoveryTableEnabled": _bool(note=_DMS_FILES),
     },
@@ -163,14 +175,17 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "ChangeProcessingTuning": {
         "BatchApplyPreserveTransaction": _bool(note=_BATCH_APPLY),
-        "BatchApplyTimeoutMin": _int(note=_BATCH_APPLY),
-        "BatchApplyTimeoutMax": _int(note=_BATCH_APPLY),
-        "BatchApplyMemoryLimit": _int(note=_BATCH_APPLY),
-        "BatchSplitSize": _int(note=_BATCH_APPLY),
-        "MinTransactionSize": _int(note=_BATCH_APPLY),
-        "CommitTimeout": _int(note=_BATCH_APPLY),
-        "MemoryLimitTotal": _int(note=_BATCH_APPLY),
-        "MemoryKeepTime": _int(note=_BATCH_APPLY),
+        **_ints(
+            _BATCH_APPLY,
+            "BatchApplyTimeoutMin",
+            "BatchApplyTimeoutMax",
+            "BatchApplyMemoryLimit",
+            "BatchSplitSize",
+            "MinTransactionSize",
+            "CommitTimeout",
+            "MemoryLimitTotal",
+            "MemoryKeepTime",
+        ),
         "StatementCacheSize": _int(0, 200, note=_BATCH_APPLY),
         "RecoveryTimeout": _int(-1, note=_BATCH_APPLY),
     },
@@ -180,12 +195,15 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "ThreadCount": _int(1),
         "PartitionSize": _int(1),
         "FailureMaxCount": _int(1),
-        "TableFailureMaxCount": _int(note=_VALIDATION_TUNING),
-        "RecordFailureDelayInMinutes": _int(note=_VALIDATION_TUNING),
-        "RecordSuspendDelayInMinutes": _int(note=_VALIDATION_TUNING),
-        "RecordFailureDelayLimitInMinutes": _int(note=_VALIDATION_TUNING),
-        "MaxKeyColumnSize": _int(note=_VALIDATION_TUNING),
-        "ValidationQueryCdcDelaySeconds": _int(note=_VALIDATION_TUNING),
+        **_ints(
+            _VALIDATION_TUNING,
+            "TableFailureMaxCount",
+            "RecordFailureDelayInMinutes",
+            "RecordSuspendDelayInMinutes",
+            "RecordFailureDelayLimitInMinutes",
+            "MaxKeyColumnSize",
+            "ValidationQueryCdcDelaySeconds",
+        ),
         "ValidationOnly": _bool(),
         "HandleCollationDiff": _bool(note=_COLLATION),
         "SkipLobColumns": _bool(note=_LOB_VALIDATION),
@@ -203,14 +221,20 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "CommitPositionTableEnabled": _bool(note="DMS's control tables; bulkmig's replay marks keep the position"),
     },
     "StreamBufferSettings": {
-        "StreamBufferCount": _int(note="they size DMS's in-memory stream buffers"),
-        "StreamBufferSizeInMB": _int(note="they size DMS's in-memory stream buffers"),
-        "CtrlStreamBufferSizeInMB": _int(note="they size DMS's in-memory stream buffers"),
+        **_ints(
+            "they size DMS's in-memory stream buffers",
+            "StreamBufferCount",
+            "StreamBufferSizeInMB",
+            "CtrlStreamBufferSizeInMB",
+        ),
     },
     "ChangeProcessingDdlHandlingPolicy": {
-        "HandleSourceTableDropped": _bool(note="bulkmig replays row changes; it does not replay source DDL"),
-        "HandleSourceTableTruncated": _bool(note="bulkmig replays row changes; it does not replay source DDL"),
-        "HandleSourceTableAltered": _bool(note="bulkmig replays row changes; it does not replay source DDL"),
+        **_bools(
+            "bulkmig replays row changes; it does not replay source DDL",
+            "HandleSourceTableDropped",
+            "HandleSourceTableTruncated",
+            "HandleSourceTableAltered",
+        ),
     },
     "ErrorBehavior": {
         "DataErrorPolicy": _enum(*_ERROR_POLICIES, note=_ERRORS),
@@ -280,20 +304,8 @@ class DmsTaskSettings:
 
     @classmethod
     def load(cls, path: Path, migration_type: str | None = None) -> DmsTaskSettings:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read task settings {path}: {exc.strerror or exc}",
-                "fix task_settings in the task file (a path relative to the task file)",
-            ) from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                "fix the task-settings JSON (the file an AWS DMS task exports)",
-            ) from None
+        text = read_text(path, "task settings", "fix task_settings in the task file (a path relative to the task file)")
+        doc = parse_json(text, str(path), "fix the task-settings JSON (the file an AWS DMS task exports)")
         return cls.from_doc(doc, str(path), migration_type)
 
     @classmethod
@@ -360,6 +372,8 @@ class DmsTaskSettings:
             workers=workers,
             existing_tables=existing,
             schema=dataclasses.replace(s.schema, primary_keys=keys),
+            # CreatePkAfterFullLoad sets the key placement: it is no longer the default the task left out.
+            defaulted=s.defaulted - {"schema.primary_keys"} if self.primary_keys is not None else s.defaulted,
             validation=dataclasses.replace(
                 s.validation,
                 enabled=enabled,
@@ -377,7 +391,7 @@ class DmsTaskSettings:
         "Renaming a schema in data mapping takes precedence over this setting")."""
         if not self.target_schema:
             return mappings
-        from bulkmig.config.mappings import Pattern, TransformationRule
+        from bulkmig.config.mapping_rules import Pattern, TransformationRule
 
         m: Any = mappings
         first = min((r.rule_id for r in m.transformations), default=1) - 1
@@ -386,11 +400,6 @@ class DmsTaskSettings:
         )
         out: T = dataclasses.replace(m, transformations=(rule, *m.transformations))
         return out
-
-
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Reader:
@@ -412,7 +421,7 @@ class _Reader:
         for name, body in doc.items():
             kind = TOP_LEVEL.get(name)
             if kind is None:
-                self.problem(f"{name}: unknown section{_suggest(name, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
+                self.problem(f"{name}: unknown section{did_you_mean(name, TOP_LEVEL)}; allowed: {', '.join(TOP_LEVEL)}")
             elif kind == "section":
                 values[name] = self.section(name, body)
             elif kind == "opaque":
@@ -441,7 +450,7 @@ class _Reader:
             where = f"{name}.{key}"
             key_spec = spec.get(key)
             if key_spec is None:
-                self.problem(f"{where}: unknown key{_suggest(key, spec)}; allowed: {', '.join(spec)}")
+                self.problem(f"{where}: unknown key{did_you_mean(key, spec)}; allowed: {', '.join(spec)}")
                 continue
             if value is None:
                 continue
@@ -465,7 +474,7 @@ class _Reader:
                 self.problem(f"{where}: must be an integer {span}, not {value!r}")
                 return False
         if spec.kind == "enum" and value not in spec.allowed:
-            hint = _suggest(str(value), spec.allowed)
+            hint = did_you_mean(str(value), spec.allowed)
             self.problem(f"{where}: {value!r} is not one of {', '.join(spec.allowed)}{hint}")
             return False
         if spec.kind == "str" and not isinstance(value, str):
@@ -489,13 +498,13 @@ class _Reader:
                 ok = False
                 continue
             if item.get("Id") not in LOG_COMPONENTS:
-                hint = _suggest(str(item.get("Id")), LOG_COMPONENTS)
+                hint = did_you_mean(str(item.get("Id")), LOG_COMPONENTS)
                 self.problem(
                     f"{where} entry {i}: Id {item.get('Id')!r} is not one of {', '.join(LOG_COMPONENTS)}{hint}"
                 )
                 ok = False
             if item.get("Severity") not in LOG_SEVERITIES:
-                hint = _suggest(str(item.get("Severity")), LOG_SEVERITIES)
+                hint = did_you_mean(str(item.get("Severity")), LOG_SEVERITIES)
                 allowed = ", ".join(LOG_SEVERITIES)
                 self.problem(f"{where} entry {i}: Severity {item.get('Severity')!r} is not one of {allowed}{hint}")
                 ok = False

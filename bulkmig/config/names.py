@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bulkmig.config.mappings import RENAME_ACTIONS, Mappings, apply_rules, refuse_duplicates
+from bulkmig.config.mapping_rules import RENAME_ACTIONS, apply_rules, refuse_duplicates
+from bulkmig.config.mappings import Mappings
 from bulkmig.core.errors import ConfigError
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes, silently: two long names could become one.
@@ -119,7 +120,9 @@ def target_schema(dialect: str, schema: str, mode: str, mappings: Mappings) -> s
     """The schema a source database (MySQL) or a SQLite file's ``main`` lands in, before table rules."""
     base = SQLITE_TARGET_SCHEMA if dialect == "sqlite" and schema == SQLITE_MAIN else schema
     base = fold(base, mode)
-    rules = [r for r in mappings.transformations if r.target == "schema" and r.matches(schema)]
+    rules = [
+        r for r in mappings.transformations if r.target == "schema" and r.action in RENAME_ACTIONS and r.matches(schema)
+    ]
     return apply_rules(base, rules)
 
 
@@ -139,7 +142,11 @@ def decide(
     folded, clashes = fold_all([*tables, *views], mode)
     out: dict[str, TableNames] = {}
     for table, columns in tables.items():
-        rules = [r for r in mappings.transformations if r.target == "table" and r.matches(schema, table)]
+        rules = [
+            r
+            for r in mappings.transformations
+            if r.target == "table" and r.action in RENAME_ACTIONS and r.matches(schema, table)
+        ]
         # A table rule may move it to another schema only through schema rules (DMS has no per-table schema).
         tname = apply_rules(folded[table], rules)
         removed = mappings.removed_columns(schema, table, columns)
@@ -161,7 +168,11 @@ def decide(
         out[table] = TableNames(table, target, tname, cols, [c for c in columns if c in removed], cclash, renamed)
     view_names = {}
     for view in views:
-        rules = [r for r in mappings.transformations if r.target == "table" and r.matches(schema, view)]
+        rules = [
+            r
+            for r in mappings.transformations
+            if r.target == "table" and r.action in RENAME_ACTIONS and r.matches(schema, view)
+        ]
         view_names[view] = apply_rules(folded[view], rules)
     relations = {**{t: n.name for t, n in out.items()}, **{f"view {v}": n for v, n in view_names.items()}}
     refuse_duplicates(f"schema {target}: tables and views", relations)

@@ -16,7 +16,23 @@ Nothing here talks to a database: it reads a :class:`bulkmig.core.catalog.Catalo
 
 from __future__ import annotations
 
-from bulkmig.convert.command import reflect_source, summary_lines, write_outputs
-from bulkmig.convert.converter import Conversion, convert
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bulkmig.convert.command import reflect_source, summary_lines, write_outputs
+    from bulkmig.convert.converter import Conversion, convert
 
 __all__ = ["Conversion", "convert", "reflect_source", "summary_lines", "write_outputs"]
+_HOME = {"Conversion": "converter", "convert": "converter"} | dict.fromkeys(
+    ("reflect_source", "summary_lines", "write_outputs"), "command"
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Imported on first use: the converter pulls in sqlglot (half a second), which ``load`` and the other
+    other stages never need."""
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)

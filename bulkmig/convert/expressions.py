@@ -24,6 +24,7 @@ from sqlglot.errors import SqlglotError
 
 from bulkmig.engines.postgres.schema import BULKMIG_SCHEMA
 from bulkmig.engines.postgres.sql import literal, qualified
+from bulkmig.engines.postgres.target.skipped import SKIPPED_TABLE
 
 # Defaults that mean "now": MySQL/MariaDB spellings, with or without fractional digits, and SQLite's.
 _NOW = re.compile(
@@ -560,9 +561,6 @@ def create_view_sql(schema: str, name: str, body: str, *, check_option: str | No
     return f"CREATE VIEW {qualified(schema, name)}{opts} AS\n{body}{check}"
 
 
-SKIPPED_TABLE = "skipped_objects"
-
-
 def guarded(kind: str, schema: str, name: str, statement: str) -> str:
     """``statement`` run so that PostgreSQL refusing it does not undo post-data (keys, indexes, foreign
     keys), which may come after hours of loading: the refusal is printed as a WARNING and recorded in
@@ -570,7 +568,7 @@ def guarded(kind: str, schema: str, name: str, statement: str) -> str:
 
     Used for what sqlglot translated (views, indexes on expressions or with a WHERE): its output is
     checked for what can be checked without a server (unknown functions, names), but PostgreSQL may
-    still refuse a construct the source allows (:mod:`bulkmig.convert.skipped` reads the table back).
+    still refuse a construct the source allows (:mod:`bulkmig.engines.postgres.target.skipped` reads the table back).
     """
     tag = "$bulkmig_stmt$"
     n = 0

@@ -1,6 +1,6 @@
 """Canonical values: every value of a logical type turned into one Python value, whatever engine or driver
 handed it over, so two engines' rows compare equal exactly when their values are equal (see the forms listed in
-:mod:`bulkmig.validation.compare`).  The engines' compare modules build their row normalisers from these; the
+:mod:`bulkmig.engines.pairing`).  The engines' compare modules build their row normalisers from these; the
 pairing and the tally stay in validation.  ``show`` and ``key_text`` write a value and a key for a report.
 """
 

@@ -21,6 +21,7 @@ EXIT_CONFIG = 2  # bad task file, bad arguments, bad table mappings
 EXIT_CONNECT = 3  # cannot reach or log into a database or the bucket
 EXIT_INTEGRITY = 4  # a part or manifest is missing, altered or from another migration
 EXIT_NOT_EQUAL = 5  # validate ran and found differences
+EXIT_WAITING = 6  # load did all it could; devices of the plan are not imported yet (rerun when they are)
 EXIT_INTERRUPTED = 130
 
 
@@ -95,3 +96,10 @@ class NotEqual(BulkmigError):
     """validate found tables that differ between source and target."""
 
     exit_code = EXIT_NOT_EQUAL
+
+
+class DevicesMissing(BulkmigError):
+    """load loaded every table whose parts have arrived; others wait for devices not imported yet.
+    Nothing is wrong: import the named devices as they arrive and rerun ``load``."""
+
+    exit_code = EXIT_WAITING

@@ -34,8 +34,9 @@ class ClusterLost(BulkmigError):
     """The Dask scheduler cannot be reached, or went away mid-run."""
 
 
-def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
-    """A Dask client for ``scheduler``, or for a LocalCluster of ``workers`` processes (returned to close)."""
+def _client(scheduler: str | None, workers: int, resources: dict[str, float] | None = None) -> tuple[Any, Any]:
+    """A Dask client for ``scheduler``, or for a LocalCluster of ``workers`` processes (returned to close),
+    each offering ``resources`` (this host holds every device)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -44,7 +45,9 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
             "pip install 'bulkmig[dask]' (or set settings.executor: local)",
         ) from None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, resources=resources
+        )
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout=CONNECT_TIMEOUT), None
@@ -63,11 +66,20 @@ def run_on_dask(
     items: Sequence[Item],
     args: Callable[[Item], tuple[Any, ...]],
     on_done: Callable[[Item, Result], None],
+    *,
+    resources: Callable[[Item], dict[str, float] | None] | None = None,
+    on_error: Callable[[Item, Exception], Callable[[Item], bool] | None] | None = None,
 ) -> None:
     """Run ``unit(*args(item))`` for every item on the cluster; ``on_done`` here as each one finishes.
 
+    ``resources(item)`` places a unit on the workers offering those resources (``{"device-b": 1}``: only an
+    agent that mounts device b); every resource asked for must be offered by a worker of the cluster,
+    else this refuses before submitting anything (a unit no worker can take would wait forever).
+
     The first failing unit cancels the ones not yet started and is raised; units already finished stay
-    finished (a rerun skips them).  A scheduler that goes away mid-run raises :class:`ClusterLost`.
+    finished (a rerun skips them).  ``on_error(item, exc)`` may instead return a predicate: the failure is
+    absorbed, and the units not yet finished whose items match it are cancelled (a full device stops its
+    own parts, the others go on).  A scheduler that goes away mid-run raises :class:`ClusterLost`.
     """
     from distributed import as_completed
     from distributed.comm.core import CommClosedError
@@ -75,18 +87,35 @@ def run_on_dask(
     # The client's own reconnect attempts log tracebacks; the error raised below says what happened.
     for logger in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
         logging.getLogger(logger).setLevel(logging.CRITICAL)
-    client, cluster = _client(scheduler, workers)
+    wanted = [resources(item) or {} for item in items] if resources else [{} for _ in items]
+    offered = {r: 1.0 for want in wanted for r in want}  # a LocalCluster runs on this host: it holds them all
+    client, cluster = _client(scheduler, workers, offered or None)
     where = scheduler or "a local Dask cluster"
     run = uuid.uuid4().hex[:8]
     try:
+        if scheduler is not None and offered:
+            _refuse_unoffered(client, where, set(offered))
         futures = {
-            client.submit(unit, *args(item), key=f"{name}-{run}-{n}", pure=False): item for n, item in enumerate(items)
+            client.submit(unit, *args(item), key=f"{name}-{run}-{n}", pure=False, resources=want or None): item
+            for n, (item, want) in enumerate(zip(items, wanted, strict=True))
         }
+        dropped: set[Any] = set()  # cancelled here after their device failed (other cancels are a lost scheduler)
         try:
             for future in as_completed(futures):
+                if future in dropped:
+                    continue
                 if future.status == "error":
+                    exc = future.exception()
+                    skip = on_error(futures[future], exc) if on_error and isinstance(exc, Exception) else None
+                    if skip is not None:
+                        for other, item in futures.items():
+                            if not other.done() and skip(item):
+                                dropped.add(other)
+                                other.cancel()
+                        continue
                     for other in futures:
-                        other.cancel()
+                        if other is not future:  # cancelling the failed one would replace its error
+                            other.cancel()
                     future.result()  # raises the unit's own error
                 on_done(futures[future], future.result())
         except (CommClosedError, OSError, TimeoutError) as exc:
@@ -115,3 +144,18 @@ def run_on_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _refuse_unoffered(client: Any, where: str, wanted: set[str]) -> None:
+    """Refuse units that ask for a resource (a device) no worker of the cluster offers."""
+    info = client.scheduler_info()
+    offered = {r for w in info.get("workers", {}).values() for r, n in (w.get("resources") or {}).items() if n > 0}
+    missing = sorted(wanted - offered)
+    if missing:
+        raise ConfigError(
+            f"no worker of the Dask cluster at {where} offers {', '.join(missing)}: the parts of "
+            + ("that device" if len(missing) == 1 else "those devices")
+            + " have nowhere to run",
+            "start an agent on the host that mounts it (`dask worker <scheduler> --resources "
+            f"{missing[0]}=<threads>`, or the bulkmig-agent@ unit; see agents/README.md), then rerun",
+        )

@@ -10,9 +10,15 @@ import).  Keys are relative, '/'-separated, and look like this::
     data/public/film/part-00000.parquet                 one partition of public.film
     data/public/film/part-00000.json                    its sidecar manifest, written after the part
     volume.json                                         written last by `volume seal`
+    devices/b/device.json                               which device of the plan's devices this is (several devices)
+
+A migration on several devices (task ``volumes:``) gives each device the plan, the schema, its
+``devices/<name>/device.json`` and only the parts the plan assigned to it; each is sealed on its own.
 
 In the bucket the tree sits under ``<prefix>/volumes/<volume-id>/`` and change batches under
-``<prefix>/cdc/<stream-id>/batch-000000000042/``.
+``<prefix>/cdc/<stream-id>/batch-000000000042/``.  The devices of one plan are imported into the same
+tree, each as it arrives; a device's ``volume.json`` goes to ``devices/<name>/volume.json`` there (a
+single volume's stays at the root).
 
 Schema and table names can hold anything a database allows (spaces, slashes, quotes, non-ASCII), so
 each name is percent-encoded into one path segment: letters, digits, ``_`` ``-`` and ``.`` stay as they
@@ -41,6 +47,27 @@ TEMP_SUFFIX = ".partial"
 
 _SAFE = "_-."
 _PART_RE = re.compile(r"^data/([^/]+)/([^/]+)/part-(\d{5,})\.(parquet|json)$")
+
+
+DEVICES_DIR = "devices"
+
+
+def device_marker(name: str) -> str:
+    """``devices/b/device.json``: on each device, which device of the plan it is (written by ``plan``)."""
+    return f"{DEVICES_DIR}/{encode_name(name)}/device.json"
+
+
+def device_manifest(name: str) -> str:
+    """``devices/b/volume.json``: in the bucket, the sealed manifest of device ``b`` (imported there)."""
+    return f"{DEVICES_DIR}/{encode_name(name)}/{VOLUME_MANIFEST}"
+
+
+def parse_device_key(key: str) -> tuple[str, str] | None:
+    """``devices/b/volume.json`` -> ``("b", "volume.json")``; None for other keys."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == DEVICES_DIR and parts[2] in ("device.json", VOLUME_MANIFEST):
+        return decode_name(parts[1]), parts[2]
+    return None
 
 
 def encode_name(name: str) -> str:

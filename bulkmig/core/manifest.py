@@ -110,9 +110,9 @@ def _validator(schema_name: str) -> Any:
             f"JSON Schema {schema_name!r} not found in {SCHEMAS_DIR}",
             "reinstall bulkmig (pip install bulkmig, or pip install -e . in a checkout): its schemas are missing",
         ) from None
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    # Not checked against its meta-schema here (0.2 s a schema, on every command): the schemas ship with the
+    # package and tests/unit/test_schemas.py checks each one.
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def validate_document(doc: dict[str, Any], schema_name: str, where: str | None = None) -> None:
@@ -219,6 +219,8 @@ class VolumeManifest:
     plan_sha256: str
     files: list[FileEntry]
     root_hash: str
+    # On one of several devices (task ``volumes:``): {"name", "index" (1-based), "count"}; None for a single volume.
+    device: dict[str, Any] | None = None
 
     @functools.cached_property
     def _index(self) -> dict[str, FileEntry]:
@@ -227,14 +229,19 @@ class VolumeManifest:
 
     @classmethod
     def build(
-        cls, volume_id: str, plan_sha256: str, files: Iterable[FileEntry], sealed_at: str | None = None
+        cls,
+        volume_id: str,
+        plan_sha256: str,
+        files: Iterable[FileEntry],
+        sealed_at: str | None = None,
+        device: dict[str, Any] | None = None,
     ) -> VolumeManifest:
         """A manifest over ``files`` (sorted by key), with its root hash computed."""
         entries = sorted(files, key=lambda f: f.key.encode("utf-8"))
         keys = [f.key for f in entries]
         if len(set(keys)) != len(keys):
             raise IntegrityError("a volume manifest lists the same key twice", "this is a bug in the caller")
-        return cls(volume_id, sealed_at or utc_now(), plan_sha256, entries, root_hash(entries))
+        return cls(volume_id, sealed_at or utc_now(), plan_sha256, entries, root_hash(entries), device)
 
     def entry(self, key: str) -> FileEntry | None:
         """The sealed entry of ``key``, or None when the volume does not hold it."""
@@ -262,7 +269,13 @@ class VolumeManifest:
             "plan_sha256": self.plan_sha256,
             "files": [asdict(f) for f in self.files],
             "root_hash": self.root_hash,
+            **({"device": self.device} if self.device else {}),
         }
+
+    @property
+    def bucket_key(self) -> str:
+        """Where this manifest goes in the bucket: a device's under ``devices/<name>/``, else the root."""
+        return layout.device_manifest(self.device["name"]) if self.device else layout.VOLUME_MANIFEST
 
     def to_bytes(self) -> bytes:
         doc = self.to_dict()

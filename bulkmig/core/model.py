@@ -86,6 +86,7 @@ class Partition:
     where: str | None  # SQL fragment for the source, None = the whole table
     bounds: dict[str, Any] = field(default_factory=dict)
     estimated_bytes: int = 0
+    device: str | None = None  # the device it ships on, when the task names several (fullload/devices.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Partition:
@@ -107,6 +108,9 @@ class Table:
     target_schema: str | None = None
     target_name: str | None = None
     partitions: list[Partition] = field(default_factory=list)
+    # What the data-changing DMS rules do to this table (masks, added columns, types, keys, tablespaces):
+    # decided by bulkmig.transform.plan, empty when none applies.
+    transform: dict[str, Any] = field(default_factory=dict)
 
     @property
     def qualified(self) -> str:
@@ -136,7 +140,13 @@ class Table:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for part in doc["partitions"]:
+            if part.get("device") is None:
+                del part["device"]  # a single volume's plan reads as it always has
+        if not doc["transform"]:
+            del doc["transform"]
+        return doc
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Table:

@@ -2,7 +2,8 @@
 
 Extraction and loading share this shape: every worker opens a connection once (inside a snapshot, or
 with loading session settings), then takes parts until none are left.  The first error stops every
-worker before its next part and is raised to the caller; parts already finished stay finished, which
+worker before its next part and is raised to the caller (of several out-of-space errors, the write that
+needed most: the others failed because it filled the device); parts already finished stay finished, which
 is what makes a rerun resume.  Threads are enough: the heavy work (the drivers' COPY, Arrow, Parquet,
 zstd) runs in C++ with the GIL released.
 """
@@ -13,6 +14,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
+
+from bulkmig.core.store.base import DiskFull
 
 Item = TypeVar("Item")
 T = TypeVar("T")
@@ -73,7 +76,15 @@ class Pool(Generic[Item, Worker]):
         for thread in threads:
             thread.join()
         if errors:
-            raise errors[0]
+            raise cause(errors)
+
+
+def cause(errors: Sequence[BaseException]) -> BaseException:
+    """The error to report of those the workers raised: the first, unless some ran out of disk space.  Two
+    downloads into one temp dir that fill it both fail; the small one often first, saying it needed 2 KB of a
+    device with 500 KB free.  The largest need is what the operator must make room for."""
+    full = [e for e in errors if isinstance(e, DiskFull)]
+    return max(full, key=lambda e: e.needed) if full else errors[0]
 
 
 _DONE = object()

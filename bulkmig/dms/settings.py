@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bulkmig.config.reading import read_text
 from bulkmig.core import layout
 from bulkmig.core.errors import ConfigError
 
@@ -153,12 +154,9 @@ def load_settings(path: Path | None) -> DmsFormat:
     """The endpoint settings in ``path`` (None: DMS's defaults)."""
     if path is None:
         return DmsFormat()
+    text = read_text(Path(path), "DMS endpoint settings", "check the path")
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read DMS endpoint settings {path}: {exc.strerror or exc}", "check the path"
-        ) from None
+        doc = json.loads(text)
     except ValueError as exc:
         raise ConfigError(f"DMS endpoint settings {path} is not JSON ({exc})", "fix the file") from None
     return parse_settings(doc, str(path))

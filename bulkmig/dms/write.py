@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
+from bulkmig.cdc.compact import after_last_truncate
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.crypto import key_for_plan
@@ -59,7 +60,6 @@ from bulkmig.dms.settings import DmsFormat, load_settings
 from bulkmig.dms.values import as_type, column_type, dms_column, dms_type, encode_csv, typed_column
 from bulkmig.fullload.load import find_volume
 from bulkmig.fullload.plan import Plan
-from bulkmig.replay.compact import after_last_truncate
 from bulkmig.replay.marks import names_are_target
 from bulkmig.replay.stream import STREAM_MANIFEST, find_stream
 

@@ -5,10 +5,10 @@ sqlglot for dialects).
   ``engines/sqlite/source.py``): the catalog in one snapshot, partitioning, and ``workers`` part readers on one
   snapshot.  PostgreSQL sources are still read by the PostgreSQL code in the stages (exported snapshots, pg_dump);
   its capabilities are here all the same, so a stage asks the capability, not the engine's name.
-- :class:`TargetEngine`: what ``load``, ``replay``, ``validate`` and ``status`` use of a non-PostgreSQL target
-  (``engines/mysql/target``); ``bulkmig.targets.target_engine`` returns one (None: PostgreSQL, in the stages).
-- :class:`SourceCapabilities` / :data:`SOURCE_CAPABILITIES`: what an engine can do, so the stages need no
-  ``if engine == ...``.
+- :class:`TargetEngine`: what ``load``, ``replay``, ``validate`` and ``status`` use of a target
+  (``engines/postgres/target``, ``engines/mysql/target``); ``bulkmig.targets.target_for`` returns one.
+- :class:`SourceCapabilities` / :data:`SOURCE_CAPABILITIES`, :class:`TargetCapabilities`: what an engine can do,
+  so the stages need no ``if engine == ...``.
 
 ``tests/unit/test_engine_protocols.py`` checks that every registered engine module satisfies its protocol.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol, Self, runtime_checkable
 
 import pyarrow as pa
@@ -121,24 +122,63 @@ class SourceEngine(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TargetCapabilities:
+    """What the stages may assume of a target engine (its facts as data): each target module fills one in, so a
+    stage asks the capability, not the engine's name."""
+
+    name: str
+    transactional_ddl: bool  # a schema section is applied in one transaction with its marker
+    schemas_are_databases: bool  # a table's "schema" is a database of the target server, not a schema in it
+    max_identifier: int
+    disables_triggers: bool  # no trigger fires while loading and replaying (session_replication_role = replica)
+    bulk_format: str
+    # validate hashes rows on both servers (pgdiff) with these sources, records failures and repairs them
+    hash_diff_sources: frozenset[str]
+    # the DMS rename rules are honoured (the load renames the objects of pg_dump's schema once)
+    honours_renames: bool
+    # a PostgreSQL source's schema is created as pg_dump writes it (no conversion, no assessment)
+    takes_pg_dump_schema: bool
+
+
 @runtime_checkable
 class TargetEngine(Protocol):
-    """A non-PostgreSQL target (today MySQL/MariaDB: ``bulkmig.engines.mysql.target.MysqlTarget``)."""
+    """A target engine (``engines/postgres/target.PostgresTarget``, ``engines/mysql/target.MysqlTarget``): the SQL
+    of each step the stages take in their own order (``load``, ``replay``, ``validate``, ``status``)."""
 
-    def convert_schema(self, catalog: Any, conversion: Any) -> Any:
-        """The plan's schema for this target (its DDL, the assessment report)."""
+    capabilities: TargetCapabilities
+
+    def connect(self, *, loading: bool = False) -> Any:
+        """A target connection; ``loading``: a session set up for loading parts (no triggers, strict values)."""
         ...
 
-    def apply_schema(self, statements_sql: str, section: str, volume_id: str) -> int:
-        """Apply a pre-data or post-data section once per volume; the statements applied."""
+    def error_text(self, exc: BaseException) -> str:
+        """A database error in one line, for the error that names the part or batch."""
+        ...
+
+    def apply_pre_data(self, pre: Any, volume_id: str) -> None:
+        """The pre-data section (types, tables, primary keys) and the load ledger, once per volume."""
+        ...
+
+    def loaded(self, conn: Any, volume_id: str) -> set[str]:
+        """The part keys of ``volume_id`` the load ledger holds."""
         ...
 
     def load_part(self, *args: Any, **kwargs: Any) -> Any:
         """One part into its table, in one transaction with its ledger row."""
         ...
 
-    def load(self, *, workers: int | None = None, progress: bool = True) -> Any:
-        """Apply pre-data, load every part once, then post-data."""
+    def apply_post_data(self, post: Any, volume_id: str, jobs: int = 1) -> None:
+        """The post-data section (keys, secondary indexes, foreign keys, code), once per volume; ``jobs``: how
+        many builds may run side by side where the engine can."""
+        ...
+
+    def after_post_data(self, conn: Any, plan: Any) -> list[str]:
+        """What the target does once post-data is in (renames, sequence values); lines for the end of the load."""
+        ...
+
+    def analyze(self, conn: Any, tables: list[Table]) -> None:
+        """Planner statistics for the loaded tables, where the engine needs them refreshed."""
         ...
 
     def replay_target(self, *, target_names: bool, marks: Any, stream_doc: Any) -> Any:
@@ -159,7 +199,7 @@ class TargetEngine(Protocol):
         ...
 
     def replay_position(self, stream_id: str) -> Any:
-        """The last change batch applied, from the target's position table."""
+        """The last change batch applied (seq, position, applied at, last commit time), from its position table."""
         ...
 
 
@@ -174,3 +214,24 @@ class ClosingSnapshot:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TargetBase:
+    """What every target engine object shares: the task it serves, its target endpoint, and the ``status`` reads,
+    which each engine's ``ledger`` module answers with the same three functions over its own record tables."""
+
+    capabilities: TargetCapabilities
+    ledger: ModuleType
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.endpoint = task.target
+
+    def ledger_by_table(self, volume_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return self.ledger.ledger_by_table(self.endpoint, volume_id)
+
+    def status(self, volume_id: str | None) -> dict[str, Any]:
+        return self.ledger.status(self.endpoint, volume_id)
+
+    def replay_position(self, stream_id: str) -> tuple[int, str, Any, Any] | None:
+        return self.ledger.replay_position(self.endpoint, stream_id)

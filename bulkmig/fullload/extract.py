@@ -39,7 +39,10 @@ from bulkmig.engines import foreign_source
 from bulkmig.engines.postgres.connect import connect, snapshot_importable
 from bulkmig.engines.postgres.reader import FarValue, SnapshotReader, arrow_schema
 from bulkmig.engines.postgres.sql import literal
+from bulkmig.fullload import devices
 from bulkmig.fullload.plan import Plan, load_plan_for
+from bulkmig.transform.apply import Transformer, part_schema
+from bulkmig.transform.plan import added_columns
 
 
 @dataclass
@@ -113,13 +116,19 @@ def extract_part(
     fd, tmp = tempfile.mkstemp(prefix="part-", suffix=layout.TEMP_SUFFIX, dir=_tmp_dir(store))
     os.close(fd)
     as_text: frozenset[str] = frozenset()
+    # The table's masks and added columns (DMS transformation rules) apply before a byte is written.
+    transformer = Transformer(table, plan.snapshot) if table.transform else None
     try:
         while True:
             try:
                 batches = prefetch(reader.batches(table, part, as_text))
+                schema = arrow_schema(table, as_text)
+                if transformer is not None and transformer.active:
+                    schema = part_schema(table, schema)
+                    batches = transformer.batches(batches, schema)
                 rows, groups = write_parquet(
                     batches,
-                    arrow_schema(table, as_text),
+                    schema,
                     Path(tmp),
                     plan.settings["max_row_group_rows"],
                     plan.settings["compression"],
@@ -145,7 +154,7 @@ def extract_part(
         bytes=size,
         sha256=digest,
         bounds=part.bounds,
-        columns=[c.name for c in table.copied_columns],
+        columns=[c.name for c in table.copied_columns] + [c.name for c in added_columns(table)],
         row_groups=groups,
         source_position={
             "snapshot": reader.snapshot,
@@ -163,8 +172,8 @@ def extract_unit(
     task: Task, plan: Plan, snapshot: str, lsn: str | None, table: Table, index: int, encrypt_with: Key | None
 ) -> PartManifest:
     """One part, as a Dask worker runs it: its own connection inside the coordinator's exported snapshot
-    (refused when that snapshot is gone: the coordinator died), its own handle on the volume."""
-    store = open_store(task.volume, task.volume_s3_options())
+    (refused when that snapshot is gone: the coordinator died), its own handle on the part's device."""
+    store = open_store(devices.path(task, table.partitions[index].device), task.volume_s3_options())
     reader = SnapshotReader(task.source, snapshot, lsn)
     try:
         return extract_part(reader, store, plan, table, index, encrypt_with)
@@ -192,8 +201,12 @@ def _check_columns(conn: Any, plan: Plan) -> None:
             )
 
 
+Done = Callable[[tuple[Table, int], PartManifest], None]
+Failed = Callable[[tuple[Table, int], Exception], Callable[[tuple[Table, int]], bool] | None]
+
+
 def _run_parts(
-    store: Store,
+    stores: dict[str | None, Store],
     plan: Plan,
     todo: list[tuple[Table, int]],
     n_workers: int,
@@ -201,16 +214,41 @@ def _run_parts(
     progress: bool,
     report: ExtractReport,
     encrypt_with: Key | None,
-    on_cluster: Callable[[Callable[[tuple[Table, int], PartManifest], None]], None] | None = None,
+    on_cluster: Callable[[Done, Failed], None] | None = None,
 ) -> None:
     """Extract ``todo`` on ``n_workers`` threads, each with a reader from ``open_reader`` — or, with
-    ``on_cluster``, hand the parts to it (the Dask executor), which calls back as each one is done."""
+    ``on_cluster``, hand the parts to it (the Dask executor), which calls back as each one is done.
+
+    Each part goes to its device's store (``stores[partition.device]``; ``None`` for a single volume).  A
+    device that fills up stops its own remaining parts; the other devices' parts go on, and the run then
+    fails naming the full device (a part cut short by it was never published)."""
     total_bytes = sum(t.partitions[i].estimated_bytes for t, i in todo)
     bar = Progress("extract", len(todo), total_bytes) if progress else None
     lock = threading.Lock()
+    full: dict[str | None, Exception] = {}  # device -> its disk-full error
+
+    def device(item: tuple[Table, int]) -> str | None:
+        return item[0].partitions[item[1]].device
 
     def one(reader: Any, item: tuple[Table, int]) -> None:
-        done(item, extract_part(reader, store, plan, item[0], item[1], encrypt_with))
+        if device(item) in full:
+            return  # its device is full: left for the rerun
+        try:
+            manifest = extract_part(reader, stores[device(item)], plan, item[0], item[1], encrypt_with)
+        except Exception as exc:
+            if failed(item, exc) is None:
+                raise
+            return
+        done(item, manifest)
+
+    def failed(item: tuple[Table, int], exc: Exception) -> Callable[[tuple[Table, int]], bool] | None:
+        """A full device: remember it and stop its parts (returns which); anything else is raised."""
+        if not is_disk_full(exc):
+            return None
+        with lock:
+            full.setdefault(device(item), exc)
+        name = device(item)
+        return lambda other: device(other) == name
 
     def done(item: tuple[Table, int], manifest: PartManifest) -> None:
         table, index = item
@@ -219,22 +257,22 @@ def _run_parts(
             report.rows += manifest.rows
             report.bytes += manifest.bytes
             estimated[0] += table.partitions[index].estimated_bytes
+            written.add((table.schema, table.name, index))
         if bar:
             bar.advance(parts=1, rows=manifest.rows, nbytes=table.partitions[index].estimated_bytes)
 
     estimated = [0]  # the plan's estimate of the parts written by this run, for the disk-full message
+    written: set[tuple[str, str, int]] = set()  # (schema, table, index) of this run's parts
     pool: Pool[tuple[Table, int], Any] = Pool("extract", open_reader, lambda reader: reader.close())
     try:
         if on_cluster is not None:
-            on_cluster(done)
+            on_cluster(done, failed)
         else:
             pool.run(todo, n_workers, one)
     except ClusterLost:
         raise  # the cluster, not the source: its own message says what to do
     except Exception as exc:
         left = len(todo) - report.parts_written
-        if is_disk_full(exc):
-            raise _volume_full(store, exc, left, total_bytes - estimated[0], report.bytes, estimated[0]) from None
         lost = retryable(exc)
         if lost is not None and lost.kind != "conflict":
             raise _source_lost(plan, exc, lost, report.parts_written, left) from None
@@ -242,6 +280,15 @@ def _run_parts(
     finally:
         if bar:
             bar.finish()
+    if full:
+        name, exc = next(iter(full.items()))
+        left = [(t, i) for t, i in todo if device((t, i)) == name and (t.schema, t.name, i) not in written]
+        left_estimate = sum(t.partitions[i].estimated_bytes for t, i in left)
+        error = _volume_full(stores[name], exc, len(left), left_estimate, report.bytes, estimated[0])
+        if name is not None:
+            others = report.parts_written
+            error.message = f"device {name}: {error.message}; the other devices' {others} parts of this run are done"
+        raise error
 
 
 def _volume_full(store: Store, exc: Exception, left: int, left_estimate: int, written: int, estimate: int) -> DiskFull:
@@ -291,7 +338,7 @@ def _source_lost(plan: Plan, exc: Exception, reason: Reason, written: int, left:
 
 def _extract_foreign(
     task: Task,
-    store: Store,
+    stores: dict[str | None, Store],
     plan: Plan,
     source: ModuleType,
     todo: list[tuple[Table, int]],
@@ -321,13 +368,13 @@ def _extract_foreign(
                 "(fine for a quiet source, or with CDC replay from the plan's position)"
             )
         readers = list(snap.readers)
-        _run_parts(store, plan, todo, n_workers, readers.pop, progress, report, encrypt_with)
+        _run_parts(stores, plan, todo, n_workers, readers.pop, progress, report, encrypt_with)
     finally:
         snap.close()
     at = snap.position.get("lsn") or "no binlog position"
     say(
         f"extract: wrote {report.parts_written} parts, {report.rows:,} rows, {report.bytes:,} bytes "
-        f"to {store.url} (snapshot {snap.snapshot_id} at {at}; the plan's position is "
+        f"to {_where(stores)} (snapshot {snap.snapshot_id} at {at}; the plan's position is "
         f"{plan.snapshot.get('lsn') or 'none'})"
     )
 
@@ -391,12 +438,25 @@ def _refuse_keyless_convergence(plan: Plan, parts: list[tuple[Table, int]]) -> N
         )
 
 
-def _clear_parts(store: Store, parts: list[tuple[Table, int]]) -> None:
+def _clear_parts(stores: dict[str | None, Store], parts: list[tuple[Table, int]]) -> None:
     """Remove the sidecars first (a part without one does not exist), then the parts themselves."""
     for table, index in parts:
-        store.delete(layout.sidecar_key(table.schema, table.name, index))
+        stores[table.partitions[index].device].delete(layout.sidecar_key(table.schema, table.name, index))
     for table, index in parts:
-        store.delete(layout.part_key(table.schema, table.name, index))
+        stores[table.partitions[index].device].delete(layout.part_key(table.schema, table.name, index))
+
+
+def _where(stores: dict[str | None, Store]) -> str:
+    """``/mnt/vol`` or ``devices a (/mnt/dev-a), b (/mnt/dev-b)`` for the closing line."""
+    if list(stores) == [None]:
+        return stores[None].url
+    return "devices " + ", ".join(f"{name} ({store.url})" for name, store in stores.items())
+
+
+def _placement(item: tuple[Table, int]) -> dict[str, float] | None:
+    """On a Dask cluster, a part of device b runs only on a worker offering ``device-b`` (its host mounts it)."""
+    name = item[0].partitions[item[1]].device
+    return {devices.resource(name): 1} if name else None
 
 
 def extract(
@@ -423,6 +483,7 @@ def extract(
     """
     store = open_store(task.volume, task.volume_s3_options())
     plan = load_plan_for(task, store)
+    stores = devices.stores(task, plan.devices)  # {None: store} for a single volume
     encrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     me, of = parse_agent(agent)
     mine = [pi for n, pi in enumerate(plan.parts()) if n % of == me - 1]
@@ -435,10 +496,14 @@ def extract(
         _refuse_inconsistent_redo(plan, mine, held or not_consistent)
         if not held:
             _refuse_keyless_convergence(plan, mine)
-        _clear_parts(store, mine)
+        _clear_parts(stores, mine)
         say(f"extract: --redo: re-extracting {len(mine)} part(s); seal and import the volume again afterwards")
-    sidecars = read_sidecars(store, plan.volume_id)
-    todo = [(t, i) for t, i in mine if not part_is_done(store, sidecars.get(layout.sidecar_key(t.schema, t.name, i)))]
+    sidecars = {k: m for each in stores.values() for k, m in read_sidecars(each, plan.volume_id).items()}
+    todo = [
+        (t, i)
+        for t, i in mine
+        if not part_is_done(stores[t.partitions[i].device], sidecars.get(layout.sidecar_key(t.schema, t.name, i)))
+    ]
     # The snapshots every part already on the volume (any agent's) was read in.
     earlier = {
         str(m.source_position["snapshot"]) for m in sidecars.values() if (m.source_position or {}).get("snapshot")
@@ -460,7 +525,7 @@ def extract(
                 "set settings.executor: local (MySQL/MariaDB and SQLite extraction runs on this host: one consistent "
                 "snapshot across hosts is not offered for them yet)",
             )
-        _extract_foreign(task, store, plan, foreign, todo, earlier, n_workers, progress, report, encrypt_with)
+        _extract_foreign(task, stores, plan, foreign, todo, earlier, n_workers, progress, report, encrypt_with)
         return report
 
     if snapshot is None and slot_snapshot:
@@ -499,7 +564,7 @@ def extract(
         if on_dask:
             where = scheduler or task.settings.scheduler
 
-            def on_cluster(done: Callable[[tuple[Table, int], PartManifest], None]) -> None:
+            def on_cluster(done: Done, failed: Failed) -> None:
                 run_on_dask(
                     "extract",
                     where,
@@ -508,11 +573,13 @@ def extract(
                     todo,
                     lambda item: (task, plan, snapshot, lsn, item[0], item[1], encrypt_with),
                     done,
+                    resources=_placement,
+                    on_error=failed,
                 )
 
             say(f"extract: {len(todo)} parts on {where or 'a local Dask cluster'} (snapshot {snapshot})")
         _run_parts(
-            store,
+            stores,
             plan,
             todo,
             n_workers,
@@ -526,6 +593,6 @@ def extract(
         holder.close()
     say(
         f"extract: wrote {report.parts_written} parts, {report.rows:,} rows, {report.bytes:,} bytes "
-        f"to {store.url} (snapshot {snapshot})"
+        f"to {_where(stores)} (snapshot {snapshot})"
     )
     return report

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from bulkmig.config.task import Task, changed_inputs
+from bulkmig.config.task import Task, changed_inputs, plan_version
 from bulkmig.core import crypto, layout
 from bulkmig.core.errors import ConfigError, PlanError, SourceError
 from bulkmig.core.log import say
@@ -32,7 +32,11 @@ from bulkmig.engines import check_cdc_ready, foreign_source
 from bulkmig.engines.postgres import privileges, reflect, schema
 from bulkmig.engines.postgres.connect import connect, require_version, snapshot_importable
 from bulkmig.engines.postgres.sql import ident, literal
+from bulkmig.engines.postgres.target import renames
+from bulkmig.engines.postgres.target.renames import record_target_names, refuse_unsupported
+from bulkmig.fullload import devices
 from bulkmig.fullload.lobs import check_lob_limits
+from bulkmig.transform import plan as transform_plan
 
 PLAN_FORMAT = "bulkmig-plan"
 PLAN_VERSION = 1
@@ -54,10 +58,20 @@ class Plan:
     skipped_objects: list[str] = field(default_factory=list)
     # Task.fingerprint_inputs() of the task that made the plan: names what changed when a task no longer fits.
     task_inputs: dict[str, Any] | None = None
+    # Several devices (task ``volumes:``): name, capacity, parts and estimated bytes of each, in the task's
+    # order; every partition names its device.  Empty for a single volume.
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    # What the operator must fix by hand after the load (PostgreSQL -> PostgreSQL renames: function and
+    # procedure bodies that still name the old objects, :func:`bulkmig.engines.postgres.target.renames.function_notes`).
+    notes: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         doc = asdict(self)
         doc["tables"] = [t.to_dict() for t in self.tables]
+        if not self.devices:
+            del doc["devices"]  # a single volume's plan reads as it always has
+        if not self.notes:
+            del doc["notes"]
         doc = {"format": PLAN_FORMAT, "version": PLAN_VERSION, **doc}
         return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
@@ -72,9 +86,15 @@ class Plan:
         doc["tables"] = [Table.from_dict(t) for t in doc["tables"]]
         return cls(**doc)
 
-    def extracted(self, store: Store) -> int:
-        """How many planned parts have a sidecar on ``store`` (written after the part: the part is there)."""
-        sidecars = {i.key for i in store.list(layout.DATA_DIR + "/") if i.key.endswith(layout.SIDECAR_SUFFIX)}
+    def extracted(self, *stores: Store) -> int:
+        """How many planned parts have a sidecar on ``stores`` (written after the part: the part is there);
+        with several devices, pass every device's store."""
+        sidecars = {
+            i.key
+            for store in stores
+            for i in store.list(layout.DATA_DIR + "/")
+            if i.key.endswith(layout.SIDECAR_SUFFIX)
+        }
         return sum(1 for t, i in self.parts() if layout.sidecar_key(t.schema, t.name, i) in sidecars)
 
     def parts(self) -> list[tuple[Table, int]]:
@@ -84,6 +104,12 @@ class Plan:
     @property
     def total_parts(self) -> int:
         return sum(len(t.partitions) for t in self.tables)
+
+    def made_by(self, task: Task) -> bool:
+        """Whether ``task`` is the task this plan was made from: its fingerprint as computed under the plan's
+        fingerprint version, so a plan recorded by an older bulkmig is checked the way it was made (a setting
+        whose default changed since counts with its old default when the task leaves it out)."""
+        return self.task_fingerprint == task.fingerprint(plan_version(self.task_inputs))
 
 
 def read_plan(store: Store) -> Plan | None:
@@ -97,7 +123,7 @@ def load_plan_for(task: Task, store: Store) -> Plan:
     plan = read_plan(store)
     if plan is None:
         raise PlanError(f"{store.url} holds no plan", f"run `bulkmig plan --task {task.path}` first")
-    if plan.task_fingerprint != task.fingerprint():
+    if not plan.made_by(task):
         raise plan_mismatch(task, store, plan)
     return plan
 
@@ -105,7 +131,8 @@ def load_plan_for(task: Task, store: Store) -> Plan:
 def plan_mismatch(task: Task, store: Store, plan: Plan) -> PlanError:
     """The error for a plan whose task inputs differ from ``task``'s, saying what differs: another
     migration's volume (the task names differ) or this task changed since its plan."""
-    changes = changed_inputs(plan.task_inputs, task.fingerprint_inputs()) if plan.task_inputs else []
+    recorded = plan.task_inputs
+    changes = changed_inputs(recorded, task.fingerprint_inputs(plan_version(recorded))) if recorded else []
     what = ", ".join(changes) if changes else "source, table_mappings or settings"
     restart = f"`bulkmig plan --task {task.path} --restart`"
     if plan.task_name != task.name:
@@ -130,7 +157,10 @@ def new_volume_id(task: Task) -> str:
 
 def new_plan(task: Task, volume_id: str, encryption_key: crypto.Key | None, **fields: Any) -> Plan:
     """A plan for ``task`` with what every engine's plan records the same way (when, which task, the part
-    and encryption settings); ``fields`` are the engine's own (source, snapshot, schema files, tables...)."""
+    and encryption settings, which device each part ships on); ``fields`` are the engine's own (source,
+    snapshot, schema files, tables...)."""
+    if task.devices:
+        fields["devices"] = devices.assign(fields["tables"], task.devices)
     return Plan(
         volume_id=volume_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,15 +178,27 @@ def new_plan(task: Task, volume_id: str, encryption_key: crypto.Key | None, **fi
     )
 
 
-def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.SourceTable]:
-    """Apply the table mappings; leaves of a partitioned table follow their root's selection."""
+def _selected(
+    task: Task, found: list[reflect.SourceTable], *, honour_renames: bool | None = None
+) -> list[reflect.SourceTable]:
+    """Apply the table mappings; leaves of a partitioned table follow their root's selection.  ``honour_renames``:
+    the target honours the rename rules (PostgreSQL: :mod:`bulkmig.engines.postgres.target.renames`), each table records
+    its target names; else they are refused."""
     names: list[tuple[str, str]] = []
     for src in found:
         names.append((src.table.schema, src.table.name))
         if src.root_name:
             names.append((src.table.schema, src.root_name))
+    if honour_renames is None:  # the target's capability (see plan's own calls)
+        from bulkmig.targets import target_for
+
+        honour_renames = target_for(task).capabilities.honours_renames
     chosen = {(s.schema, s.table): s for s in task.mappings.select_or_refuse(sorted(set(names)))}
     refuse_unmatched_table_settings(task, set(chosen))
+    if task.cdc:  # masks and added columns are applied by extract only (bulkmig.transform)
+        transform_plan.refuse_data_rules(task.mappings, "in CDC (full-load-and-cdc, cdc)", transform_plan.CDC_OK)
+    if not honour_renames:
+        transform_plan.refuse_data_rules(task.mappings, "for a MySQL/MariaDB target")
     out = []
     for src in found:
         sel = chosen.get((src.table.schema, src.table.name))
@@ -165,8 +207,14 @@ def _selected(task: Task, found: list[reflect.SourceTable]) -> list[reflect.Sour
         if sel is None:
             continue
         src.table.filter = sel.where_sql(ident, _literal_any)
-        _refuse_renames(task, src.table)
+        if honour_renames:
+            record_target_names(task, src.table)
+        else:
+            _refuse_renames(task, src.table)
         out.append(src)
+    if honour_renames:
+        task.mappings.check_target_tables([(s.table.schema, s.table.name) for s in out])
+        refuse_unsupported(task, [s.table for s in out])
     return out
 
 
@@ -183,7 +231,7 @@ def refuse_unmatched_table_settings(task: Task, selected: set[tuple[str, str]]) 
 
 
 def _refuse_renames(task: Task, table: Table) -> None:
-    """PostgreSQL -> PostgreSQL recreates the schema from pg_dump, which knows nothing of renames.
+    """A PostgreSQL source into a MySQL target: its schema conversion lands tables under their own names.
 
     Rather than load into names the schema does not have, refuse the rules up front.
     """
@@ -191,7 +239,7 @@ def _refuse_renames(task: Task, table: Table) -> None:
     if target != (table.schema, table.name):
         raise ConfigError(
             f"a transformation rule renames {table.qualified} to {target[0]}.{target[1]}; renames are not "
-            "supported for PostgreSQL -> PostgreSQL yet",
+            "supported for PostgreSQL -> MySQL yet",
             "drop the rename/convert rules for this task (the schema is recreated as it is on the source)",
         )
     columns = [c.name for c in table.columns]
@@ -200,7 +248,7 @@ def _refuse_renames(task: Task, table: Table) -> None:
     if removed or renamed:
         raise ConfigError(
             f"transformation rules remove or rename columns of {table.qualified} "
-            f"({', '.join(sorted(removed) + renamed)}); not supported for PostgreSQL -> PostgreSQL yet",
+            f"({', '.join(sorted(removed) + renamed)}); not supported for PostgreSQL -> MySQL yet",
             "drop those rules for this task",
         )
 
@@ -227,24 +275,25 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     store = open_store(task.volume, task.volume_s3_options())
     existing = read_plan(store)
     if existing is not None and not force:
-        if existing.task_fingerprint == task.fingerprint():
+        if existing.made_by(task):
             _refuse_lost_snapshot(task, store, existing)
             say(f"plan: {store.url} already holds this task's plan (volume {existing.volume_id}); reusing it")
             return existing, None
         # The plan just read is this task's only if the fingerprints match, so it is refused as it stands.
         raise plan_mismatch(task, store, existing)
     if existing is not None and force:
-        say(f"plan: --restart: discarding volume {existing.volume_id} on {store.url}")
-        for info in list(store.list("")):
-            store.delete(info.key)
+        for each in _stores(task, existing, store, every=True):
+            say(f"plan: --restart: discarding volume {existing.volume_id} on {each.url}")
+            for info in list(each.list("")):
+                each.delete(info.key)
 
     # The key (when parts are encrypted) is read first: a missing key file is refused before the source is touched.
     encryption_key = crypto.task_key(task.settings.encryption.key_file)
     foreign = foreign_source(task.source.engine)
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        engine.check_source()
+    target = target_for(task)
+    target.check_source()
     if foreign is not None:
         return plan_foreign(task, store, foreign, encryption_key), None
 
@@ -261,7 +310,10 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         # Here the volume holds no plan (or --restart discarded it): a stream of this volume is left over
         # from a plan that did not finish.
         discard_stream_of_volume(task, conn)
-        streamed = [(s.table.schema, s.table.name) for s in _selected(task, reflect.list_tables(conn))]
+        streamed = [
+            (s.table.schema, s.table.name)
+            for s in _selected(task, reflect.list_tables(conn), honour_renames=target.capabilities.honours_renames)
+        ]
         privileges.require_select(conn, streamed)
         checked.update(streamed)
         stream = start_stream(
@@ -277,7 +329,8 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         "SELECT current_setting('server_version'), current_database(), current_setting('lc_monetary')"
     ).fetchone()
     found = reflect.list_tables(conn)
-    chosen = _selected(task, found)
+    chosen = _selected(task, found, honour_renames=target.capabilities.honours_renames)
+    transform_plan.build(task.mappings, [s.table for s in chosen], lambda t: reflect.tablespaces(conn, t), cdc=task.cdc)
     selected = [(s.table.schema, s.table.name) for s in chosen]
     if not set(selected) <= checked:
         # Always without a stream; with one, only when a selected table appeared between the stream's own
@@ -287,20 +340,26 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
     check_lob_limits(task, [s.table for s in chosen], reflect.lob_columns, lambda r: reflect.measure_lobs(conn, r))
     subset = [(s.table.schema, s.table.name) for s in chosen] if _is_subset(found, chosen) else None
     sequences = schema.sequence_values(conn, subset)
+    notes = renames.function_notes(conn, [s.table for s in chosen])
     volume_id = new_volume_id(task)
 
     with tempfile.TemporaryDirectory(prefix="bulkmig-schema-") as tmp:
-        if engine is not None:  # a MySQL target: converted from the catalog, in the snapshot, with its report
-            files = engine.schema_from_postgres(conn, chosen, Path(tmp), store)
-        else:
-            files = schema.dump_schema(
+        # pg_dump's schema as it is (PostgreSQL), or converted from the catalog in the snapshot with its report
+        # (MySQL): the target decides.
+        files = target.schema_from_postgres(
+            conn,
+            chosen,
+            Path(tmp),
+            store,
+            native=lambda: schema.dump_schema(
                 task.source.libpq_env(),
                 database,
                 snapshot,
                 subset,
                 Path(tmp),
                 primary_keys_first=task.settings.schema.primary_keys == "before",
-            )
+            ),
+        )
         schema_files = {}
         for name, path, key in (
             ("pre-data", files.pre_data, layout.PRE_DATA),
@@ -331,14 +390,17 @@ def make_plan(task: Task, *, force: bool = False, keep_snapshot: bool = False) -
         sequences=sequences,
         tables=[s.table for s in chosen],
         skipped_objects=list(files.skipped),
+        notes=notes,
     )
-    store.put_bytes(layout.PLAN, plan.to_bytes())
+    publish(task, store, plan)
     say(
         f"plan: volume {volume_id}: {len(plan.tables)} tables in {plan.total_parts} parts, "
         f"snapshot at {lsn}, written to {store.url}/{layout.PLAN}"
     )
     for obj in plan.skipped_objects:
         say(f"plan: not migrated: {obj}")
+    for note in plan.notes:
+        say(f"plan: needs action: {note}")
     holder = SnapshotHolder(conn, stream)
     if keep_snapshot:
         return plan, holder
@@ -364,6 +426,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
     """
     from bulkmig.convert import convert
 
+    transform_plan.refuse_data_rules(task.mappings, f"for a {task.source.engine} source")
     if task.cdc:
         check_cdc_ready(task)
     catalog, position = source.open_catalog(task)
@@ -382,10 +445,9 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         if sel is not None:
             ct.table.filter = sel.where_sql(source.quote_ident, source.literal)
     conversion = convert(catalog, task)
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:  # a non-PostgreSQL target writes its own DDL
-        conversion = engine.convert_schema(catalog, conversion)
+    conversion = target_for(task).convert_schema(catalog, conversion)  # the target's own DDL (PostgreSQL: as is)
     tables = sorted(conversion.tables, key=lambda t: order.get((t.schema, t.name), len(order)))
     if not tables:
         raise ConfigError("the table mappings select no table", "check the selection rules")
@@ -435,7 +497,7 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
         tables=tables,
         skipped_objects=[],
     )
-    store.put_bytes(layout.PLAN, plan.to_bytes())
+    publish(task, store, plan)
     summary = conversion.report.get("summary", {})
     at = f"binlog {snapshot['lsn']}" if snapshot.get("lsn") else "no binlog position (binlog off)"
     say(
@@ -449,6 +511,27 @@ def plan_foreign(task: Task, store: Store, source: ModuleType, encryption_key: c
     return plan
 
 
+def publish(task: Task, store: Store, plan: Plan) -> None:
+    """Write ``plan.json`` — last, it says the volume is planned — onto the volume, or with several devices
+    onto every device together with the schema files and the device's marker (``devices/<name>/device.json``)."""
+    if not plan.devices:
+        store.put_bytes(layout.PLAN, plan.to_bytes())
+        return
+    shared = {f["key"]: store.get_bytes(f["key"]) for f in plan.schema_files.values()}
+    devices.publish(task, plan.volume_id, [str(d["name"]) for d in plan.devices], shared, plan.to_bytes())
+    say(f"plan: {len(plan.devices)} devices: {devices.render_assignment(plan.devices)}")
+
+
+def _stores(task: Task, plan: Plan, store: Store, *, every: bool = False) -> list[Store]:
+    """The stores of ``plan``'s devices (``[store]`` for a single volume).  ``every``: those the task names
+    now even when they no longer match the plan (to discard them)."""
+    if not plan.devices and not (every and task.devices):
+        return [store]
+    if every:
+        return [open_store(d.path, task.volume_s3_options()) for d in task.devices] or [store]
+    return list(devices.stores(task, plan.devices).values())
+
+
 def _refuse_lost_snapshot(task: Task, store: Store, plan: Plan) -> None:
     """full-load-and-cdc reads every part in the slot's snapshot, which lives only as long as the ``plan``
     that created it.  A rerun after that process ended (killed, or the source restarted) with parts still
@@ -456,7 +539,7 @@ def _refuse_lost_snapshot(task: Task, store: Store, plan: Plan) -> None:
     name = plan.snapshot.get("name")
     if plan.snapshot.get("exported_by") != "replication-slot" or not name:
         return
-    missing = plan.total_parts - plan.extracted(store)
+    missing = plan.total_parts - plan.extracted(*_stores(task, plan, store))
     if not missing:
         return
     if snapshot_importable(task.source, name):
@@ -506,14 +589,15 @@ def hold_until_extracted(task: Task, store: Store, plan: Plan, holder: SnapshotH
         f"plan: holding snapshot {plan.snapshot['name']} for extraction; run `bulkmig extract --task {task.path}` "
         "now (here or on the agent hosts). This command returns once every part is on the volume (Ctrl-C aborts)."
     )
+    stores = _stores(task, plan, store)
     while True:
-        if plan.extracted(store) == plan.total_parts:
+        if plan.extracted(*stores) == plan.total_parts:
             say("plan: every part is on the volume; releasing the snapshot")
             return
         try:
             holder.conn.execute("SELECT 1")  # the plan's own session (never the silent replication one)
         except psycopg.Error as exc:
-            missing = plan.total_parts - plan.extracted(store)
+            missing = plan.total_parts - plan.extracted(*stores)
             raise SourceError(
                 f"lost the source session holding snapshot {plan.snapshot['name']} ({first_line(exc)}): the snapshot "
                 f"is gone with {missing} of {plan.total_parts} parts not extracted in it",

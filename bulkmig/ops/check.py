@@ -98,6 +98,7 @@ class _Checks:
         self.source_conn: Any = None
         self.tables: list[tuple[str, str]] = []
         self.source_bytes: int | None = None
+        self.shaped: list[Any] = []  # planned tables the data-changing DMS rules touch (bulkmig.transform)
 
     def run(self, name: str, check: Callable[[], str], *needs: str) -> None:
         missing = [n for n in needs if n not in self.passed]
@@ -192,6 +193,7 @@ def _postgres_source(c: _Checks) -> None:
     from bulkmig.engines.postgres.slot import check_wal_level, find_tables_without_identity, refuse_missing_identity
     from bulkmig.engines.postgres.sql import qualified
     from bulkmig.fullload.plan import _selected
+    from bulkmig.transform import plan as transform_plan
 
     task = c.task
 
@@ -206,6 +208,11 @@ def _postgres_source(c: _Checks) -> None:
     def tables() -> str:
         found = reflect.list_tables(c.source_conn)
         chosen = _selected(task, found)
+        # The data-changing rules are decided here as plan decides them: a rule plan would refuse fails here.
+        transform_plan.build(
+            task.mappings, [s.table for s in chosen], lambda t: reflect.tablespaces(c.source_conn, t), cdc=task.cdc
+        )
+        c.shaped = [s.table for s in chosen if s.table.transform]
         c.tables = [(s.table.schema, s.table.name) for s in chosen]
         c.source_bytes = sum(s.table.estimated_bytes for s in chosen)
         return _tables_detail(c, len(found))
@@ -332,17 +339,9 @@ def _sqlite_source(c: _Checks) -> None:
 
 
 def _target(c: _Checks) -> str:
-    from bulkmig.engines.postgres.connect import connect, require_version
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(c.task)) is not None:  # a MySQL/MariaDB target checks itself
-        return engine.check_target()
-
-    conn = connect(c.task.target, autocommit=True)
-    c.closers.append(conn.close)
-    require_version(conn, c.task.target)
-    version = conn.execute("SHOW server_version").fetchone()[0]
-    return f"PostgreSQL {version} at {c.task.target.redacted()}"
+    return str(target_for(c.task).check_target(c.shaped))
 
 
 # ------------------------------------------------------------------------------------ bucket, volume
@@ -435,7 +434,7 @@ def _volume_plan(task: Task) -> str:
     plan = read_plan(store)
     if plan is None:
         return "holds no plan yet"
-    if plan.task_fingerprint != task.fingerprint():
+    if not plan.made_by(task):
         raise plan_mismatch(task, store, plan)
     crypto.key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
     done = plan.extracted(store)

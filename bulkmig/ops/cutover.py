@@ -17,8 +17,6 @@ from typing import Any
 from bulkmig.config.task import Task
 from bulkmig.core.errors import NotEqual
 from bulkmig.core.log import say
-from bulkmig.engines.postgres import schema
-from bulkmig.engines.postgres.connect import connect
 from bulkmig.validation.validate import ValidationReport, validate
 
 
@@ -64,36 +62,19 @@ class CutoverReport:
 
 
 def sync_sequences(task: Task) -> int:
-    """Set every target sequence that also exists on the source to the source's value now (a target engine of
-    its own sets its counterpart: a MySQL target's AUTO_INCREMENT counters)."""
-    from bulkmig.targets import target_engine
+    """Set every target sequence that also exists on the source to the source's value now (a MySQL target sets
+    its counterpart, the AUTO_INCREMENT counters)."""
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        return int(engine.sync_sequences())
-    src = connect(task.source, autocommit=True)
-    dst = connect(task.target, autocommit=True)
-    try:
-        values = schema.sequence_values(src)
-        present = {
-            (r[0], r[1]) for r in dst.execute("SELECT schemaname, sequencename FROM pg_catalog.pg_sequences").fetchall()
-        }
-        wanted = [v for v in values if (v["schema"], v["name"]) in present]
-        sql = schema.set_sequences_sql(wanted)
-        if sql:
-            dst.execute(sql)
-        return len(wanted)
-    finally:
-        src.close()
-        dst.close()
+    return int(target_for(task).sync_sequences())
 
 
 def finish_schema(task: Task) -> int:
     """What the target held back while changes were replayed (a MySQL target's triggers, which nothing could keep
     from firing on the replayed rows), created once cutover is GO; a PostgreSQL target holds nothing back."""
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    engine = target_engine(task)
-    return int(engine.finish_schema()) if engine is not None else 0
+    return int(target_for(task).finish_schema())
 
 
 def cutover(

@@ -21,7 +21,7 @@ from bulkmig.core import layout
 from bulkmig.core.log import human_bytes
 from bulkmig.engines import foreign_source
 from bulkmig.ops.calculator import Transfer, calculate, human_seconds
-from bulkmig.targets import target_engine
+from bulkmig.targets import target_class, target_for
 
 SAMPLE_ROWS = 20_000
 BIG_TABLES = 3  # tables sampled for compression, largest first
@@ -106,8 +106,7 @@ def inventory_foreign(task: Task, source: Any) -> tuple[list[dict[str, Any]], li
             }
         )
     conversion = convert(catalog, task)
-    if (engine := target_engine(task)) is not None:  # a MySQL/MariaDB target keeps a MySQL source's own DDL
-        conversion = engine.convert_schema(catalog, conversion)
+    conversion = target_for(task).convert_schema(catalog, conversion)  # a MySQL target keeps a MySQL source's DDL
     flagged: dict[str, list[str]] = {}
     for obj in conversion.report["objects"]:
         if obj["status"] == ACTION and obj["table"]:
@@ -260,7 +259,7 @@ def runbook(
         tables = inventory(task)
         conversion = [
             "the schema is copied as pg_dump writes it"
-            if task.target.engine == "postgresql"
+            if target_class(task).capabilities.takes_pg_dump_schema
             else f"`bulkmig plan` converts the schema and writes {layout.ASSESSMENT_MD} to the volume"
         ]
     else:

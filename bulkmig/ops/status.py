@@ -43,7 +43,7 @@ def volume_status(task: Task) -> dict[str, Any]:
     plan = read_plan(store)
     if plan is None:
         return {"planned": False}
-    return {
+    out: dict[str, Any] = {
         "planned": True,
         "volume_id": plan.volume_id,
         "tables": len(plan.tables),
@@ -52,6 +52,21 @@ def volume_status(task: Task) -> dict[str, Any]:
         "sealed": store.exists(layout.VOLUME_MANIFEST),
         "snapshot_lsn": plan.snapshot.get("lsn"),
     }
+    if plan.devices:  # several devices: each one's share, as far as this host can see it
+        from bulkmig.fullload.devices import path
+
+        devices = []
+        for d in plan.devices:
+            try:
+                each = open_store(path(task, str(d["name"])), task.volume_s3_options())
+                here = {"extracted": plan.extracted(each), "sealed": each.exists(layout.VOLUME_MANIFEST)}
+            except BulkmigError as exc:
+                here = {"error": str(exc)}
+            devices.append({"name": d["name"], "parts": d["parts"], "capacity": d["capacity"], **here})
+        out["devices"] = devices
+        out["extracted"] = sum(int(d.get("extracted", 0)) for d in devices)
+        out["sealed"] = all(d.get("sealed") for d in devices)
+    return out
 
 
 def bucket_status(task: Task, volume_id: str | None) -> dict[str, Any]:
@@ -59,36 +74,26 @@ def bucket_status(task: Task, volume_id: str | None) -> dict[str, Any]:
         return {}
     store = open_store(layout.join(task.bucket, "volumes", volume_id), task.s3_options())
     objects = list(store.list(""))
+    devices = sorted(
+        name for name, doc in (layout.parse_device_key(o.key) or ("", "") for o in objects) if doc == "volume.json"
+    )
     return {
         "objects": len(objects),
         "bytes": sum(o.size for o in objects),
-        "imported": any(o.key == layout.VOLUME_MANIFEST for o in objects),
+        # several devices: imported once every device is (devices_imported names those that are)
+        "imported": any(o.key == layout.VOLUME_MANIFEST for o in objects) or _all_devices(task, devices),
+        **({"devices_imported": devices} if devices else {}),
     }
 
 
+def _all_devices(task: Task, imported: list[str]) -> bool:
+    return bool(task.devices) and sorted(d.name for d in task.devices) == imported
+
+
 def target_status(task: Task, volume_id: str | None) -> dict[str, Any]:
-    from bulkmig.engines.postgres.connect import connect
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        return engine.status(volume_id)
-
-    conn = connect(task.target, autocommit=True)
-    try:
-        if conn.execute("SELECT to_regclass('bulkmig.loaded_parts')").fetchone()[0] is None:
-            return {"loaded": 0}
-        loaded, rows = conn.execute(
-            "SELECT count(*), coalesce(sum(rows), 0) FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,)
-        ).fetchone()
-        sections = []
-        if conn.execute("SELECT to_regclass('bulkmig.schema_applied')").fetchone()[0] is not None:
-            sections = [r[0] for r in conn.execute("SELECT section FROM bulkmig.schema_applied ORDER BY 1")]
-        from bulkmig.convert.skipped import skipped_objects
-
-        skipped = [obj.to_dict() for obj in skipped_objects(conn)]
-        return {"loaded": loaded, "rows": int(rows), "schema_applied": sections, "skipped_objects": skipped}
-    finally:
-        conn.close()
+    return target_for(task).status(volume_id)
 
 
 def status(task: Task) -> dict[str, Any]:

@@ -84,21 +84,9 @@ def _changes(task: Task, applied_seq: int | None) -> tuple[dict[tuple[str, str],
 
 
 def _ledger(task: Task, volume_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    from bulkmig.engines.postgres.connect import connect
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        return engine.ledger_by_table(volume_id)
-
-    with connect(task.target, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('bulkmig.loaded_parts')").fetchone()[0] is None:
-            return {}
-        rows = conn.execute(
-            "SELECT schema_name, table_name, count(*), coalesce(sum(rows), 0), max(loaded_at) "
-            "FROM bulkmig.loaded_parts WHERE volume_id = %s GROUP BY 1, 2",
-            (volume_id,),
-        ).fetchall()
-    return {(s, t): {"parts": int(n), "rows": int(r), "at": at.isoformat() if at else None} for s, t, n, r, at in rows}
+    return target_for(task).ledger_by_table(volume_id)
 
 
 def _stage(name: str, state: str, done: int | None = None, total: int | None = None, **extra: Any) -> dict[str, Any]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from bulkmig.cdc.applying import TableMark
+from bulkmig.cdc.position import lsn_or_none
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import (
@@ -21,34 +22,13 @@ from bulkmig.core.manifest import PartManifest
 from bulkmig.core.model import Table
 from bulkmig.core.store import NotFound
 from bulkmig.fullload.plan import Plan as VolumePlan
-from bulkmig.replay.stream import Stream, _lsn
+from bulkmig.replay.stream import Stream
 
 # Sidecars read at once when replay takes the snapshot positions of an imported volume's parts.
 SIDECAR_READERS = 8
 
 
 # ============================================================================================ snapshot marks
-
-
-@dataclass(frozen=True)
-class TableMark:
-    """What the rows of one table loaded from the volume already hold (MySQL sources; module docstring).
-
-    ``below`` is the binlog ordinal of the snapshot the table's parts were read in — the lowest, when they
-    were read in several — and ``engines/mysql/binlog.in_snapshot(pos, below)`` says whether a change is
-    already in them: replay skips those.
-    """
-
-    table: str  # the source table, schema.table, for messages
-    below: int
-    snapshots: tuple[str, ...]  # the distinct snapshot positions (binlog file:offset), lowest first
-    columns: frozenset[str]  # the target columns the parts hold values of (the plan's)
-    source_key: bool  # the source table has a primary key (the stream sends it as the key)
-
-    @property
-    def mixed(self) -> bool:
-        """The parts were read in more than one snapshot."""
-        return len(self.snapshots) > 1
 
 
 def snapshot_marks(
@@ -142,7 +122,7 @@ def volume_marks(task: Task, stream: Stream, stream_doc: Mapping[str, Any] | Non
     found = run_parallel(position, parts, SIDECAR_READERS)  # in order; the first failing part raises
     positions = {(table.schema, table.name, index): p for (table, index), p in zip(parts, found, strict=True)}
     marks = snapshot_marks(plan, positions, doc.get("basename"))
-    start = _lsn(doc.get("start_pos"))
+    start = lsn_or_none(doc.get("start_pos"))
     early = [m for m in marks.values() if start is not None and m.below < start]
     if early:
         raise IntegrityError(

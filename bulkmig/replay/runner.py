@@ -7,12 +7,12 @@ skips none.  A batch whose seq is at or below the stored one is skipped; a batch
 while a later one exists stops replay by name (it never jumps over it).  A session-level advisory lock
 per stream keeps a second replayer out.  Every session runs ``session_replication_role = replica``, so
 target triggers do not fire and foreign keys are not checked while rows arrive in bulk.  That is the PostgreSQL
-target's side of a session (:class:`_PgTarget`: lock, position, the batch's transaction); another target engine
-supplies its own (MySQL/MariaDB: ``engines/mysql/target/apply.py``), and everything else here — modes, gaps,
-reconnects, snapshot marks, lag — is the same loop for every target.
+target's side of a session (``engines/postgres/target/replay.py``: lock, position, the batch's transaction); another
+target engine supplies its own (MySQL/MariaDB: ``engines/mysql/target/apply.py``), and everything else here —
+modes, gaps, reconnects, snapshot marks, lag — is the same loop for every target.
 
 Fast: changes are not replayed one statement each, and not touched one Python object each.  Per batch
-and table (:mod:`bulkmig.replay.net`, on the batch file's Arrow columns with pyarrow and numpy):
+and table (:mod:`bulkmig.cdc.net`, on the batch file's Arrow columns with pyarrow and numpy):
 
 - Changes are compacted per key to one net change: absent (delete if present), a whole row (upsert; last
   image wins, partial updates merged in), an update of the target's row that never writes the columns no
@@ -84,11 +84,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pgerrors
 
+from bulkmig.cdc.applying import ApplyStats
 from bulkmig.cdc.batch import Batch
 from bulkmig.cdc.loop import RECONNECT_DELAYS
-from bulkmig.cdc.position import format_lsn
+from bulkmig.cdc.position import format_lsn, lsn_or_none
 from bulkmig.config.task import Task
 from bulkmig.core.errors import (
     BulkmigError,
@@ -102,27 +102,12 @@ from bulkmig.core.log import human_bytes, human_duration, say, tick
 from bulkmig.core.retry import Reason, Retry
 from bulkmig.core.store import NotFound, open_store
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.replay.apply import REORDER_ERRORS, Applier, ApplyStats, _first_line
 from bulkmig.replay.marks import TableMark, _in_snapshot, names_are_target, refuse_mixed_keyless, volume_marks
-from bulkmig.replay.stream import STREAM_MANIFEST, Stream, _lsn, find_stream
-from bulkmig.replay.target import read_target_table
+from bulkmig.replay.stream import STREAM_MANIFEST, Stream, find_stream
 
-POSITION_DDL = """
-CREATE SCHEMA IF NOT EXISTS bulkmig;
-CREATE TABLE IF NOT EXISTS bulkmig.replay_position (
-    stream_id text PRIMARY KEY,
-    seq bigint NOT NULL,
-    pos text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    commit_ts timestamptz
-);
-"""
 # A gap (batch N missing while a later one exists) may be a writer that publishes out of order; wait
 # this long for it before stopping.  Tests shorten it.
 GAP_GRACE_SECONDS = 30.0
-# How long a second replayer waits for the stream's lock before giving up (a killed one's session may
-# take a moment to end on the server).
-LOCK_WAIT_SECONDS = 15.0
 # How often follow mode lists the whole stream to look for a gap.
 GAP_CHECK_SECONDS = 10.0
 # follow mode's back-off when the target or the bucket cannot be reached: RECONNECT_DELAYS, the capture loop's.
@@ -161,126 +146,6 @@ class ReplayReport:
         return self.changes / self.seconds if self.seconds > 0 else 0.0
 
 
-def _open_target(task: Task) -> psycopg.Connection:
-    conn = connect(task.target, autocommit=True)
-    try:
-        conn.execute("SET session_replication_role = replica")
-    except psycopg.Error as exc:
-        conn.close()
-        raise TargetError(
-            f"target {task.target.redacted()}: cannot SET session_replication_role = replica ({_first_line(exc)})",
-            "replay as a superuser (or a role allowed to set it) so target triggers do not fire",
-        ) from None
-    for attempt in range(2):  # a concurrent `load` may create the schema at the same moment
-        try:
-            conn.execute(POSITION_DDL)
-            break
-        except pgerrors.UniqueViolation:
-            if attempt:
-                raise
-    return conn
-
-
-def _position(conn: psycopg.Connection, stream_id: str, *, lock: bool = False) -> tuple[int, str, Any] | None:
-    row = conn.execute(
-        "SELECT seq, pos, commit_ts FROM bulkmig.replay_position WHERE stream_id = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (stream_id,),
-    ).fetchone()
-    return (int(row[0]), str(row[1]), row[2]) if row else None
-
-
-class _PgTarget:
-    """A PostgreSQL target's side of a replay session: the stream's lock, its position row, and each batch
-    applied with that row in one transaction.  The loop around it (:class:`_Runner`, :func:`_run`) is the same
-    for every target; another engine supplies an object with these methods (``replay_target`` of its target
-    engine, :func:`bulkmig.targets.target_engine`)."""
-
-    def __init__(
-        self,
-        task: Task,
-        conn: psycopg.Connection,
-        *,
-        target_names: bool,
-        marks: Mapping[tuple[str, str], TableMark],
-        set_based: bool = True,
-    ) -> None:
-        self.conn = conn
-        self.applier = Applier(conn, task, names_are_target=target_names, marks=marks, set_based=set_based)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def lock(self, stream_id: str) -> None:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        key = f"bulkmig.replay:{stream_id}"
-        while not self.conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise TargetError(
-                    f"another `bulkmig replay` is applying stream {stream_id} to this target",
-                    "let it run (or stop it) — two replayers of one stream are never needed",
-                )
-            time.sleep(0.5)
-
-    def position(self, stream_id: str) -> tuple[int, str, Any] | None:
-        return _position(self.conn, stream_id)
-
-    def use_marks(self, marks: Mapping[tuple[str, str], TableMark]) -> None:
-        self.applier.use_marks(marks)
-
-    def has_key(self, target: tuple[str, str]) -> bool:
-        table = read_target_table(self.conn, *target)
-        return table is not None and bool(table.primary_key)
-
-    def apply(self, batch: Batch, stream_id: str, *, accept_drift: bool) -> tuple[ApplyStats, bool]:
-        """Apply one batch with its position row in one transaction; replay it change by change if the
-        bulk path hits a conflict that only the reordering of compaction can cause."""
-        for exact in (False, True):
-            try:
-                with self.conn.transaction():
-                    pos = _position(self.conn, stream_id, lock=True)
-                    if pos is not None and pos[0] >= batch.seq:
-                        raise TargetError(
-                            f"batch {batch.seq} of stream {stream_id} is already applied "
-                            f"(the target is at batch {pos[0]})",
-                            "another replayer ran at the same time; rerun `bulkmig replay`",
-                        )
-                    if pos is not None and pos[0] + 1 != batch.seq:
-                        raise IntegrityError(
-                            f"the target is at batch {pos[0]} of stream {stream_id}, the next one to "
-                            f"apply would be {batch.seq}",
-                            "something else changed bulkmig.replay_position; restore it or start over",
-                        )
-                    stats = self.applier.apply(batch, exact=exact, accept_drift=accept_drift)
-                    self.conn.execute(
-                        "INSERT INTO bulkmig.replay_position (stream_id, seq, pos, applied_at, commit_ts) "
-                        "VALUES (%s, %s, %s, clock_timestamp(), %s) ON CONFLICT (stream_id) DO UPDATE SET "
-                        "seq = EXCLUDED.seq, pos = EXCLUDED.pos, applied_at = EXCLUDED.applied_at, "
-                        "commit_ts = COALESCE(EXCLUDED.commit_ts, bulkmig.replay_position.commit_ts)",
-                        (stream_id, batch.seq, batch.last_pos, _last_commit(batch)),
-                    )
-                return stats, exact
-            except REORDER_ERRORS as exc:
-                self.applier.forget()
-                if exact:
-                    raise TargetError(
-                        f"replay of batch {batch.seq} failed: {_first_line(exc)}",
-                        "the target refuses a row the source accepted; compare the constraints of the two "
-                        "tables, fix the target, and rerun `bulkmig replay`",
-                    ) from exc
-                say(f"replay: batch {batch.seq}: {_first_line(exc)}; applying it again change by change")
-            except psycopg.Error as exc:  # reading or writing the position
-                self.applier.forget()
-                raise TargetError(
-                    f"replay of batch {batch.seq} failed: {_first_line(exc)}",
-                    "fix the cause on the target and rerun `bulkmig replay` (this batch is retried whole)",
-                ) from exc
-            except BaseException:
-                self.applier.forget()  # the transaction rolled back, so may have a column it added
-                raise
-        raise AssertionError("unreachable")
-
-
 def _open_replay_target(
     task: Task,
     *,
@@ -289,12 +154,13 @@ def _open_replay_target(
     stream_doc: Mapping[str, Any],
     set_based: bool = True,
 ) -> Any:
-    """The target side of one replay session (:class:`_PgTarget`, or the target engine's own)."""
-    from bulkmig.targets import target_engine
+    """The target side of one replay session, from the target engine (``replay_target``)."""
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        return engine.replay_target(target_names=target_names, marks=marks, stream_doc=stream_doc)
-    return _PgTarget(task, _open_target(task), target_names=target_names, marks=marks, set_based=set_based)
+    session: dict[str, Any] = {"target_names": target_names, "marks": marks, "stream_doc": stream_doc}
+    if not set_based:  # the change-by-change reference only PostgreSQL's apply has (the equivalence tests')
+        session["set_based"] = False
+    return target_for(task).replay_target(**session)
 
 
 def source_position(task: Task) -> int | None:
@@ -313,7 +179,7 @@ def source_position(task: Task) -> int | None:
             ).fetchone()
     except (BulkmigError, psycopg.Error):
         return None
-    return _lsn(row[0]) if row else None
+    return lsn_or_none(row[0]) if row else None
 
 
 class _Runner:
@@ -333,7 +199,7 @@ class _Runner:
         self.stream = stream
         # stream.json is written once, before any batch: read once per replay() rather than per session.
         self.stream_doc = dict(stream_doc or {})
-        self.target = target  # the target's side: lock, position, apply (see _PgTarget)
+        self.target = target  # the target's side: lock, position, apply (the target engine's replay_target)
         self.report = report
         self.marks = dict(marks or {})
         self.next_seq: int | None = None  # None: no position yet and no batch seen
@@ -365,7 +231,7 @@ class _Runner:
         if pos is not None:
             self.next_seq = pos[0] + 1
             self.report.applied_seq, self.report.applied_pos, self.report.last_commit_ts = pos
-        self._use_marks(_lsn(pos[1]) if pos is not None else None)
+        self._use_marks(lsn_or_none(pos[1]) if pos is not None else None)
         self.check_gap(self.stream.batches())
 
     def _use_marks(self, applied: int | None) -> None:
@@ -437,7 +303,7 @@ class _Runner:
         r.snapshot_skipped += stats.skipped
         r.applied_seq, r.applied_pos = batch.seq, batch.last_pos
         tick("replay", parts=1, rows=batch.rows, note=f"applied through {batch.last_pos}")
-        commit_ts = _last_commit(batch)
+        commit_ts = batch.last_commit_ts()
         if commit_ts is not None:
             r.last_commit_ts = commit_ts
         self.next_seq = batch.seq + 1
@@ -462,10 +328,6 @@ class _Runner:
         if self.next_seq is None:
             return len(self.stream.batches())
         return len([s for s in self.stream.batches() if s >= self.next_seq])
-
-
-def _last_commit(batch: Batch) -> datetime | None:
-    return max((ts for t in batch.tables if (ts := t.last_commit_ts()) is not None), default=None)
 
 
 def _age(ts: datetime | None) -> float:
@@ -507,11 +369,11 @@ def _run(
             captured = stream.captured_through() if goal is not None else None
             while not stop.is_set() and runner.step(accept_drift=session["accept"]):
                 session["accept"] = False
-                if goal is not None and (_lsn(report.applied_pos) or 0) >= goal:
+                if goal is not None and (lsn_or_none(report.applied_pos) or 0) >= goal:
                     break  # there: a capture that writes batches as fast as they apply must not keep us going
             if stop.is_set():
                 break
-            applied = _lsn(report.applied_pos)
+            applied = lsn_or_none(report.applied_pos)
             if goal is not None and applied is not None and applied >= goal:
                 report.caught_up = True
                 break
@@ -650,7 +512,7 @@ def _update_lag(task: Task, report: ReplayReport) -> None:
     source = source_position(task)
     if source is not None:
         report.source_pos = format_lsn(source)
-        applied = _lsn(report.applied_pos)
+        applied = lsn_or_none(report.applied_pos)
         report.lag_bytes = max(source - applied, 0) if applied is not None else None
     report.lag_seconds = _age(report.last_commit_ts) if report.last_commit_ts else None
 
@@ -675,20 +537,9 @@ def replay_status(task: Task) -> dict[str, Any]:
         "latest_seq": seqs[-1] if seqs else None,
         "pending_batches": len(seqs),
     }
-    from bulkmig.targets import target_engine
+    from bulkmig.targets import target_for
 
-    if (engine := target_engine(task)) is not None:
-        mark = engine.replay_position(stream.stream_id)
-        row = (*mark, None) if mark else None  # a MySQL target keeps no commit time
-    else:
-        with connect(task.target, autocommit=True) as conn:
-            exists = conn.execute("SELECT to_regclass('bulkmig.replay_position') IS NOT NULL").fetchone()[0]
-            row = None
-            if exists:
-                row = conn.execute(
-                    "SELECT seq, pos, applied_at, commit_ts FROM bulkmig.replay_position WHERE stream_id = %s",
-                    (stream.stream_id,),
-                ).fetchone()
+    row = target_for(task).replay_position(stream.stream_id)  # seq, position, applied at, last commit time
     if row:
         status.update(
             applied_seq=int(row[0]),
@@ -701,10 +552,10 @@ def replay_status(task: Task) -> dict[str, Any]:
     status["captured_through"] = format_lsn(captured) if captured is not None else None
     source = source_position(task)
     status["source_pos"] = format_lsn(source) if source is not None else None
-    applied = _lsn(status["applied_pos"])
+    applied = lsn_or_none(status["applied_pos"])
     status["lag_bytes"] = max(source - applied, 0) if source is not None and applied is not None else None
     status["lag_seconds"] = _age(row[3]) if row and row[3] else None
     return status
 
 
-__all__ = ["POSITION_DDL", "ReplayReport", "replay", "replay_status", "source_position"]
+__all__ = ["ReplayReport", "replay", "replay_status", "source_position"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulkmig.cdc.batch import Batch, list_batches, read_batch
-from bulkmig.cdc.position import parse_lsn
+from bulkmig.cdc.position import lsn_or_none
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import (
@@ -73,18 +73,7 @@ class Stream:
     def captured_through(self) -> int | None:
         """``progress.json``'s ``captured_through``: every change committed up to it is in a batch."""
         doc = self.document(PROGRESS)
-        return _lsn(doc.get("captured_through")) if doc else None
-
-
-def _lsn(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return parse_lsn(value)
-        except ValueError:
-            return None
-    return None
+        return lsn_or_none(doc.get("captured_through")) if doc else None
 
 
 def find_stream(task: Task, store: Store | None = None) -> Stream:

@@ -205,13 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             yield from self._raw_chunked()
         elif length:
-            left = int(length)
-            while left > 0:
-                data = self.rfile.read(min(CHUNK, left))
-                if not data:
-                    raise OSError("client closed the connection mid-body")
-                left -= len(data)
-                yield data
+            yield from self._body_bytes(int(length))
 
     def _raw_chunked(self) -> Iterator[bytes]:
         while True:
@@ -226,13 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
                     yield trailer
                     if trailer in (b"\r\n", b"\n", b""):
                         return
-            left = size + 2  # the chunk and its CRLF
-            while left > 0:
-                data = self.rfile.read(min(CHUNK, left))
-                if not data:
-                    raise OSError("client closed the connection mid-body")
-                left -= len(data)
-                yield data
+            yield from self._body_bytes(size + 2)  # the chunk and its CRLF
+
+    def _body_bytes(self, left: int) -> Iterator[bytes]:
+        """The next ``left`` bytes of the request body, in pieces of at most CHUNK; a client gone mid-body
+        is an OSError, like every other way the connection can break."""
+        while left > 0:
+            data = self.rfile.read(min(CHUNK, left))
+            if not data:
+                raise OSError("client closed the connection mid-body")
+            left -= len(data)
+            yield data
 
     def _drain_body(self) -> None:
         for _ in self._body_chunks():

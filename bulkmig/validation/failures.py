@@ -23,12 +23,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from bulkmig.engines.postgres.target.ledger import bulkmig_table_ddl
 from bulkmig.validation.pgdiff import Failure
 
 TABLE = "bulkmig.validation_failures"
-DDL = """
-CREATE SCHEMA IF NOT EXISTS bulkmig;
-CREATE TABLE IF NOT EXISTS bulkmig.validation_failures (
+DDL = (
+    bulkmig_table_ddl(
+        "validation_failures",
+        """
     task_name text NOT NULL,
     table_owner text NOT NULL,
     table_name text NOT NULL,
@@ -40,10 +42,11 @@ CREATE TABLE IF NOT EXISTS bulkmig.validation_failures (
     target_schema text NOT NULL,
     target_table text NOT NULL,
     repaired_at timestamptz
-);
-CREATE INDEX IF NOT EXISTS validation_failures_table
-    ON bulkmig.validation_failures (task_name, table_owner, table_name);
-"""
+""",
+    )
+    + "CREATE INDEX IF NOT EXISTS validation_failures_table"
+    + " ON bulkmig.validation_failures (task_name, table_owner, table_name);\n"
+)
 COLUMNS = (
     "task_name",
     "table_owner",

@@ -37,6 +37,7 @@ from typing import Any
 from bulkmig.engines.postgres import rowhash
 from bulkmig.engines.postgres.connect import server_version_num
 from bulkmig.engines.postgres.sql import ident, literal, qualified
+from bulkmig.transform import validation as transform_validation
 from bulkmig.validation.partitions import (
     LEAF_ROWS,
     IntegerRanges,
@@ -124,6 +125,9 @@ class Side:
         self.key_types: list[str] = []  # their types' SQL (to cast key text back)
         self.key_integer = False  # a one-column integer key
         self.hashed: list[tuple[str, rowhash.ColumnType, rowhash.ColumnType]] = []  # (name, source, target type)
+        # Column -> SQL template ({}: the column) of the value compared, where a DMS rule changed it on the
+        # target (a deterministic mask, a type): the source side computes the same (bulkmig.transform.validation).
+        self.forms: dict[str, str] = {}
         self.version = 0
         self.queries = 0
 
@@ -134,7 +138,9 @@ class Side:
     def hash_as(self, alias: str | None) -> str:
         """The row-hash SQL, its columns qualified by ``alias`` when given (in a join)."""
         pre = f"{alias}." if alias else ""
-        return rowhash.row_hash([(pre + ident(n), s, t) for n, s, t in self.hashed], self.version)
+        return rowhash.row_hash(
+            [(self.forms.get(n, "{}").format(pre + ident(n)), s, t) for n, s, t in self.hashed], self.version
+        )
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run one statement.  Values are inlined as literals (:func:`text_array`), never bound: the table
@@ -467,8 +473,18 @@ def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor
     """Both sides of ``table`` (a :class:`bulkmig.core.model.Table`); raises LookupError naming a column
     the target lacks."""
     tschema, tname = table.target_qualified
-    columns = table.columns  # generated ones too: a target computing them otherwise is a difference
-    src = Side(src_conn, table.schema, table.name, table.filter, [ident(c.name) for c in columns])
+    # Generated ones too (a target computing them otherwise is a difference); not those a random mask rewrote.
+    skipped = set(transform_validation.not_compared(table))
+    columns = [c for c in table.columns if c.name not in skipped]
+    forms = transform_validation.source_forms(table)
+    src = Side(
+        src_conn,
+        table.schema,
+        table.name,
+        table.filter,
+        [forms.get(c.name, "{}").format(ident(c.name)) for c in columns],
+    )
+    src.forms = forms
     dst = Side(dst_conn, tschema, tname, None, [ident(c.target) for c in columns])
     src.copied = [ident(c.name) for c in table.copied_columns]
     dst.copied = [ident(c.target) for c in table.copied_columns]
@@ -477,7 +493,8 @@ def open_pair(src_conn: Any, dst_conn: Any, table: Any, pool: ThreadPoolExecutor
     missing = [c.target for c in columns if c.target not in t_types]
     if missing:
         raise LookupError(f"column {missing[0]} is missing on the target")
-    types = [(s_types[c.name], t_types[c.target]) for c in columns]
+    # A column whose type a rule changed is compared as the target's type on both sides (the source casts).
+    types = [(t_types[c.target] if c.name in forms else s_types[c.name], t_types[c.target]) for c in columns]
     version = min(server_version_num(src_conn), server_version_num(dst_conn))
     target_of = {c.name: c.target for c in table.columns}
     for side, names, mine in ((src, [c.name for c in columns], s_types), (dst, [c.target for c in columns], t_types)):

@@ -8,7 +8,7 @@ times cheaper than md5 here; md5 is used only to pair rows once a difference is 
 sums differ and the table has a primary key, the rows are paired by key to name the keys that differ.
 
 A MySQL/MariaDB or SQLite source has no such hash, so there the rows of both sides are streamed and
-compared value by value after a type-aware normalisation (:mod:`bulkmig.validation.compare`); the report then also
+compared value by value after a type-aware normalisation (:mod:`bulkmig.engines.pairing`); the report then also
 counts rows missing and extra on the target, differing rows (with their columns and both values), and
 *converted values*: source values the load changed on purpose, as a setting says (a zero date loaded as
 NULL), listed by column and key so a conversion is never silent nor mistaken for a mismatch.
@@ -25,15 +25,18 @@ from typing import Any
 
 from bulkmig.config.task import Task
 from bulkmig.core.errors import ConfigError, NotEqual, PlanError
+from bulkmig.core.executor import run_on_dask
 from bulkmig.core.log import Progress, say
 from bulkmig.core.model import Table
 from bulkmig.core.store import open_store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import qualified
 from bulkmig.fullload.plan import Plan, read_plan
+from bulkmig.targets import target_for
+from bulkmig.transform import recompute
+from bulkmig.transform import validation as transform_validation
 from bulkmig.validation import failures as failures_table
 from bulkmig.validation import pgdiff
-from bulkmig.validation.compare import compare_foreign
 from bulkmig.validation.repair import repair as repair_rows
 
 MAX_KEYS_REPORTED = 20
@@ -143,13 +146,13 @@ def _cut(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def compare_foreign_table(task: Task, table: Table, compare: Any = compare_foreign) -> TableResult:
-    """A MySQL/MariaDB or SQLite source (or a MySQL target): rows streamed from both sides and paired
-    (:mod:`bulkmig.validation.compare`)."""
+def compare_foreign_table(task: Task, table: Table, compare: Any = None) -> TableResult:
+    """A MySQL/MariaDB or SQLite source, or a MySQL target: rows streamed from both sides and paired
+    (:mod:`bulkmig.engines.pairing`) by ``compare``, by default the target engine's."""
     target = ".".join(table.target_qualified)
     shown_target = target if target != table.qualified else ""
     try:
-        tally = compare(task, table)
+        tally = (compare or target_for(task).compare)(task, table)
     except LookupError:
         return TableResult(table.qualified, False, 0, 0, note="missing on the target", target=shown_target)
     return TableResult(
@@ -171,14 +174,11 @@ def compare_foreign_table(task: Task, table: Table, compare: Any = compare_forei
 
 
 def compare_table(task: Task, table: Table, *, repair: bool = False) -> TableResult:
-    from bulkmig.engines.protocols import source_capabilities
-    from bulkmig.targets import target_engine
-
-    if (engine := target_engine(task)) is not None:
-        return _with_state(compare_foreign_table(task, table, engine.compare))
-    if not source_capabilities(task.source.engine).native_schema:  # no common text form: value by value
-        return _with_state(compare_foreign_table(task, table))
-    return _with_state(compare_pg(task, table, repair=repair))
+    """Both servers hash their rows where the target can with this source (PostgreSQL → PostgreSQL: one text form
+    for every value), else value by value through the target engine's ``compare``."""
+    if _hashes_on_both_servers(task):
+        return _with_state(compare_pg(task, table, repair=repair))
+    return _with_state(compare_foreign_table(task, table))
 
 
 def compare_pg(task: Task, table: Table, *, repair: bool = False) -> TableResult:
@@ -205,12 +205,20 @@ def compare_pg(task: Task, table: Table, *, repair: bool = False) -> TableResult
             fixed = repair_rows(pair, diff.failures) if repair and diff.failures else []
             if fixed:
                 failures_table.mark_repaired(dst, task.name, table, [f.key_json() for f in fixed])
+        # DMS add-column rules: each added column recomputed from the source rows (bulkmig.transform.recompute).
+        added = recompute.check_added(task.source, dst, table, None) if table.transform.get("added") else None
     except LookupError as exc:
         return TableResult(table.qualified, False, 0, 0, note=str(exc), target=shown_target)
     finally:
         src.close()
         dst.close()
-    return _pg_result(table, shown_target, diff, [as_record(f) for f in diff.failures], fixed)
+    result = _pg_result(table, shown_target, diff, [as_record(f) for f in diff.failures], fixed)
+    notes = [result.note, transform_validation.note(table), added.note() if added else ""]
+    result.note = "; ".join(n for n in notes if n)
+    if added is not None and added.differing:
+        result.equal = False
+        result.differing_keys = (result.differing_keys + added.keys)[:MAX_KEYS_REPORTED]
+    return result
 
 
 def _pg_result(
@@ -276,10 +284,10 @@ def _with_state(result: TableResult) -> TableResult:
     return result
 
 
-def _target_is_postgres(task: Task) -> bool:
-    from bulkmig.targets import target_engine
-
-    return target_engine(task) is None
+def _hashes_on_both_servers(task: Task) -> bool:
+    """The target compares with this source by per-partition row hashes (:mod:`bulkmig.validation.pgdiff`),
+    records failures and repairs them (the target's ``capabilities.hash_diff_sources``)."""
+    return task.source.engine in target_for(task).capabilities.hash_diff_sources
 
 
 def plan_for_validation(task: Task) -> Plan:
@@ -295,6 +303,11 @@ def plan_for_validation(task: Task) -> Plan:
     return plan
 
 
+def validate_unit(task: Task, table: Table, repair: bool) -> TableResult:
+    """One table's comparison, as a Dask worker runs it (its own connections to source and target)."""
+    return compare_table(task, table, repair=repair)
+
+
 def validate(
     task: Task,
     *,
@@ -302,16 +315,25 @@ def validate(
     raise_on_difference: bool = True,
     progress: bool = True,
     repair: bool = False,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> ValidationReport:
     """Compare every planned table; with ``repair``, re-copy the differing rows of PG → PG tables from the
-    source and compare them again (:mod:`bulkmig.validation.repair`)."""
-    pg_to_pg = task.source.engine == "postgresql" and _target_is_postgres(task)
+    source and compare them again (:mod:`bulkmig.validation.repair`).  Tables are compared on threads here,
+    or with ``executor`` (default ``settings.executor``) ``dask`` one unit per table on the cluster."""
+    pg_to_pg = _hashes_on_both_servers(task)
     if repair and not pg_to_pg:
         raise ConfigError(
             "validate --repair needs a PostgreSQL source and a PostgreSQL target",
             "run validate without --repair, and reload the tables it names (`bulkmig load` after dropping them)",
         )
     plan = plan_for_validation(task)
+    if repair and (rewritten := [t.qualified for t in plan.tables if transform_validation.rewrites_values(t)]):
+        raise ConfigError(
+            f"validate --repair would copy source values into tables the transformation rules change "
+            f"({', '.join(rewritten[:5])}): masked values would land unmasked",
+            "run validate without --repair; reload those tables (drop them on the target, rerun `bulkmig load`)",
+        )
     # settings.validation.threads (DMS ThreadCount) when the command line does not say.
     n = max(1, workers or task.settings.validation.threads or task.settings.workers)
     bar = Progress("validate", len(plan.tables), unit="tables") if progress and plan.tables else None
@@ -325,8 +347,27 @@ def validate(
             bar.advance(parts=1, rows=result.source_rows)
         return result
 
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        results = list(pool.map(one, plan.tables))
+    if (executor or task.settings.executor) == "dask":
+        found: dict[int, TableResult] = {}
+
+        def done(item: tuple[int, Table], result: TableResult) -> None:
+            found[item[0]] = result
+            if bar:
+                bar.advance(parts=1, rows=result.source_rows)
+
+        run_on_dask(
+            "validate",
+            scheduler or task.settings.scheduler,
+            n,
+            validate_unit,
+            list(enumerate(plan.tables)),
+            lambda item: (task, item[1], repair),
+            done,
+        )
+        results = [found[i] for i in range(len(plan.tables))]
+    else:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            results = list(pool.map(one, plan.tables))
     if bar:
         bar.finish()
     report = ValidationReport(results)

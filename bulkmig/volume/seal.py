@@ -13,6 +13,7 @@ resealing an untouched volume keeps its root hash.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from bulkmig.core import layout
 from bulkmig.core.errors import BulkmigError, IntegrityError, PlanError
@@ -20,6 +21,7 @@ from bulkmig.core.log import say
 from bulkmig.core.manifest import FileEntry, VolumeManifest
 from bulkmig.core.store import NotFound, Store
 from bulkmig.volume import ProgressFn, Tracker
+from bulkmig.volume.device import DeviceId, device_of
 from bulkmig.volume.verify import (
     DEFAULT_WORKERS,
     PartCheck,
@@ -40,6 +42,26 @@ def _listing(items: list[str]) -> str:
     return shown + (f" … and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
+def _device(store: Store, plan_doc: dict[str, Any], volume_id: str) -> DeviceId | None:
+    """The device ``store`` is, checked against the plan: a plan on several devices needs the marker."""
+    device = device_of(store)
+    planned = [str(d.get("name")) for d in plan_doc.get("devices") or []]
+    if device is None and planned:
+        raise IntegrityError(
+            f"{store.url} holds a plan on {len(planned)} devices ({', '.join(planned)}) but no device marker "
+            f"({layout.DEVICES_DIR}/<name>/device.json): cannot tell which device it is",
+            "restore that file (`bulkmig plan` wrote it; every device has its own), or start over with "
+            "`bulkmig plan --task … --restart`",
+        )
+    if device is not None and (device.volume_id != volume_id or device.name not in planned):
+        raise IntegrityError(
+            f"{store.url}: its marker names {device.label()} of volume {device.volume_id}, which the plan "
+            f"(volume {volume_id}, devices {', '.join(planned) or 'none'}) does not have",
+            "this device belongs to another plan: use a fresh device, or the task that planned it",
+        )
+    return device
+
+
 def seal(store: Store, progress: ProgressFn | None = None, *, workers: int = DEFAULT_WORKERS) -> VolumeManifest:
     """Verify every part of the plan on ``store`` and write ``volume.json``; returns the manifest.
 
@@ -51,11 +73,15 @@ def seal(store: Store, progress: ProgressFn | None = None, *, workers: int = DEF
         raise PlanError(f"{store.url} holds no plan.json", "run `bulkmig plan --task …` and `bulkmig extract` first")
     plan_doc, plan_bytes = plan
     volume_id = str(plan_doc.get("volume_id", ""))
-    expected = expected_parts(plan_doc)
+    device = _device(store, plan_doc, volume_id)
+    expected = expected_parts(plan_doc, device.name if device else None)
     sizes = {info.key: info.size for info in store.list()}
 
     allowed = set(expected) | {layout.sidecar_for(k) for k in expected} | {layout.PLAN, layout.VOLUME_MANIFEST}
+    # The schema files, and a device's marker: hashed and sealed with the parts.
     schema_keys = sorted(k for k in sizes if k.startswith(layout.SCHEMA_DIR + "/") and not layout.is_temp(k))
+    if device is not None:
+        schema_keys.append(layout.device_marker(device.name))
     temps = [k for k in sizes if layout.is_temp(k)]
     unexpected = sorted(k for k in sizes if k not in allowed and k not in schema_keys and not layout.is_temp(k))
     if unexpected:
@@ -111,7 +137,7 @@ def seal(store: Store, progress: ProgressFn | None = None, *, workers: int = DEF
         files.append(FileEntry(c.key, c.manifest.bytes, c.manifest.sha256, c.manifest.rows))
         side = layout.sidecar_for(c.key)
         files.append(FileEntry(side, len(c.sidecar), hashlib.sha256(c.sidecar).hexdigest()))
-    manifest = VolumeManifest.build(volume_id, files[0].sha256, files)
+    manifest = VolumeManifest.build(volume_id, files[0].sha256, files, device=device.as_manifest() if device else None)
 
     if layout.VOLUME_MANIFEST in sizes:
         try:

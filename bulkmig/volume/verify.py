@@ -31,6 +31,7 @@ from bulkmig.core.log import human_bytes
 from bulkmig.core.manifest import PartManifest, VolumeManifest, check_format, load_document
 from bulkmig.core.store import NotFound, Store
 from bulkmig.volume import ProgressFn, Tracker
+from bulkmig.volume.device import device_of
 
 PLAN_FORMAT = "bulkmig-plan"  # owned by bulkmig.fullload.plan; repeated to keep this module free of engine imports
 PLAN_VERSION = 1
@@ -119,12 +120,15 @@ def read_plan(store: Store) -> tuple[dict[str, Any], bytes] | None:
     return doc, data
 
 
-def expected_parts(plan: dict[str, Any]) -> dict[str, tuple[str, str, int]]:
-    """Part key -> (schema, table, index) for every partition the plan lists, in plan order."""
+def expected_parts(plan: dict[str, Any], device: str | None = None) -> dict[str, tuple[str, str, int]]:
+    """Part key -> (schema, table, index) for every partition the plan lists, in plan order; with
+    ``device``, only the partitions the plan assigned to that device."""
     out: dict[str, tuple[str, str, int]] = {}
     try:
         for t in plan["tables"]:
             for p in t.get("partitions", []):
+                if device is not None and p.get("device") != device:
+                    continue
                 out[layout.part_key(t["schema"], t["name"], int(p["index"]))] = (
                     t["schema"],
                     t["name"],
@@ -146,8 +150,12 @@ def plan_schema_files(plan: dict[str, Any]) -> dict[str, tuple[int, str]]:
 
 
 def is_metadata(key: str) -> bool:
-    """plan.json, volume.json and schema/**: volume files that are not data parts."""
-    return key in (layout.PLAN, layout.VOLUME_MANIFEST) or key.startswith(layout.SCHEMA_DIR + "/")
+    """plan.json, volume.json, schema/** and a device's marker: volume files that are not data parts."""
+    return (
+        key in (layout.PLAN, layout.VOLUME_MANIFEST)
+        or key.startswith(layout.SCHEMA_DIR + "/")
+        or layout.parse_device_key(key) is not None
+    )
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -243,6 +251,12 @@ def verify(store: Store, progress: ProgressFn | None = None, *, workers: int = D
         for k in sizes
         if layout.is_temp(k)
     ]
+    device_manifests = sorted(k for k in sizes if (layout.parse_device_key(k) or ("", ""))[1] == layout.VOLUME_MANIFEST)
+    if device_manifests and not report.sealed:  # the bucket copy of a plan's several devices
+        _verify_devices(store, device_manifests, sizes, report, progress, workers)
+        order = {k: i for i, k in enumerate(KINDS)}
+        report.problems.sort(key=lambda p: (order.get(p.kind, 99), p.key))
+        return report
     manifest: VolumeManifest | None = None
     if report.sealed:
         try:
@@ -300,6 +314,40 @@ def _verify_sealed(
     report.rows = manifest.total_rows
 
 
+def _verify_devices(
+    store: Store,
+    keys: list[str],
+    sizes: dict[str, int],
+    report: VerifyReport,
+    progress: ProgressFn | None,
+    workers: int,
+) -> None:
+    """The bucket copy of several devices: every imported device's files as its ``volume.json`` lists them,
+    nothing else, and every device of the plan imported (a missing one is reported, so this fails)."""
+    manifests = [VolumeManifest.from_bytes(store.get_bytes(k), f"{store.url}/{k}") for k in keys]
+    files = {f.key: f for m in manifests for f in m.files}
+    merged = VolumeManifest.build(manifests[0].volume_id, manifests[0].plan_sha256, files.values())
+    _verify_sealed(store, merged, {k: v for k, v in sizes.items() if k not in keys}, report, progress, workers)
+    report.root_hash = None  # one per device; the devices' manifests carry them
+    count = int((manifests[0].device or {}).get("count", len(manifests)))
+    arrived = {int((m.device or {}).get("index", 0)) for m in manifests}
+    report.sealed = len(arrived) == count
+    for m in manifests:
+        if m.volume_id != report.volume_id or m.plan_sha256 != merged.plan_sha256:
+            report.problems.append(
+                Problem(
+                    ALTERED,
+                    layout.device_manifest(str((m.device or {}).get("name"))),
+                    f"belongs to volume {m.volume_id}, not {report.volume_id}",
+                )
+            )
+    if not report.sealed:
+        missing = sorted(set(range(1, count + 1)) - arrived)
+        report.problems.append(
+            Problem(MISSING, layout.DEVICES_DIR + "/", f"device(s) {missing} of {count} not imported yet")
+        )
+
+
 def _verify_unsealed(
     store: Store, sizes: dict[str, int], report: VerifyReport, progress: ProgressFn | None, workers: int
 ) -> None:
@@ -311,7 +359,8 @@ def _verify_unsealed(
         expected: dict[str, tuple[str, str, int] | None] = dict.fromkeys(sorted(found))
     else:
         report.volume_id = volume_id = plan[0].get("volume_id")
-        expected = dict(expected_parts(plan[0]))
+        device = device_of(store)
+        expected = dict(expected_parts(plan[0], device.name if device else None))
     allowed = set(expected) | {layout.sidecar_for(k) for k in expected}
     report.problems += [
         Problem(EXTRA, k, "not a part of the plan" if k.startswith(layout.DATA_DIR + "/") else "not part of a volume")

@@ -47,6 +47,8 @@ def test_target_table_prep_modes(make_flow, pg_source, pg_target, source_db, tar
     # DO_NOTHING (the saved export's value): the table and its rows stay, the source's rows are added.
     path = settings_file(tmp_path)
     flow = make_flow(task_settings=path.name)
+    # The saved export's CreatePkAfterFullLoad false (keys before the data) changes the task's inputs: plan anew.
+    assert flow.bulkmig("plan", "--restart").code == 0
     run = flow.bulkmig("migrate")
     assert run.code == 5, run.text  # validate: the target holds two rows more than the source
     assert "existing_tables append: the target's 1 tables are kept with their rows" in run.err

@@ -4,6 +4,8 @@
   and about how much the remaining parts need (the plan's estimate, scaled by how parts came out so far);
   a part cut short is never published, so nothing half-written is trusted.  After space is freed the
   rerun skips every part already on the volume and writes the rest.
+- with several devices (``volumes:``), one device filling up stops only its own parts: the other
+  devices' parts are all extracted, and the line names the full device.
 - ``load`` downloads each part into a local temp dir (``TMPDIR``) before it is checked and copied: a full
   temp filesystem stops it the same way, naming the device and the part's size; the rerun resumes from
   the ledger.
@@ -126,6 +128,49 @@ def test_extract_onto_a_full_volume_then_resume(
     assert f"{len(written)} of {parts} parts already on the volume and verified; skipping them" in run.err
     assert len(_sidecars(volume)) == parts
     assert flow.run("volume", "seal", str(volume)).code == 0
+    for step in ("volume import", "load", "validate"):
+        run = flow.bulkmig(step)
+        assert run.code == 0, (step, run.text)
+
+
+def test_one_of_two_devices_full_stops_only_its_own_parts(
+    make_flow, small_fs, pg_source, pg_target, source_db, target_db, tmp_path
+) -> None:  # noqa: ANN001
+    _source(pg_source, source_db, 100_000)
+    fs = small_fs("device-b", 8 * MiB)
+    devices = {"a": tmp_path / "dev-a", "b": fs.path / "volume"}
+    volumes = [{"name": n, "path": str(p)} for n, p in devices.items()]
+    flow = make_flow(volume=None, volumes=volumes, settings={"max_part_bytes": "256kB", "workers": 2})
+    run = flow.bulkmig("plan")
+    assert run.code == 0, run.text
+    plan = json.loads((devices["a"] / "plan.json").read_text())
+    on = {
+        n: {(t["name"], p["index"]) for t in plan["tables"] for p in t["partitions"] if p["device"] == n} for n in "ab"
+    }
+    assert len(on["a"]) >= 4 and len(on["b"]) >= 4, on
+    ballast = fs.path / "someone-elses-file"
+    ballast.write_bytes(b"\0" * (fs.free() - 1 * MiB))  # device b has room for a part or two
+
+    run = flow.bulkmig("extract")
+    assert run.code == 1, run.text
+    line = run.err.strip().splitlines()[-1]
+    assert line.startswith(f"error: device b: the volume {devices['b']} is full: no space left on device "), line
+    assert "the other devices' " in line and "rerun `bulkmig extract`" in line and "Traceback" not in run.text, line
+    # Device a is complete, every part whole; device b holds only whole parts (with sidecars), no temp file.
+    assert len(_sidecars(devices["a"])) == len(on["a"])
+    assert len(_sidecars(devices["b"])) < len(on["b"])
+    for device in devices.values():
+        for sidecar in _sidecars(device):
+            doc = json.loads(sidecar.read_text())
+            assert sha256_file(device / doc["key"])[0] == doc["sha256"], doc["key"]
+        assert list(device.rglob("*.partial")) == []
+
+    ballast.unlink()
+    run = flow.bulkmig("extract")
+    assert run.code == 0, run.text
+    assert len(_sidecars(devices["b"])) == len(on["b"])
+    for device in devices.values():
+        assert flow.run("volume", "seal", str(device)).code == 0
     for step in ("volume import", "load", "validate"):
         run = flow.bulkmig(step)
         assert run.code == 0, (step, run.text)

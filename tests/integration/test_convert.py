@@ -25,11 +25,11 @@ import yaml
 
 from bulkmig.config.task import Task
 from bulkmig.convert import Conversion, convert, reflect_source
-from bulkmig.convert.skipped import skipped_objects
 from bulkmig.core.catalog import ACTION, CHANGED, CONVERTED, Catalog
 from bulkmig.demo.servers import MariaDBServer, PostgresServer, load_dataset
 from bulkmig.engines.mysql import reflect
 from bulkmig.engines.postgres.schema import apply_schema
+from bulkmig.engines.postgres.target.skipped import skipped_objects
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "manifests" / "assessment.schema.json"
 SAKILA_TRANSLATED_VIEWS = [

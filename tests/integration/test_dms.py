@@ -56,7 +56,8 @@ import yaml
 from bulkmig.config.task import Task
 from bulkmig.core.errors import ConfigError, IntegrityError, PlanError
 from bulkmig.demo.servers import MotoS3Server, PostgresServer
-from bulkmig.dms.read import load_dms, replay_dms
+from bulkmig.dms.changes import replay_dms
+from bulkmig.dms.read import load_dms
 
 
 @dataclass

@@ -21,10 +21,10 @@ from pymysqlreplication.constants import NONE_SOURCE
 from bulkmig.cdc.position import parse_lsn
 from bulkmig.core.errors import PrivilegeError, SourceError
 from bulkmig.demo.servers import MariaDBServer
-from bulkmig.engines.mysql import binlog, changes, types
-from bulkmig.engines.mysql import capture as cdc
-from bulkmig.engines.mysql.binlog import BinlogPos, check_binlog_settings, classify
+from bulkmig.engines.mysql import binlog, changes, ddl, types
+from bulkmig.engines.mysql.binlog import BinlogPos, check_binlog_settings
 from bulkmig.engines.mysql.changes import Col, ColumnSpec, ValueRefused
+from bulkmig.engines.mysql.statements import classify
 
 
 @pytest.fixture
@@ -201,12 +201,12 @@ def test_added_column_literal_default_is_kept(column_type: str, default: str, ex
     st = classify(f"ALTER TABLE t ADD COLUMN x {column_type} DEFAULT {default}", "d")
     rule = types.map_column(st.column_type or "", settings=types.TypeSettings()).rule
     assert rule is not None
-    assert cdc._pg_default(st.default, rule.source) == expected
+    assert ddl.pg_default(st.default, rule.source) == expected
 
 
 def test_added_column_default_replay_cannot_reproduce_is_refused() -> None:
     with pytest.raises(ValueError):
-        cdc._pg_default("'abc'", "blob")
+        ddl.pg_default("'abc'", "blob")
 
 
 # ------------------------------------------------------------------------------------------ values

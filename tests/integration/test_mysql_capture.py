@@ -40,6 +40,7 @@ from bulkmig.core.store import Store
 from bulkmig.demo.servers import MariaDBServer, MotoS3Server, PostgresServer
 from bulkmig.engines.mysql import binlog, reflect
 from bulkmig.engines.mysql import capture as cdc
+from bulkmig.engines.mysql import session as mysql_session
 from bulkmig.engines.mysql.connect import connect
 from bulkmig.replay import replay
 
@@ -362,17 +363,17 @@ def test_a_crash_before_progress_keeps_the_added_column(env: Env, monkeypatch: p
     env.start()
     env.sql("INSERT INTO d VALUES (1, 'one'); ALTER TABLE d ADD COLUMN note varchar(20)")
     env.sql("INSERT INTO d VALUES (2, 'two', 'n2')")
-    write_progress = cdc._Session.write_progress
+    write_progress = mysql_session.CaptureSession.write_progress
 
     def crash_after_the_change(self: Any) -> None:
         if self.report.schema_changes:  # the batch carrying ADD COLUMN is durable, progress.json is not
             raise Crash()
         write_progress(self)
 
-    monkeypatch.setattr(cdc._Session, "write_progress", crash_after_the_change)
+    monkeypatch.setattr(mysql_session.CaptureSession, "write_progress", crash_after_the_change)
     with pytest.raises(Crash):
         capture_stage.capture(env.task, follow=False)
-    monkeypatch.setattr(cdc._Session, "write_progress", write_progress)
+    monkeypatch.setattr(mysql_session.CaptureSession, "write_progress", write_progress)
     progress = read_progress(env.store, cdc.stream_id_for(env.task))
     assert progress is not None and progress["last_batch_seq"] == 1  # stale: it predates the change
     assert [c["name"] for c in progress["tables"][0]["columns"]] == ["id", "v"]

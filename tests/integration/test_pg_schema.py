@@ -524,3 +524,70 @@ def test_created_tables_reads_quoted_names(tmp_path: Path) -> None:
         "CREATE FOREIGN TABLE s.ft (\n    CREATE TABLE inside_a_function (\n"
     )
     assert schema.created_tables(f) == ["public.film", '"Odd Schema"."Mixed ""Case"""', "s.ft"]
+
+
+def test_post_data_builds_indexes_with_more_sort_memory_but_never_less(
+    pg_target: PostgresServer, target_db: str, tmp_path: Path
+) -> None:
+    """Post-data's session raises maintenance_work_mem (index and key builds sort the table once) unless the
+    server already gives more; pre-data's keeps the server's."""
+    env = pg_target.env()
+    seen = "CREATE TABLE public.{0} AS SELECT pg_catalog.current_setting('maintenance_work_mem') AS m;\n"
+    pre, post = tmp_path / "pre.sql", tmp_path / "post.sql"
+    pre.write_text(seen.format("pre"))
+    post.write_text(seen.format("post"))
+    schema.apply_schema(env, target_db, pre, "pre-data", volume_id="v")
+    schema.apply_schema(env, target_db, post, "post-data", volume_id="v")
+    with conn_to(pg_target, target_db) as dst:
+        assert one(dst, "SELECT m FROM public.pre") == "64MB"
+        assert one(dst, "SELECT m FROM public.post") == schema.INDEX_BUILD_MEMORY == "1GB"
+    pg_target.execute(target_db, f"ALTER DATABASE \"{target_db}\" SET maintenance_work_mem = '2GB'")
+    pg_target.execute(
+        target_db, "DROP TABLE public.post; DELETE FROM bulkmig.schema_applied WHERE section = 'post-data'"
+    )
+    schema.apply_schema(env, target_db, post, "post-data", volume_id="v")
+    with conn_to(pg_target, target_db) as dst:
+        assert one(dst, "SELECT m FROM public.post") == "2GB"
+
+
+def test_post_data_builds_side_by_side_and_a_rerun_builds_only_what_is_missing(
+    pg_source: PostgresServer,
+    pg_target: PostgresServer,
+    pagila: str,
+    pagila_files: schema.SchemaFiles,
+    target_db: str,
+    tmp_path: Path,
+) -> None:
+    """Keys and indexes on two connections, each with its marker: a build that fails keeps the ones before it
+    (and nothing of the rest), and the rerun builds only what is missing, ending with the source's schema."""
+    with conn_to(pg_source, pagila) as src:
+        want = catalog(src)
+    env = pg_target.env()
+    schema.apply_schema(env, target_db, pagila_files.pre_data, "pre-data", volume_id="v")
+    load_data(pg_source, pagila, pg_target, target_db, tmp_path)
+    # A second copy of one rental: the unique index over (rental_date, inventory_id, customer_id) refuses it.
+    copy = "INSERT INTO public.rental (rental_id, rental_date, inventory_id, customer_id, staff_id) "
+    pg_target.execute(
+        target_db,
+        copy + "SELECT 999999, rental_date, inventory_id, customer_id, staff_id FROM public.rental WHERE rental_id = 1",
+    )
+    failing = "INDEX public.idx_unq_rental_rental_date_inventory_id_customer_id"
+    with pytest.raises(TargetError) as err:
+        schema.apply_schema(env, target_db, pagila_files.post_data, "post-data", volume_id="v", jobs=2)
+    assert str(err.value).startswith(f"post-data ({failing}) failed on the target database")
+    assert "could not create unique index" in str(err.value)
+    marked = "SELECT section, applied_at FROM bulkmig.schema_applied WHERE section LIKE 'post-data/%' ORDER BY 1"
+    with conn_to(pg_target, target_db) as dst:
+        built = rows(dst, marked)
+        assert len(built) > 1 and f"post-data/{failing.replace(' public.', '/public/')}" not in {b[0] for b in built}
+        assert one(dst, "SELECT count(*) FROM bulkmig.schema_applied WHERE section = 'post-data'") == 0
+        assert one(dst, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == 0  # the rest waits
+        dst.execute("DELETE FROM public.rental WHERE rental_id = 999999")
+    schema.apply_schema(env, target_db, pagila_files.post_data, "post-data", volume_id="v", jobs=2)
+    with conn_to(pg_target, target_db) as dst:
+        got = catalog(dst)
+        for kind in CATALOG:
+            assert got[kind] == want[kind], kind
+        after = rows(dst, marked)
+        assert set(built) < set(after)  # what was built before was not built again (same applied_at)
+        assert one(dst, "SELECT count(*) FROM bulkmig.schema_applied WHERE section = 'post-data'") == 1

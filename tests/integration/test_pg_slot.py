@@ -26,15 +26,14 @@ from bulkmig.engines.postgres import slot as pgslot
 from bulkmig.engines.postgres.pgoutput import (
     NOT_IN_KEY,
     UNCHANGED_TOAST,
-    Decoder,
     Delete,
     Insert,
     LogicalMessage,
-    Transaction,
     Truncate,
     Update,
-    decode_transactions,
 )
+from bulkmig.engines.postgres.pgoutput_decoder import Decoder
+from bulkmig.engines.postgres.pgoutput_transactions import Transaction, decode_transactions
 
 PUB = "Pub Mixed"  # needs quoting in publication_names: proves peek quotes it
 

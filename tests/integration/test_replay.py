@@ -32,6 +32,7 @@ from bulkmig.core.errors import IntegrityError, TargetError
 from bulkmig.core.store import S3Options, Store, open_store
 from bulkmig.demo.servers import MotoS3Server, PostgresServer, free_port
 from bulkmig.engines.postgres.sql import ident
+from bulkmig.engines.postgres.target import replay as pg_target
 from bulkmig.replay import replay, replay_status
 from bulkmig.replay import runner as replay_mod
 
@@ -600,7 +601,7 @@ def test_bulk_conflict_on_a_secondary_unique_index_is_replayed_change_by_change(
 
 
 def test_second_replayer_is_refused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_mod, "LOCK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(pg_target, "LOCK_WAIT_SECONDS", 0.5)
     env.write(Workload(seed=4).batch(10))
     with psycopg.connect(env.pg.conninfo(env.db), autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"bulkmig.replay:{STREAM}",))
@@ -618,7 +619,6 @@ def test_until_caught_up_waits_for_capture(
         tmp_path,
         env={"BULKMIG_TARGET_PASSWORD": env.pg.password, "BULKMIG_SOURCE_PASSWORD": pg_source.password},
     )
-    lsn = pg_source.execute(source_db, "SELECT pg_current_wal_lsn()::text")[0][0]
     work = Workload(seed=5)
     env.write(work.batch(50))
     progress_key = layout.join(PREFIX, "progress.json")
@@ -628,6 +628,9 @@ def test_until_caught_up_waits_for_capture(
     def capture_catches_up() -> None:
         time.sleep(1.0)
         env.write(late)
+        # The source's position now, after replay read its goal (the server may have written WAL since the
+        # test began: a checkpoint after an earlier test restarted it).
+        lsn = pg_source.execute(source_db, "SELECT pg_current_wal_lsn()::text")[0][0]
         env.store.put_bytes(progress_key, json.dumps({"captured_through": lsn}).encode())
 
     thread = threading.Thread(target=capture_catches_up)

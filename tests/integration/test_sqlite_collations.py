@@ -19,10 +19,10 @@ import pytest
 
 from bulkmig.config.task import Task
 from bulkmig.convert import Conversion, convert, reflect_source
-from bulkmig.convert.skipped import skipped_objects
 from bulkmig.core.catalog import ACTION, CHANGED
 from bulkmig.demo.servers import PostgresServer
 from bulkmig.engines.postgres.schema import apply_schema
+from bulkmig.engines.postgres.target.skipped import skipped_objects
 from bulkmig.engines.sqlite.reflect import reflect
 
 SOURCE_SQL = """

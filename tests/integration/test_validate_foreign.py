@@ -19,9 +19,9 @@ from bulkmig.config.task import Task
 from bulkmig.core.catalog import ColumnMapping
 from bulkmig.core.model import Column, Table
 from bulkmig.demo.servers import MariaDBServer, PostgresServer
+from bulkmig.engines import pairing as compare
 from bulkmig.engines.mysql.types import TypeSettings, map_column
 from bulkmig.engines.sqlite.types import map_declared
-from bulkmig.validation import compare
 from bulkmig.validation.validate import ValidationReport, compare_foreign_table
 
 

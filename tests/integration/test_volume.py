@@ -293,6 +293,14 @@ def test_s3_store_basics(s3: S3Options, bucket: str, tmp_path: Path) -> None:
     st.download("a/c.bin", tmp_path / "d" / "copy")
     assert (tmp_path / "d" / "copy").read_bytes() == b"z" * 1000
     assert st.sha256("a/c.bin") == info.sha256
+    # A tree inside the store: its own keys, the same checked client (no second client, no second bucket check).
+    parent = open_store(f"s3://{bucket}/some", s3)
+    sub = parent.under("prefix/a")
+    assert isinstance(sub, S3Store) and isinstance(parent, S3Store) and sub.url == f"s3://{bucket}/some/prefix/a"
+    assert sub.client is parent.client
+    assert sub.get_bytes("b.json") == b"{}" and [i.key for i in sub.list()] == ["b.json", "c.bin"]
+    local = LocalStore(tmp_path / "tree").under("x/y")
+    assert isinstance(local, LocalStore) and local.url == str(tmp_path / "tree" / "x" / "y")
     st.delete("a/c.bin")
     assert not st.exists("a/c.bin") and st.free_bytes() is None
 

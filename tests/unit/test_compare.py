@@ -15,8 +15,8 @@ from bulkmig.core.canonical import (
     key_text,
     parse_duration,
 )
-from bulkmig.validation import compare
-from bulkmig.validation.compare import Tally, hash_join, merge
+from bulkmig.engines import pairing as compare
+from bulkmig.engines.pairing import Tally, hash_join, merge
 
 
 @pytest.mark.parametrize(

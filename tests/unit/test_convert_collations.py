@@ -139,7 +139,7 @@ def test_unique_over_nocase_becomes_a_unique_index_on_lower() -> None:
     stmt = 'CREATE UNIQUE INDEX "u_email" ON "public"."users" ((lower("email")))'
     assert stmt in post
     assert post.index(stmt) > post.index("DO $bulkmig$") and GUARD in post  # a refusal is recorded, not fatal
-    assert "ADD CONSTRAINT" not in post  # no case-sensitive unique constraint in its place
+    assert "UNIQUE (" not in post  # no case-sensitive unique constraint in its place
     o = item(conv, "Users.u_email")
     assert (o["kind"], o["status"], o["target"], o["target_sql"]) == ("unique_key", CHANGED, "u_email", stmt + ";")
     [note] = messages(conv, "Users.u_email")
@@ -306,7 +306,7 @@ MYSQL = "mysql://app@db.example/Shop"
 def test_mysql_unique_over_ci_becomes_lower_and_names_pad_space_and_accents() -> None:
     conv = convert(mysql(shop("utf8mb4_general_ci", index("email", "Email", unique=True))), task(MYSQL))
     assert 'CREATE UNIQUE INDEX "email" ON "shop"."customer" ((lower("email")))' in conv.post_data_sql
-    assert "ADD CONSTRAINT" not in conv.post_data_sql
+    assert "UNIQUE (" not in conv.post_data_sql
     [note] = messages(conv, "Customer.email")
     assert note.startswith("unique index on lower(email) for MySQL's collation utf8mb4_general_ci: 'abc' next to")
     assert "accents ('e' = 'é') and trailing spaces (PAD SPACE: 'a' = 'a ')" in note
@@ -338,7 +338,7 @@ def test_mysql_primary_key_over_ci_gains_a_lower_index() -> None:
     columns = [col("Code", "varchar(10)", "utf8mb4_unicode_ci", mysql=True)]
     ct = table("Country", columns, [index("PRIMARY", "Code", primary=True)], pk=["Code"], schema="Shop")
     conv = convert(mysql(ct), task(MYSQL))
-    assert 'CONSTRAINT "country_pkey" PRIMARY KEY ("code")' in conv.pre_data_sql
+    assert 'CONSTRAINT "country_pkey" PRIMARY KEY ("code")' in conv.post_data_sql
     assert 'CREATE UNIQUE INDEX "country_code_lower_key" ON "shop"."country" ((lower("code")))' in conv.post_data_sql
 
 

@@ -280,7 +280,7 @@ def test_pre_data(conv: Any) -> None:
     assert "\"tags\" text[] DEFAULT ARRAY['a', 'b']::text[]" in pre
     assert '"active" boolean DEFAULT true NOT NULL' in pre
     assert '"updated" timestamptz(0) DEFAULT CURRENT_TIMESTAMP NOT NULL' in pre
-    assert 'CONSTRAINT "customer_pkey" PRIMARY KEY ("id")' in pre
+    assert "PRIMARY KEY" not in pre  # by default keys come after the data (test_primary_keys_before)
     # bigint unsigned → numeric(20), which cannot be an identity: a sequence owned by the column.
     assert 'CREATE SEQUENCE "shop"."orders_id_seq" AS bigint;' in pre
     assert '"id" numeric(20) DEFAULT nextval(\'"shop"."orders_id_seq"\'::regclass) NOT NULL' in pre
@@ -465,8 +465,15 @@ def test_mapping_rules_rename_remove_and_select() -> None:
     validate(conv)
 
 
+def test_primary_keys_before() -> None:
+    conv = convert(shop(), task({"schema": {"primary_keys": "before"}}))
+    assert 'CONSTRAINT "customer_pkey" PRIMARY KEY ("id")' in conv.pre_data_sql
+    assert "PRIMARY KEY" not in conv.post_data_sql
+
+
 def test_primary_keys_after() -> None:
     conv = convert(shop(), task({"schema": {"primary_keys": "after"}}))
+    assert conv.pre_data_sql == convert(shop(), task()).pre_data_sql  # the default
     assert "PRIMARY KEY" not in conv.pre_data_sql
     post = conv.post_data_sql
     assert 'ALTER TABLE ONLY "shop"."customer" ADD CONSTRAINT "customer_pkey" PRIMARY KEY ("id");' in post

@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from bulkmig.config.mappings import (
-    Filter,
-    FilterCondition,
-    Mappings,
-    Pattern,
-    filters_where_sql,
-)
+from bulkmig.config.mapping_rules import Filter, FilterCondition, Pattern, filters_where_sql
+from bulkmig.config.mappings import Mappings
 from bulkmig.core.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -189,28 +184,40 @@ def dms_example_supported() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ DMS example
 
 
-def test_dms_example_refuses_unsupported_rules_all_at_once() -> None:
-    with pytest.raises(ConfigError) as info:
-        Mappings.from_doc(DMS_EXAMPLE)
-    msg = str(info.value)
-    for rule, action in (("15", "add-column"), ("16", "add-column"), ("17", "change-data-type")):
-        assert f"rule {rule!r}: {action} is not supported yet" in msg
-    assert "rule '18': define-primary-key is not supported yet" in msg
-    assert msg.count("; ") >= 3
+def test_dms_example_parses_its_data_rules() -> None:
+    """add-column, change-data-type and define-primary-key are read (bulkmig.transform runs them)."""
+    from bulkmig.transform.types import DataType
+
+    m = Mappings.from_doc(DMS_EXAMPLE)
+    data = m.data_rules
+    assert [r.action for r in data] == ["add-column", "add-column", "change-data-type", "define-primary-key"]
+    assert data[0].extra["expression"] == "$FIRST_NAME||'_'||$LAST_NAME"
+    assert data[0].extra["data-type"] == DataType("string", 50) and data[0].value == "FULL_NAME"
+    assert data[2].extra["data-type"] == DataType("int8")
+    assert data[2].column is not None and data[2].column.text == "SALE_AMOUNT"
+    assert data[3].extra["primary-key-def"] == {
+        "name": "ITEM-primary-key",
+        "origin": "primary-key",
+        "columns": ["ITEM-NAME", "BOM-MODEL-NUM"],
+    }
+    # They rename nothing: the names are those the rename rules give.
+    assert m.target_table_name("HR", "ITEM") == ("hr_new", "item")
+    assert m.canonical() != Mappings.from_doc(dms_example_supported()).canonical()
 
 
-def test_dms_example_parses_with_allow_unsupported() -> None:
-    m = Mappings.from_doc(DMS_EXAMPLE, allow_unsupported=True)
-    assert [r.action for r in m.unsupported] == [
-        "add-column",
-        "add-column",
-        "change-data-type",
-        "define-primary-key",
+def test_before_image_columns_still_refused_unless_reporting() -> None:
+    rule = tr(
+        "2",
+        "add-before-image-columns",
+        "column",
+        {"schema-name": "s", "table-name": "t"},
+    )
+    doc = {"rules": [sel("1", "%", "%"), rule]}
+    with pytest.raises(ConfigError, match="add-before-image-columns is not supported yet"):
+        Mappings.from_doc(doc)
+    assert [r.action for r in Mappings.from_doc(doc, allow_unsupported=True).unsupported] == [
+        "add-before-image-columns"
     ]
-    assert m.unsupported[0].extra["expression"] == "$FIRST_NAME||'_'||$LAST_NAME"
-    assert m.unsupported[2].extra["data-type"] == {"type": "int8"}
-    assert m.unsupported[2].column is not None and m.unsupported[2].column.text == "SALE_AMOUNT"
-    assert m.unsupported[3].extra["primary-key-def"]["columns"] == ["ITEM-NAME", "BOM-MODEL-NUM"]
 
 
 def test_dms_example_selection_exclude_wins_and_load_order() -> None:
@@ -613,12 +620,52 @@ def test_rule_producing_an_empty_name_is_refused() -> None:
             "unknown key 'table-nme' (did you mean 'table-name'?)",
         ),
         (
-            tr("2", "data-masking-hash-mask", "column", {"schema-name": "s", "table-name": "t", "column-name": "c"}),
-            "data-masking-hash-mask is not supported yet",
+            tr("2", "data-masking-hash-mask", "column", {"schema-name": "s", "table-name": "t"}),
+            "needs column-name",
         ),
         (
-            tr("2", "rename", "table-tablespace", {"schema-name": "s", "table-tablespace-name": "x"}, value="y"),
-            "rule-target table-tablespace is not supported yet",
+            tr("2", "data-masking-digits-mask", "column", {"schema-name": "s", "table-name": "t", "column-name": "c"}),
+            "needs 'value': one printable ASCII character",
+        ),
+        (
+            tr(
+                "2",
+                "data-masking-digits-mask",
+                "table",
+                {"schema-name": "s", "table-name": "t", "column-name": "c"},
+                value="#",
+            ),
+            "needs rule-target 'column'",
+        ),
+        (
+            tr("2", "add-column", "column", {"schema-name": "s", "table-name": "t"}, value="c"),
+            "add-column needs 'data-type'",
+        ),
+        (
+            {**tr("2", "add-column", "column", {"schema-name": "s", "table-name": "t"}), "data-type": {"type": "int8"}},
+            "add-column needs 'value'",
+        ),
+        (
+            {
+                **tr("2", "change-data-type", "column", {"schema-name": "s", "table-name": "t", "column-name": "c"}),
+                "data-type": {"type": "int9"},
+            },
+            "data-type type 'int9' is not a DMS type",
+        ),
+        (
+            {
+                **tr("2", "define-primary-key", "table", {"schema-name": "s", "table-name": "t"}),
+                "primary-key-def": {"columns": []},
+            },
+            "primary-key-def needs 'columns'",
+        ),
+        (
+            tr("2", "convert-lowercase", "table-tablespace", {"schema-name": "s", "table-tablespace-name": "x"}),
+            "takes rule-action rename",
+        ),
+        (
+            tr("2", "rename", "index-tablespace", {"schema-name": "s", "index-tablespace-name": "x"}),
+            "needs 'value' (the target tablespace)",
         ),
         (
             tr("2", "add-before-image-columns", "column", {"schema-name": "s", "table-name": "t"}),

@@ -6,10 +6,11 @@ import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from bulkmig.core.errors import TargetError
-from bulkmig.engines.mysql.target import ddl
+from bulkmig.engines.mysql.target import ddl, writer
 from bulkmig.engines.mysql.target.writer import encode_batch
 
 
@@ -31,6 +32,29 @@ def test_every_value_is_escaped_and_null_is_backslash_n() -> None:
         b"\\N\t\\\\N\t\\N\t\\N\t\t0\t\n"
     )
     assert bytes(encode_batch(batch.slice(1), batch.schema.names)) == b"\\N\t\\\\N\t\\N\t\\N\t\t0\t\n"
+
+
+def test_the_types_written_without_escape_passes_never_need_one() -> None:
+    """Numbers, booleans, dates and times skip the four escape passes: their text, at its extremes, holds nothing
+    the file escapes (so skipping them writes exactly what escaping would)."""
+    columns = [
+        pa.array([-(2**63), 2**63 - 1, 0], pa.int64()),
+        pa.array([0, 2**64 - 1, 7], pa.uint64()),
+        pa.array([-1.5e-300, 1.7976931348623157e308, -0.0], pa.float64()),
+        pa.array([3.4028235e38, -1.0e-45, 1.0], pa.float32()),
+        pa.array([Decimal("-99999999999999999999999999999999999.999"), Decimal("0.001"), None], pa.decimal128(38, 3)),
+        pa.array([True, False, None]),
+        pa.array([dt.date(1, 1, 1), dt.date(9999, 12, 31), None], pa.date32()),
+        pa.array([dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), None], pa.timestamp("us")),
+        pa.array([dt.datetime(2020, 1, 1, tzinfo=dt.UTC), None, None], pa.timestamp("us", tz="UTC")),
+        pa.array([dt.time(0, 0), dt.time(23, 59, 59, 999999), None], pa.time64("us")),
+    ]
+    for array in columns:
+        assert writer._needs_no_escapes(array.type), array.type
+        text = writer._as_text(array, "c")
+        for old, new in writer._ESCAPES:
+            assert pc.replace_substring(text, old, new).equals(text), array.type
+    assert not writer._needs_no_escapes(pa.string()) and not writer._needs_no_escapes(pa.binary())
 
 
 def test_nan_is_refused_with_its_column() -> None:

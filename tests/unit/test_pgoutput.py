@@ -19,7 +19,6 @@ from bulkmig.engines.postgres.pgoutput import (
     Begin,
     Column,
     Commit,
-    Decoder,
     Delete,
     Insert,
     LogicalMessage,
@@ -27,14 +26,17 @@ from bulkmig.engines.postgres.pgoutput import (
     PgoutputError,
     Relation,
     SchemaChange,
-    Transaction,
-    TransactionAssembler,
     Truncate,
     TypeMessage,
     Update,
+    pg_timestamp,
+)
+from bulkmig.engines.postgres.pgoutput_decoder import Decoder
+from bulkmig.engines.postgres.pgoutput_transactions import (
+    Transaction,
+    TransactionAssembler,
     assemble,
     decode_transactions,
-    pg_timestamp,
 )
 
 # ------------------------------------------------------------------------------------ byte builders

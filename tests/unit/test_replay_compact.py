@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
-from bulkmig.core.errors import IntegrityError
-from bulkmig.replay.compact import (
+from bulkmig.cdc.compact import (
     RowChange,
     RowInsert,
     Segment,
@@ -23,6 +22,7 @@ from bulkmig.replay.compact import (
     compact,
     keyless_steps,
 )
+from bulkmig.core.errors import IntegrityError
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 COLUMNS = ["id", "name", "big"]

@@ -1,4 +1,4 @@
-"""The set-based compaction (``replay.net``): pure, no server.
+"""The set-based compaction (``cdc.net``): pure, no server.
 
 The property: applying a batch's net changes, in apply's order (read derived rows, deletes, updates, full
 rows, derived inserts), to a table gives what applying every change one by one in ``seq`` order gives, and
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bulkmig.cdc.batch import ChangeRow, TableChanges
+from bulkmig.cdc.net import NetChanges, col, net_changes, old
 from bulkmig.core.errors import IntegrityError
-from bulkmig.replay.net import NetChanges, col, net_changes, old
 
 TS = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 Row = list[str | None]

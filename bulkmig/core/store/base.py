@@ -180,5 +180,10 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 
+    @abstractmethod
+    def under(self, prefix: str) -> Store:
+        """The store of the tree at ``prefix`` inside this one (a bucket's ``volumes/<id>``): S3 shares this
+        store's checked client, which takes a tenth of a second to make, instead of making two more."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"

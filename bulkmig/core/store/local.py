@@ -66,8 +66,10 @@ def no_space(path: Path, what: str, needed: int = 0) -> DiskFull:
     free = shutil.disk_usage(mount).free
     on = f"device {device} mounted at {mount}" if device else str(mount)
     wanted = f"{needed:,} bytes needed, " if needed else ""
+    # Space freed since the write failed (a temp file removed) or taken by writes beside it: say "now".
+    now = " now (other writes at the same time filled it)" if 0 < needed <= free else ""
     return DiskFull(
-        f"no space left on {on} {what}: {wanted}{free:,} free",
+        f"no space left on {on} {what}: {wanted}{free:,} free{now}",
         "free space on that device or use a larger one, then rerun: the step resumes where it stopped",
         mount=mount,
         device=device,
@@ -99,6 +101,9 @@ class LocalStore(Store):
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
+
+    def under(self, prefix: str) -> LocalStore:
+        return LocalStore(self._path(prefix))
 
     def _makedirs(self, directory: Path) -> None:
         """Create missing directories, syncing each new entry into its parent so it survives a crash."""

@@ -190,6 +190,11 @@ class S3Store(Store):
                     self._checked = True
         return self._client
 
+    def under(self, prefix: str) -> S3Store:
+        child = S3Store(self.bucket, self._full(prefix), self.options)
+        child._client, child._checked = self.client, True  # self.client checked the bucket
+        return child
+
     def _full(self, key: str) -> str:
         return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -133,6 +134,23 @@ class _DatabaseServer(_Throwaway):
     @property
     def logfile(self) -> Path:
         return self.tmpdir / "server.log"
+
+
+class _ChildServer(_Throwaway):
+    """A server that is one child process of ours (mariadbd, moto_server): stopping it ends that child."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+    stop_grace: float = 10.0  # seconds after SIGTERM before SIGKILL
+
+    def _terminate(self) -> None:
+        _end_child(self._proc, self.stop_grace)
+        self._proc = None
+
+    def stop(self) -> None:
+        """End the child, then remove the temp dir unless ``keep``."""
+        atexit.unregister(self.stop)
+        self._terminate()
+        self._cleanup_dir()
 
 
 def _end_child(proc: subprocess.Popen[bytes] | None, grace: float) -> None:

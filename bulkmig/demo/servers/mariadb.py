@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     pass
 
 
-from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _DatabaseServer, _end_child
+from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _ChildServer, _DatabaseServer
 from bulkmig.demo.servers.postgres import _SETTING_NAME, _service_user
 
 
@@ -104,7 +104,7 @@ def _mysql_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-class MariaDBServer(_DatabaseServer):
+class MariaDBServer(_ChildServer, _DatabaseServer):
     """A throwaway MariaDB (or MySQL) server on 127.0.0.1 with row-based binlog, for the MySQL engine.
 
     ``mariadbd`` runs in the foreground as our child, with its own datadir, unix socket and free TCP port,
@@ -123,6 +123,7 @@ class MariaDBServer(_DatabaseServer):
     host = LOOPBACK
     kind = "MariaDB"
     user = "bulkmig"
+    stop_grace = 30.0  # SIGKILL only if mariadbd hangs for 30 s (the datadir is discarded anyway)
 
     def __init__(
         self,
@@ -287,17 +288,6 @@ class MariaDBServer(_DatabaseServer):
                     cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'{host}' WITH GRANT OPTION")
         finally:
             conn.close()
-
-    def _terminate(self) -> None:
-        """SIGKILL only if mariadbd hangs for 30 s (the datadir is discarded anyway)."""
-        _end_child(self._proc, 30)
-        self._proc = None
-
-    def stop(self) -> None:
-        """Shut the server down, then remove the temp dir unless ``keep``."""
-        atexit.unregister(self.stop)
-        self._terminate()
-        self._cleanup_dir()
 
     def __repr__(self) -> str:
         state = "running" if self._proc is not None else "stopped"

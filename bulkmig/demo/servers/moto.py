@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 
-from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _end_child, _tail, _Throwaway, free_port
+from bulkmig.demo.servers.common import LOOPBACK, DevServerError, _ChildServer, _tail, free_port
 
 
-class MotoS3Server(_Throwaway):
+class MotoS3Server(_ChildServer):
     """moto's S3 server as a real HTTP endpoint on loopback, in a child process.
 
     A child process rather than an in-process thread so the code under test talks to S3 exactly as it
@@ -123,15 +123,6 @@ class MotoS3Server(_Throwaway):
                 time.sleep(0.1)
         self._terminate()
         return False
-
-    def _terminate(self) -> None:
-        _end_child(self._proc, 10)
-        self._proc = None
-
-    def stop(self) -> None:
-        atexit.unregister(self.stop)
-        self._terminate()
-        self._cleanup_dir()
 
     def client(self) -> BaseClient:
         """A boto3 S3 client for this server, with path-style addressing (no DNS for bucket names)."""

@@ -32,19 +32,15 @@ refused); :data:`FORMS` holds both tables, and ``stream.json``'s ``value_forms``
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import json
 import struct
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE, NONE_SOURCE
 
 from bulkmig.core.errors import SourceError
-from bulkmig.engines.mysql import forms, types
+from bulkmig.engines.mysql import common_forms, forms, types
 
 # How many bits each integer type holds: a signed value read for an UNSIGNED column is wrapped back.
 INTEGER_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64, "year": 8}
@@ -148,7 +144,6 @@ CHARSETS: dict[str, Callable[[bytes], str]] = {
 ZERO_DATE_SOURCES = frozenset(
     {NONE_SOURCE.OUT_OF_DATE_RANGE, NONE_SOURCE.OUT_OF_DATETIME_RANGE, NONE_SOURCE.OUT_OF_DATETIME2_RANGE}
 )
-_EPOCH = dt.datetime(1970, 1, 1)
 _DAY_US = 86_400_000_000
 
 
@@ -189,30 +184,10 @@ class ColumnSpec:
 # Each takes the decoder's value (never None) and the column, and returns the PostgreSQL text, or ZERO.
 
 
-def _int(v: Any, c: Col) -> str:
-    return str(v)
-
-
-def _uint(v: Any, c: Col) -> str:
-    return str(v + (1 << c.bits) if v < 0 else v)
-
-
 def _bool(v: Any, c: Col) -> str:
     if v == 0 or v == 1:
         return "t" if v else "f"
     raise c.refuse(v, "tinyint(1) maps to boolean, which holds only 0 and 1", "set tinyint1_as_boolean: false")
-
-
-def _decimal(v: Decimal, c: Col) -> str:
-    return format(v, "f")
-
-
-def _float(v: float, c: Col) -> str:
-    return repr(float(v))  # shortest text that reads back as the same double (and so the same float32)
-
-
-def _bit(v: str, c: Col) -> str:
-    return v.zfill(c.length)
 
 
 def _text(v: bytes | str, c: Col) -> str:
@@ -222,17 +197,12 @@ def _text(v: bytes | str, c: Col) -> str:
     return text
 
 
-def _raw(v: bytes | str) -> bytes:
-    """The value's bytes (the decoder hands an empty string over as ``''``: Python decodes b"" without a codec)."""
-    return bytes(v) if isinstance(v, bytes | bytearray) else str(v).encode()
-
-
 def _bytea(v: bytes, c: Col) -> str:
-    return "\\x" + _raw(v).hex()
+    return "\\x" + common_forms.raw(v).hex()
 
 
 def _binary(v: bytes, c: Col) -> str:
-    return "\\x" + _raw(v).ljust(c.length, b"\x00").hex()
+    return "\\x" + common_forms.raw(v).ljust(c.length, b"\x00").hex()
 
 
 def _enum(v: str, c: Col) -> str:
@@ -250,10 +220,6 @@ def _set(v: set[str], c: Col) -> str:
     return "{" + ",".join(members) + "}"
 
 
-def _year(v: int, c: Col) -> str:
-    return "0" if v == 1900 else str(v)  # YEAR 0000 is stored as 0, which the decoder adds 1900 to
-
-
 def _date(v: dt.date, c: Col) -> str:
     return v.isoformat()
 
@@ -263,71 +229,36 @@ def _datetime(v: dt.datetime, c: Col) -> str:
 
 
 def _timestamp(v: dt.datetime, c: Col) -> str | ZeroDate:
-    if v == _EPOCH:  # TIMESTAMP '0000-00-00 00:00:00' is stored as second 0 (a real one starts at second 1)
+    if v == common_forms.EPOCH:  # TIMESTAMP '0000-00-00 00:00:00' is stored as second 0 (a real one starts at second 1)
         return ZERO
     return v.isoformat(sep=" ") + "+00"
-
-
-def _duration(v: dt.timedelta) -> str:
-    """``[-]H:MM:SS[.ffffff]`` with as many hours as it takes."""
-    us = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
-    sign, us = ("-" if us < 0 else ""), abs(us)
-    seconds, frac = divmod(us, 1_000_000)
-    minutes, sec = divmod(seconds, 60)
-    hours, minute = divmod(minutes, 60)
-    return f"{sign}{hours:02d}:{minute:02d}:{sec:02d}" + (f".{frac:06d}" if frac else "")
 
 
 def _time(v: dt.timedelta, c: Col) -> str:
     us = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
     if us < 0 or us > _DAY_US:
         raise c.refuse(
-            _duration(v),
+            common_forms.duration(v, c),
             "MySQL TIME is a duration; PostgreSQL time holds only 00:00:00..24:00:00",
             "set time_as: interval (and start again with a new full load), or fix the value on the source",
         )
-    return _duration(v)
-
-
-def _interval(v: dt.timedelta, c: Col) -> str:
-    return _duration(v)  # PostgreSQL reads '-838:59:59.5' as minus the whole duration
-
-
-def _json_text(v: Any) -> Any:
-    if isinstance(v, bytes | bytearray):
-        return bytes(v).decode("utf-8")
-    if isinstance(v, dict):
-        return {_json_text(k): _json_text(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_text(x) for x in v]
-    return v
+    return common_forms.duration(v, c)
 
 
 def _json(v: Any, c: Col) -> str:
     if isinstance(v, bytes | bytearray):  # MariaDB: JSON is a LONGTEXT holding the document's text
         return _text(v, c)
-    return json.dumps(_json_text(v), ensure_ascii=False)  # MySQL: the binary JSON, decoded
-
-
-def _uuid(v: bytes, c: Col) -> str:
-    return str(uuid.UUID(bytes=_raw(v).ljust(16, b"\x00")))
-
-
-def _inet4(v: bytes, c: Col) -> str:
-    return str(ipaddress.IPv4Address(_raw(v).ljust(4, b"\x00")))
-
-
-def _inet6(v: bytes, c: Col) -> str:
-    return str(ipaddress.IPv6Address(_raw(v).ljust(16, b"\x00")))
+    return common_forms.json_document(v)  # MySQL: the binary JSON, decoded
 
 
 def _geometry(v: bytes, c: Col) -> str:
-    return "\\x" + _raw(v)[4:].hex()  # MySQL's internal form is a 4-byte SRID, then WKB (what ST_AsBinary gives)
+    # MySQL's internal form is a 4-byte SRID, then WKB (what ST_AsBinary gives)
+    return "\\x" + common_forms.raw(v)[4:].hex()
 
 
 def _postgis(v: bytes, c: Col) -> str:
     """Hex EWKB: the WKB with the SRID folded in (PostGIS' text input takes it as it is)."""
-    raw = _raw(v)
+    raw = common_forms.raw(v)
     srid, wkb = struct.unpack("<I", raw[:4])[0], raw[4:]
     if not srid:
         return wkb.hex()
@@ -340,50 +271,21 @@ def _unmapped(v: Any, c: Col) -> str:
     return _text(v, c) if isinstance(v, bytes | bytearray) else str(v)
 
 
-# One entry per rule of the type map (types.RULES, by its ``source``); a unit test holds them in step.
+# One entry per rule of the type map (types.RULES, by its ``source``); a unit test holds them in step.  The rules
+# whose text both targets read alike come from common_forms; these are PostgreSQL's own.
 CONVERTERS: dict[str, Callable[[Any, Col], Any]] = {
+    **common_forms.CONVERTERS,
     "tinyint(1)": _bool,
-    "tinyint": _int,
-    "tinyint unsigned": _uint,
-    "smallint": _int,
-    "smallint unsigned": _uint,
-    "mediumint": _int,
-    "mediumint unsigned": _uint,
-    "int": _int,
-    "int unsigned": _uint,
-    "bigint": _int,
-    "bigint unsigned": _uint,
-    "decimal": _decimal,
-    "decimal unsigned": _decimal,
-    "float": _float,
-    "float unsigned": _float,
-    "double": _float,
-    "double unsigned": _float,
-    "bit": _bit,
-    "char": _text,
-    "varchar": _text,
-    "tinytext": _text,
-    "text": _text,
-    "mediumtext": _text,
-    "longtext": _text,
+    **dict.fromkeys(common_forms.TEXT_RULES, _text),
     "binary": _binary,
-    "varbinary": _bytea,
-    "tinyblob": _bytea,
-    "blob": _bytea,
-    "mediumblob": _bytea,
-    "longblob": _bytea,
+    **dict.fromkeys(common_forms.BLOB_RULES, _bytea),
     "enum": _enum,
     "set": _set,
-    "year": _year,
     "date": _date,
     "datetime": _datetime,
     "timestamp": _timestamp,
     "time": _time,
-    "time/interval": _interval,
     "json": _json,
-    "uuid": _uuid,
-    "inet4": _inet4,
-    "inet6": _inet6,
     "geometry": _geometry,
     "geometry/postgis": _postgis,
 }

@@ -248,3 +248,27 @@ def privilege_error(endpoint: Any, exc: BaseException, what: str, grant: str) ->
         f"{_where(endpoint)}: {endpoint.user!r} may not {what} ({error_text(exc)})",
         f"as an admin run: {grant} TO '{endpoint.user}'@'<host>'",
     )
+
+
+def one_row(conn: Any, sql: str) -> tuple[Any, ...] | None:
+    """The first row of a statement's result (None: no row), on a cursor closed again at once."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+        return cur.fetchone()
+    finally:
+        cur.close()
+
+
+def execute(conn: Any, sql: str) -> None:
+    """Run a statement whose result is not read (SET, FLUSH, START TRANSACTION)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+    finally:
+        cur.close()
+
+
+def text_of(value: Any) -> Any:
+    """A raw connection's bytes as text (a raw connection has no decoders); anything else as it is."""
+    return value.decode() if isinstance(value, bytes | bytearray) else value

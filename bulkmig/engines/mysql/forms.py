@@ -32,16 +32,12 @@ integer), and :func:`_date` / :func:`_datetime` take the fields apart as the bin
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import json
-import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
-_EPOCH = dt.datetime(1970, 1, 1)
+from bulkmig.engines.mysql import common_forms
 
 
 def _fsp_bytes(fsp: int) -> int:
@@ -71,40 +67,17 @@ def raw_temporal(bc: Any) -> int | None:
 # Each takes the decoder's value (never None) and the column (``changes.Col``), and returns the text.
 
 
-def _int(v: Any, c: Any) -> str:
-    return str(v)
-
-
-def _uint(v: Any, c: Any) -> str:
-    return str(v + (1 << c.bits) if v < 0 else v)
-
-
-def _decimal(v: Decimal, c: Any) -> str:
-    return format(v, "f")
-
-
-def _float(v: float, c: Any) -> str:
-    return repr(float(v))
-
-
-def _bit(v: str, c: Any) -> str:
-    return v.zfill(c.length)
-
-
-def _raw(v: bytes | str) -> bytes:
-    return bytes(v) if isinstance(v, bytes | bytearray) else str(v).encode()
-
-
 def _text(v: bytes | str, c: Any) -> str:
+    """The characters, NUL included: MySQL text holds it (the PostgreSQL form, ``changes._text``, refuses it)."""
     return c.decode(v) if isinstance(v, bytes | bytearray) else str(v)
 
 
 def _hex(v: bytes | str, c: Any) -> str:
-    return _raw(v).hex()
+    return common_forms.raw(v).hex()
 
 
 def _binary(v: bytes | str, c: Any) -> str:
-    return _raw(v).ljust(c.length, b"\x00").hex()  # the binlog strips BINARY(n)'s zero padding
+    return common_forms.raw(v).ljust(c.length, b"\x00").hex()  # the binlog strips BINARY(n)'s zero padding
 
 
 def _enum(v: str, c: Any) -> str:
@@ -113,10 +86,6 @@ def _enum(v: str, c: Any) -> str:
 
 def _set(v: set[str], c: Any) -> str:
     return ",".join(m for m in c.labels if m in v)
-
-
-def _year(v: int, c: Any) -> str:
-    return "0" if v == 1900 else str(v)  # YEAR 0000 is stored as 0, which the decoder adds 1900 to
 
 
 def _ymd(year: int, month: int, day: int) -> str:
@@ -154,46 +123,15 @@ def _datetime(v: Any, c: Any) -> str:
 
 
 def _timestamp(v: dt.datetime, c: Any) -> str:
-    if v == _EPOCH:  # TIMESTAMP '0000-00-00 00:00:00' is stored as second 0 (a real one starts at second 1)
+    if v == common_forms.EPOCH:  # TIMESTAMP '0000-00-00 00:00:00' is stored as second 0 (a real one starts at second 1)
         return "0000-00-00 00:00:00" + _frac(0, c.fsp)
     return v.strftime("%Y-%m-%d %H:%M:%S") + _frac(v.microsecond, c.fsp)
-
-
-def _time(v: dt.timedelta, c: Any) -> str:
-    us = (v.days * 86_400 + v.seconds) * 1_000_000 + v.microseconds
-    sign, us = ("-" if us < 0 else ""), abs(us)
-    seconds, frac = divmod(us, 1_000_000)
-    minutes, sec = divmod(seconds, 60)
-    hours, minute = divmod(minutes, 60)
-    return f"{sign}{hours:02d}:{minute:02d}:{sec:02d}" + (f".{frac:06d}" if frac else "")
-
-
-def _json_text(v: Any) -> Any:
-    if isinstance(v, bytes | bytearray):
-        return bytes(v).decode("utf-8")
-    if isinstance(v, dict):
-        return {_json_text(k): _json_text(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_text(x) for x in v]
-    return v
 
 
 def _json(v: Any, c: Any) -> str:
     if isinstance(v, bytes | bytearray):  # MariaDB: JSON is a LONGTEXT holding the document's text
         return _text(v, c)
-    return json.dumps(_json_text(v), ensure_ascii=False)  # MySQL: the binary JSON, decoded
-
-
-def _uuid(v: bytes, c: Any) -> str:
-    return str(uuid.UUID(bytes=_raw(v).ljust(16, b"\x00")))
-
-
-def _inet4(v: bytes, c: Any) -> str:
-    return str(ipaddress.IPv4Address(_raw(v).ljust(4, b"\x00")))
-
-
-def _inet6(v: bytes, c: Any) -> str:
-    return str(ipaddress.IPv6Address(_raw(v).ljust(16, b"\x00")))
+    return common_forms.json_document(v)  # MySQL: the binary JSON, decoded
 
 
 def unmapped(v: Any, c: Any) -> str:
@@ -209,50 +147,21 @@ def zero_date(c: Any) -> str:
 
 # One entry per rule of the type map (types.RULES, by its ``source``); a unit test holds them in step with it
 # and with the PostgreSQL table.  Rules that differ only in PostgreSQL's target (tinyint(1) as boolean or not,
-# TIME as time or interval, WKB or PostGIS) have one MySQL form.
+# TIME as time or interval, WKB or PostGIS) have one MySQL form.  The rules whose text both targets read alike
+# come from common_forms; these are MySQL's own.
 CONVERTERS: dict[str, Callable[[Any, Any], str]] = {
-    "tinyint(1)": _int,
-    "tinyint": _int,
-    "tinyint unsigned": _uint,
-    "smallint": _int,
-    "smallint unsigned": _uint,
-    "mediumint": _int,
-    "mediumint unsigned": _uint,
-    "int": _int,
-    "int unsigned": _uint,
-    "bigint": _int,
-    "bigint unsigned": _uint,
-    "decimal": _decimal,
-    "decimal unsigned": _decimal,
-    "float": _float,
-    "float unsigned": _float,
-    "double": _float,
-    "double unsigned": _float,
-    "bit": _bit,
-    "char": _text,
-    "varchar": _text,
-    "tinytext": _text,
-    "text": _text,
-    "mediumtext": _text,
-    "longtext": _text,
+    **common_forms.CONVERTERS,
+    "tinyint(1)": common_forms.integer,
+    **dict.fromkeys(common_forms.TEXT_RULES, _text),
     "binary": _binary,
-    "varbinary": _hex,
-    "tinyblob": _hex,
-    "blob": _hex,
-    "mediumblob": _hex,
-    "longblob": _hex,
+    **dict.fromkeys(common_forms.BLOB_RULES, _hex),
     "enum": _enum,
     "set": _set,
-    "year": _year,
     "date": _date,
     "datetime": _datetime,
     "timestamp": _timestamp,
-    "time": _time,
-    "time/interval": _time,
+    "time": common_forms.duration,
     "json": _json,
-    "uuid": _uuid,
-    "inet4": _inet4,
-    "inet6": _inet6,
     "geometry": _hex,
     "geometry/postgis": _hex,
 }

@@ -1,228 +1,49 @@
 """MySQL/MariaDB as a full-load source: one consistent snapshot for N readers, partitioning, rows → Arrow.
 
-Consistency (DESIGN §5).  MySQL cannot export a snapshot to other sessions the way PostgreSQL does, so the
-readers are lined up on one moment instead: a holder connection takes ``FLUSH TABLES WITH READ LOCK`` (every
-write waits), each reader opens ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (REPEATABLE READ), the holder
-reads the binlog position and GTID set, and ``UNLOCK TABLES`` lets writes go on.  Every reader then sees the
-database exactly as of that binlog position, for as long as it keeps its transaction open.  The lock lasts
-milliseconds, but FTWRL first waits for running statements to finish, holding up writes meanwhile: it gives
-up after :data:`LOCK_WAIT_SECONDS` rather than stall the source.  Tables of non-transactional engines
-(MyISAM, Aria, MEMORY) are read after the lock is released and are not part of the snapshot.
-
-Reading.  A server-side cursor (``SSCursor``) streams each partition; values arrive as the server's text
-(no Python converters) and become Arrow arrays of the plan's types by Arrow casts, which are exact for every
-type the map sends natively: DECIMAL text → decimal128/256 (never through float), DATETIME/TIMESTAMP text →
-timestamp[us] (TIMESTAMP read with ``time_zone '+00:00'``: UTC), DATE → date32, integers, and FLOAT read as
-``CAST(… AS DOUBLE)`` because MySQL prints FLOAT with 6 digits, which does not round-trip.  Columns that
-travel as text are read with the ``Column.read_as`` template the type map built (TIME, JSON, SET, BIT, …).
+Where each part is: :mod:`.snapshot` (the consistent snapshot, its binlog position), :mod:`.reader` (a
+partition's SELECT and the text → Arrow casts); this module is the engine's entry (``bulkmig.engines``): the
+catalog, partitioning, LOB sizes, literals.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-import MySQLdb.converters
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from bulkmig.config import table_settings
 from bulkmig.config.engine_settings import settings_of
 from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
-from bulkmig.core.errors import ConfigError, SourceError
+from bulkmig.core.errors import ConfigError
 from bulkmig.core.log import say
-from bulkmig.core.model import Column, Partition, Table, part_count
+from bulkmig.core.model import Partition, Table, part_count
+from bulkmig.engines.literals import scalar_literal
+from bulkmig.engines.lob_sizes import largest_values
 from bulkmig.engines.mysql import connect as my
 from bulkmig.engines.mysql import scan, types
+from bulkmig.engines.mysql.reader import BadValue, Reader, select_sql, set_literal, to_arrow
 from bulkmig.engines.mysql.reflect import quote_ident, reflect
-from bulkmig.engines.postgres.reader import arrow_schema
-from bulkmig.engines.protocols import ClosingSnapshot
+from bulkmig.engines.mysql.snapshot import (
+    EXPORTED_BY,
+    LOCK_WAIT_SECONDS,
+    Snapshot,
+    binlog_position,
+    check_columns,
+    open_snapshot,
+)
+from bulkmig.engines.partitioning import partition_by_settings
 
-# How long FLUSH TABLES WITH READ LOCK may wait for running statements (writes are held up meanwhile).
-LOCK_WAIT_SECONDS = 60
 NON_TRANSACTIONAL_ENGINES = ("MyISAM", "Aria", "MEMORY", "CSV", "ARCHIVE", "MRG_MyISAM", "MERGE")
 INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "bigint")
-EXPORTED_BY = "flush-tables-read-lock"
-
-ER_LOCK_WAIT_TIMEOUT = 1205
-ER_TABLE_DEF_CHANGED = 1412
-
-# Encoders only (for query parameters): with no decoders mysqlclient returns numbers and dates as the
-# server's text (bytes), strings as str (bytes for binary ones), which the Arrow casts below parse in C++.
-_RAW_CONV = {k: v for k, v in MySQLdb.converters.conversions.items() if not isinstance(k, int)}
 
 
 def literal(value: Any) -> str:
     """A MySQL literal for a value in generated SQL (the session's sql_mode keeps backslash escapes)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
+    plain = scalar_literal(value, true="TRUE", false="FALSE")
+    if plain is not None:
+        return plain
     text = str(value).replace("\\", "\\\\").replace("'", "''").replace("\0", "\\0")
     return f"'{text}'"
-
-
-def _one(conn: Any, sql: str) -> tuple[Any, ...] | None:
-    cur = conn.cursor()
-    try:
-        cur.execute(sql)
-        return cur.fetchone()
-    finally:
-        cur.close()
-
-
-def _exec(conn: Any, sql: str) -> None:
-    cur = conn.cursor()
-    try:
-        cur.execute(sql)
-    finally:
-        cur.close()
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes | bytearray) else value
-
-
-# ----------------------------------------------------------------------------------------------- snapshot
-
-
-def binlog_position(conn: Any, mariadb: bool, version: tuple[int, int, int]) -> dict[str, Any]:
-    """The binlog coordinates and GTID set now (call it under FTWRL), with ``lsn`` = ``<file>:<pos>``.
-
-    Binlog off: file, position and lsn are None — fine for a full load, not for CDC.  A user without
-    REPLICATION CLIENT (MySQL) / BINLOG MONITOR (MariaDB 10.5+) cannot read it: :class:`SourceError`.
-    """
-    status_sql = "SHOW BINARY LOG STATUS" if not mariadb and version >= (8, 4, 0) else "SHOW MASTER STATUS"
-    try:
-        row = _one(conn, status_sql)
-    except my.DriverError as exc:
-        grant = "GRANT BINLOG MONITOR ON *.*" if mariadb else "GRANT REPLICATION CLIENT ON *.*"
-        raise SourceError(
-            f"cannot read the binlog position ({status_sql}: {my.error_text(exc)})",
-            f"as an admin run: {grant} TO the migration user",
-        ) from None
-    file, pos = (_text(row[0]), int(row[1])) if row else (None, None)
-    gtid_sql = "SELECT @@GLOBAL.gtid_binlog_pos" if mariadb else "SELECT @@GLOBAL.gtid_executed"
-    gtid_row = _one(conn, gtid_sql)
-    gtid = _text(gtid_row[0]) if gtid_row and gtid_row[0] else None
-    server_row = _one(conn, "SELECT @@GLOBAL.server_id")
-    return {
-        "name": None,
-        "lsn": f"{file}:{pos}" if file else None,
-        "binlog_file": file,
-        "binlog_pos": pos,
-        "gtid_set": gtid.strip() if gtid else None,
-        "server_id": int(server_row[0]) if server_row else None,
-        "exported_by": EXPORTED_BY,
-        "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
-class Snapshot(ClosingSnapshot):
-    """``workers`` connections reading one moment of the source, and that moment's binlog position.
-
-    ``raw`` connections return values as the server's text (for :class:`Reader`); ``raw=False`` gives the
-    driver's Python values (for reflection).  Use as a context manager, or ``close()``: a reader's
-    transaction holds InnoDB undo history on the source until it ends.
-    """
-
-    def __init__(self, endpoint: Any, workers: int = 1, *, raw: bool = True, batch_rows: int = 65536) -> None:
-        if not endpoint.database:
-            raise ConfigError(
-                f"{endpoint.role} {endpoint.redacted()} names no database",
-                f"write the database to migrate in the URL: mysql://user@host/dbname in `{endpoint.role}:`",
-            )
-        self.endpoint = endpoint
-        self.snapshot_id = f"mysql-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-        self.connections: list[Any] = []
-        self.position: dict[str, Any] = {}
-        holder = my.connect(endpoint)
-        try:
-            self.version, self.mariadb = my.server_info(holder)
-            numbers = my.version_tuple(self.version)
-            kwargs: dict[str, Any] = {"conv": _RAW_CONV} if raw else {}
-            # Connect every reader before taking the lock: writes wait only for the few statements below.
-            for _ in range(max(1, workers)):
-                self.connections.append(my.connect(endpoint, streaming=raw, **kwargs))
-            _exec(holder, f"SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
-            self._lock(holder)
-            try:
-                for conn in self.connections:
-                    _exec(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    _exec(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                self.position = binlog_position(holder, self.mariadb, numbers)
-            finally:
-                _exec(holder, "UNLOCK TABLES")
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            holder.close()
-        self.readers = [
-            Reader(c, self.snapshot_id, self.position, batch_rows, float_as_double=_has_cast_double(self))
-            for c in self.connections
-        ]
-
-    def _lock(self, holder: Any) -> None:
-        try:
-            _exec(holder, "FLUSH TABLES WITH READ LOCK")
-        except my.DriverError as exc:
-            code = my.error_code(exc)
-            if code in (my.ER_SPECIFIC_ACCESS_DENIED, my.ER_DBACCESS_DENIED, 1045):
-                raise my.privilege_error(
-                    self.endpoint,
-                    exc,
-                    "run FLUSH TABLES WITH READ LOCK, which lines every reader up on one consistent snapshot",
-                    "GRANT RELOAD ON *.*",
-                ) from None
-            if code == ER_LOCK_WAIT_TIMEOUT:
-                raise SourceError(
-                    f"FLUSH TABLES WITH READ LOCK waited {LOCK_WAIT_SECONDS} s for running statements on "
-                    f"{self.endpoint.redacted()} and gave up (writes were held up meanwhile)",
-                    "let the long-running query or transaction finish (SHOW PROCESSLIST), then rerun",
-                ) from None
-            raise SourceError(
-                f"FLUSH TABLES WITH READ LOCK failed on {self.endpoint.redacted()}: {my.error_text(exc)}",
-                "check the source server's error log",
-            ) from None
-
-    @property
-    def lsn(self) -> str | None:
-        return self.position.get("lsn")
-
-    def check_columns(self, tables: list[Table]) -> None:
-        """:func:`check_columns` on a fresh connection, after the snapshot was taken: a schema change after
-        that point makes the readers fail with "table definition has changed" rather than read it."""
-        conn = my.connect(self.endpoint)
-        try:
-            check_columns(conn, tables)
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        for conn in self.connections:
-            with contextlib.suppress(my.DriverError):
-                conn.close()
-        self.connections = []
-
-
-def open_snapshot(endpoint: Any, workers: int, *, batch_rows: int = 65536) -> Snapshot:
-    """``workers`` readers in one consistent snapshot (the engine contract, see ``bulkmig.engines``)."""
-    return Snapshot(endpoint, workers, raw=True, batch_rows=batch_rows)
-
-
-def _has_cast_double(snap: Snapshot) -> bool:
-    """CAST(x AS DOUBLE) exists from MariaDB 10.4.? / MySQL 8.0.17; before, ``x + 0E0`` does the same but
-    turns -0 into 0."""
-    v = my.version_tuple(snap.version)
-    return v >= (10, 4, 0) if snap.mariadb else v >= (8, 0, 17)
 
 
 def type_settings(task: Any) -> types.TypeSettings:
@@ -337,7 +158,7 @@ def partition_table(conn: Any, table: Table, max_part_bytes: int, workers: int =
     if key is None:
         return partitions.whole(table)
     ref = quote_ident(key)
-    row = _one(conn, f"SELECT MIN({ref}), MAX({ref}) FROM {quote_ident(table.schema)}.{quote_ident(table.name)}")
+    row = my.one_row(conn, f"SELECT MIN({ref}), MAX({ref}) FROM {quote_ident(table.schema)}.{quote_ident(table.name)}")
     if not row or row[0] is None or row[1] is None:
         return partitions.whole(table)
     split = {"method": "key-range", "column": key}
@@ -353,15 +174,15 @@ def partition_tables(task: Any, tables: list[Table]) -> None:
     """
     conn = my.connect(task.source)
     try:
-        for table in tables:
-            rule = table_settings.rule_for(task, table)
-            load = rule.parallel_load if rule is not None else None
-            parts = partitions.by_settings(table, load, quote_ident=quote_ident, literal=literal)
-            if parts is None and rule is not None and load is not None:
-                parts = _native_partitions(conn, table, rule)
-            if parts is None:
-                parts = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
-            table.partitions = parts
+        partition_by_settings(
+            task,
+            tables,
+            conn,
+            quote_ident=quote_ident,
+            literal=literal,
+            native=_native_partitions,
+            by_size=partition_table,
+        )
     finally:
         conn.close()
 
@@ -383,7 +204,7 @@ def _native_partitions(conn: Any, table: Table, rule: table_settings.TableSettin
             "ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION",
             (table.schema, table.name),
         )
-        rows = [(_text(p), _text(sp) if sp is not None else None) for p, sp in cur.fetchall()]
+        rows = [(my.text_of(p), my.text_of(sp) if sp is not None else None) for p, sp in cur.fetchall()]
     finally:
         cur.close()
     parts = list(dict.fromkeys(p for p, _ in rows))
@@ -441,245 +262,39 @@ def measure_lobs(task: Any, requests: list[tuple[Table, list[str]]]) -> list[dic
     filter moves; a column with no non-NULL value is left out.  Like the key bounds, read on a plain
     connection after the catalog's snapshot: a value written since is still copied whole, never cut."""
     conn = my.connect(task.source)
-    out: list[dict[str, int]] = []
     try:
-        for table, columns in requests:
-            exprs = ", ".join(f"MAX(LENGTH({quote_ident(c)}))" for c in columns)
-            where = f" WHERE {table.filter}" if table.filter else ""
-            row = _one(conn, f"SELECT {exprs} FROM {quote_ident(table.schema)}.{quote_ident(table.name)}{where}")
-            out.append({c: int(_text(v)) for c, v in zip(columns, row or (), strict=False) if v is not None})
+        return largest_values(
+            requests,
+            length_sql=lambda c: f"MAX(LENGTH({quote_ident(c)}))",
+            table_sql=lambda table: f"{quote_ident(table.schema)}.{quote_ident(table.name)}",
+            one_row=lambda sql: my.one_row(conn, sql),
+            number=lambda v: int(my.text_of(v)),
+        )
     finally:
         conn.close()
-    return out
 
 
-def check_columns(conn: Any, tables: list[Table]) -> None:
-    """Refuse to extract a table whose planned columns changed since the plan (data would land in the wrong
-    target columns).  Columns added since are not read, and columns the mappings left out are not checked."""
-    for table in tables:
-        cur = conn.cursor()
-        try:
-            cur.execute(
-                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                (table.schema, table.name),
-            )
-            now = {_text(r[0]): _text(r[1]) for r in cur.fetchall()}
-        finally:
-            cur.close()
-        table.refuse_changed_columns(now, "on the source")
-
-
-# ----------------------------------------------------------------------------------------------- reading
-
-
-class BadValue(Exception):
-    """A value the plan's type cannot hold exactly; turned into a SourceError naming the row."""
-
-    def __init__(self, index: int, value: Any, why: str, hint: str) -> None:
-        super().__init__(why)
-        self.index, self.value, self.why, self.hint = index, value, why, hint
-
-
-def select_sql(table: Table, partition: Partition | None, as_text: frozenset[str], float_as_double: bool) -> str:
-    """The partition's SELECT: each copied column through its ``read_as`` template, in plan order."""
-    exprs = []
-    for col in table.copied_columns:
-        expr = (col.read_as or "{col}").replace("{col}", quote_ident(col.name))
-        if col.name in as_text:
-            expr = f"CAST({expr} AS CHAR)"
-        elif col.arrow_type == "float32":
-            # MySQL prints FLOAT with 6 significant digits; as DOUBLE the text round-trips the stored value.
-            expr = f"CAST({expr} AS DOUBLE)" if float_as_double else f"({expr}) + 0E0"
-        exprs.append(expr)
-    sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(table.schema)}.{quote_ident(table.name)}"
-    if partition is not None and partition.bounds.get("partitions"):  # DMS parallel-load by partitions
-        sql += f" PARTITION ({', '.join(quote_ident(p) for p in partition.bounds['partitions'])})"
-    if partition is not None and partition.where:
-        sql += f" WHERE {partition.where}"
-    return sql
-
-
-class Reader:
-    """One worker's connection inside a :class:`Snapshot`: streams partitions as Arrow record batches."""
-
-    def __init__(
-        self, conn: Any, snapshot: str, position: dict[str, Any], batch_rows: int = 65536, float_as_double: bool = True
-    ) -> None:
-        self.conn = conn
-        self.snapshot = snapshot
-        self.snapshot_lsn: str | None = position.get("lsn")
-        self.position = dict(position)
-        self.batch_rows = batch_rows
-        self.float_as_double = float_as_double
-        self._closed = False
-
-    def source_position(self) -> dict[str, Any]:
-        """What a part's sidecar records about where its rows come from."""
-        keys = ("binlog_file", "binlog_pos", "gtid_set", "server_id", "exported_by")
-        return {k: self.position.get(k) for k in keys}
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(my.DriverError):
-            self.conn.close()
-
-    def batches(
-        self, table: Table, partition: Partition | None, as_text: frozenset[str] = frozenset()
-    ) -> Iterator[pa.RecordBatch]:
-        """The partition's rows in batches of up to ``batch_rows``, typed as ``arrow_schema(table)`` says."""
-        schema = arrow_schema(table, as_text)
-        columns = table.copied_columns
-        names = [c.name for c in columns]
-        key_at = [names.index(k) for k in table.primary_key if k in names]
-        sql = select_sql(table, partition, as_text, self.float_as_double)
-        where = f"{table.qualified}" + (f" part {partition.index}" if partition is not None else "")
-        cur = self.conn.cursor()
-        finished = False
-        try:
-            cur.execute(sql)
-            while True:
-                rows = cur.fetchmany(self.batch_rows)
-                if not rows:
-                    break
-                arrays = []
-                for col, fld, values in zip(columns, schema, zip(*rows, strict=True), strict=True):
-                    try:
-                        arrays.append(to_arrow(values, col, fld.type))
-                    except BadValue as bad:
-                        key = {names[k]: _text(rows[bad.index][k]) for k in key_at} or "(no primary key)"
-                        raise SourceError(
-                            f"{where}: column {col.name!r} at key {key} holds {_show(bad.value)}: {bad.why}",
-                            bad.hint,
-                        ) from None
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-            finished = True
-        except my.DriverError as exc:
-            if my.error_code(exc) == ER_TABLE_DEF_CHANGED:
-                raise SourceError(
-                    f"reading {where}: the table was altered after the snapshot was taken",
-                    "re-plan with `bulkmig plan --force` once the schema change is done",
-                ) from None
-            raise SourceError(
-                f"reading {where} failed: {my.error_text(exc)}",
-                "check the source server's log; rerun extract to retry this part",
-            ) from None
-        finally:
-            if finished:
-                cur.close()
-            else:
-                # An unfinished streamed result would be drained row by row by cursor.close(); drop the
-                # connection instead (its snapshot is lost with it: the worker is done anyway).
-                self.close()
-
-
-def _show(value: Any) -> str:
-    text = repr(_text(value))
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-# --------------------------------------------------------------------------------------- text → Arrow
-
-
-def to_arrow(values: Sequence[Any], col: Column, typ: pa.DataType) -> pa.Array:
-    """One column of a batch, from the server's text (bytes/str/None) to ``typ``, exactly or not at all."""
-    if pa.types.is_binary(typ):
-        return pa.array([v.encode() if isinstance(v, str) else v for v in values], pa.binary())
-    if col.logical_type == "array" and types.parse_column_type(col.source_type).name == "set":
-        values = [None if v is None else set_literal(_text(v)) for v in values]
-    text = _string_array(values)
-    if pa.types.is_string(typ):
-        if col.logical_type == "enum":
-            _check_enum(text, values, col)
-        return text
-    if pa.types.is_boolean(typ):
-        ok = pc.or_(pc.is_in(text, value_set=pa.array(["0", "1"])), pc.is_null(text))
-        if not pc.all(ok).as_py():
-            i = _first_false(ok)
-            raise BadValue(
-                i,
-                values[i],
-                "tinyint(1) maps to boolean, which holds only 0 and 1",
-                "set tinyint1_as_boolean: false (keeps smallint), or fix the value on the source",
-            )
-        return pc.equal(text, "1")
-    target = typ
-    if pa.types.is_timestamp(typ) and typ.tz is not None:
-        target = pa.timestamp(typ.unit)  # MySQL's text has no offset: it is UTC (session time_zone +00:00)
-    try:
-        out = text.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise _bad_cast(values, target, col) from None
-    return out.cast(typ) if target is not typ else out
-
-
-def _string_array(values: Sequence[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        for i, v in enumerate(values):
-            if isinstance(v, bytes | bytearray):
-                try:
-                    v.decode()
-                except UnicodeDecodeError:
-                    raise BadValue(i, v, "not valid UTF-8", "read this column as binary (a bytea target)") from None
-        raise
-
-
-def _first_false(mask: pa.Array) -> int:
-    for i, ok in enumerate(mask.to_pylist()):
-        if ok is False:
-            return i
-    return 0
-
-
-def _bad_cast(values: Sequence[Any], typ: pa.DataType, col: Column) -> BadValue:
-    """Find the first value that does not parse as ``typ`` and say what to do about it."""
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        try:
-            pa.array([_text(v)], pa.string()).cast(typ)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            text = _text(v)
-            if (pa.types.is_date(typ) or pa.types.is_timestamp(typ)) and _is_zero_date(text):
-                return BadValue(
-                    i,
-                    v,
-                    "a zero date, which PostgreSQL cannot store",
-                    "fix the row on the source, or with zero_dates: null on a nullable column it loads as NULL",
-                )
-            return BadValue(i, v, f"not a valid {col.source_type} value for {typ}", "fix the value on the source")
-    return BadValue(0, values[0] if values else None, f"cannot be read as {typ}", "report this as a bulkmig bug")
-
-
-def _is_zero_date(text: str) -> bool:
-    date = text.split(" ", 1)[0]
-    parts = date.split("-")
-    return len(parts) == 3 and (parts[1] == "00" or parts[2] == "00")
-
-
-def _check_enum(text: pa.Array, values: Sequence[Any], col: Column) -> None:
-    """MySQL stores '' for an invalid ENUM value outside strict mode; PostgreSQL's enum cannot take it."""
-    labels = types.parse_column_type(col.source_type).args
-    if "" in labels:
-        return
-    empty = pc.equal(text, "")
-    if pc.any(empty).as_py():
-        i = _first_false(pc.invert(empty))
-        raise BadValue(
-            i,
-            values[i],
-            "the empty string MySQL stores for an invalid ENUM value",
-            "fix the row on the source (UPDATE it to a valid label or NULL)",
-        )
-
-
-def set_literal(text: str) -> str:
-    """A SET value (``'a,b'``) as PostgreSQL's text[] input (``{"a","b"}``); ``''`` is the empty set."""
-    if text == "":
-        return "{}"
-    members = ('"' + m.replace("\\", "\\\\").replace('"', '\\"') + '"' for m in text.split(","))
-    return "{" + ",".join(members) + "}"
+__all__ = [
+    "EXPORTED_BY",
+    "LOCK_WAIT_SECONDS",
+    "BadValue",
+    "Reader",
+    "Snapshot",
+    "binlog_position",
+    "check_cdc_ready",
+    "check_columns",
+    "literal",
+    "lob_columns",
+    "measure_lobs",
+    "open_catalog",
+    "open_catalog_snapshot",
+    "open_snapshot",
+    "partition_table",
+    "partition_tables",
+    "scan_catalog",
+    "select_sql",
+    "set_literal",
+    "split_key",
+    "to_arrow",
+    "type_settings",
+]

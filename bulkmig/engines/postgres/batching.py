@@ -29,10 +29,10 @@ from bulkmig.engines.postgres.pgoutput import (
     Relation,
     Row,
     SchemaChange,
-    Transaction,
     Truncate,
     Update,
 )
+from bulkmig.engines.postgres.pgoutput_transactions import Transaction
 
 TypeName = Callable[[int, int], str]  # (oid, typmod) -> format_type text, from the source
 ColumnFacts = Callable[[int, str], tuple[str | None, bool | None]]  # (rel_id, column) -> (default, not null)

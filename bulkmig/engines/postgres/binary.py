@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -127,20 +127,22 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
+# Arrow types that map to one PostgreSQL binary kind whatever their parameters, tested in this order.
+_FIXED_KINDS: tuple[tuple[Callable[[pa.DataType], bool], str], ...] = (
+    (pa.types.is_int16, "int2"),
+    (pa.types.is_int32, "int4"),
+    (pa.types.is_int64, "int8"),
+    (pa.types.is_float32, "float4"),
+    (pa.types.is_float64, "float8"),
+    (pa.types.is_boolean, "bool"),
+)
+
+
 def _arrow_kind(t: pa.DataType) -> str | None:
     """The kind an Arrow type of a natively travelled column implies (strings need the source type)."""
-    if pa.types.is_int16(t):
-        return "int2"
-    if pa.types.is_int32(t):
-        return "int4"
-    if pa.types.is_int64(t):
-        return "int8"
-    if pa.types.is_float32(t):
-        return "float4"
-    if pa.types.is_float64(t):
-        return "float8"
-    if pa.types.is_boolean(t):
-        return "bool"
+    for is_type, kind in _FIXED_KINDS:
+        if is_type(t):
+            return kind
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return "bytea"
     if isinstance(t, pa.UuidType) or (pa.types.is_fixed_size_binary(t) and t.byte_width == 16):

@@ -21,22 +21,21 @@ import psycopg
 from bulkmig.cdc.driver import CaptureReport
 from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.cdc.stream import (
-    STREAM_DOC,
     STREAM_FORMAT,
     STREAM_VERSION,
     base_status,
     bucket_store,
+    create_stream,
     delete_stream_objects,
     read_stream,
     stream_names,
     stream_prefix,
 )
 from bulkmig.config.task import Task
-from bulkmig.core import layout
 from bulkmig.core.errors import BulkmigError, ConfigError, SourceError
 from bulkmig.core.log import human_bytes, say
-from bulkmig.core.manifest import dump_document, utc_now, validate_document
-from bulkmig.core.store import AlreadyExists, Store
+from bulkmig.core.manifest import utc_now
+from bulkmig.core.store import Store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.session import (
     SLOT_GONE,
@@ -216,18 +215,6 @@ def _stream_doc(
     }
 
 
-def _put_stream_doc(store: Store, doc: dict[str, Any]) -> None:
-    key = layout.join(stream_prefix(doc["stream_id"]), STREAM_DOC)
-    validate_document(doc, "stream", key)
-    try:
-        store.put_bytes(key, dump_document(doc), if_absent=True)
-    except AlreadyExists:
-        raise SourceError(
-            f"change stream {doc['stream_id']} was started by someone else meanwhile ({store.url}/{key})",
-            "run plan once per task; set settings.slot_name to start another stream",
-        ) from None
-
-
 def _drop_quietly(conn: psycopg.Connection, slot: str) -> None:
     """Undo a slot this call just created, keeping the error that made it necessary (the holder's walsender
     may take a moment to exit, so 'in use' is retried briefly)."""
@@ -266,7 +253,7 @@ def start_stream(
             conn.execute(f"SET TRANSACTION SNAPSHOT {literal(snapshot)}")
             relations = _catalog_relations(conn, tables)
         doc = _stream_doc(task, slot, publication, stream_id, consistent_point, tables, relations, snapshot, altered)
-        _put_stream_doc(store, doc)
+        create_stream(store, doc)
     except BaseException:
         holder.close()
         _drop_quietly(conn, slot)
@@ -337,7 +324,7 @@ def start_stream_now(
             point = advance(conn, slot, start)
         relations = _catalog_relations(conn, tables)
         doc = _stream_doc(task, slot, publication, stream_id, point, tables, relations, None, altered)
-        _put_stream_doc(store, doc)
+        create_stream(store, doc)
     except BaseException:
         if created:
             _drop_quietly(conn, slot)

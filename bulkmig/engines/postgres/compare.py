@@ -2,8 +2,10 @@
 per column and the driver's values turned into the canonical forms of :mod:`bulkmig.core.canonical`.
 
 Columns that travelled as PostgreSQL's text (arrays, intervals, tsvector, …) are read as that text, which is
-exactly what the target holds; uuid as its text (the target's CHAR(36)); everything else as psycopg hands it
-over, then through the engine-neutral canonical form — the same one the target's values go through.
+exactly what the target holds; uuid as its text (the target's CHAR(36)); json and jsonb as their text (psycopg
+would parse them with numbers as floats; the target's text is parsed with exact decimals, so both are); everything
+else as psycopg hands it over, then through the engine-neutral canonical form — the same one the target's values
+go through.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from bulkmig.core.canonical import RowNormaliser, canonical, per_column
 from bulkmig.core.model import TRANSFER_TEXT, Column, Table
 from bulkmig.engines.postgres.connect import connect as pg_connect
-from bulkmig.engines.postgres.sql import ident, qualified
+from bulkmig.engines.postgres.sql import ident, qualified, select
 
 
 def connect(endpoint: Any) -> Any:
@@ -29,18 +31,14 @@ def cursor(conn: Any) -> Any:
 
 def source_expression(column: Column) -> str:
     col = ident(column.name)
-    if column.transfer == TRANSFER_TEXT or column.logical_type in ("uuid", "enum"):
+    if column.transfer == TRANSFER_TEXT or column.logical_type in ("uuid", "enum", "json"):
         return f"{col}::text"
     return col
 
 
 def select_sql(table: Table, columns: list[Column], ordered: bool) -> str:
-    sql = f"SELECT {', '.join(source_expression(c) for c in columns)} FROM {qualified(table.schema, table.name)}"
-    if table.filter:
-        sql += f" WHERE {table.filter}"
-    if ordered and table.primary_key:
-        sql += " ORDER BY " + ", ".join(ident(k) for k in table.primary_key)
-    return sql
+    exprs = (source_expression(c) for c in columns)
+    return select(table.schema, table.name, exprs, table.filter, table.primary_key if ordered else ())
 
 
 def row_normaliser(columns: list[Column]) -> RowNormaliser:

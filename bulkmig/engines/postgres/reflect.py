@@ -16,12 +16,12 @@ from bulkmig.core import partitions
 from bulkmig.core.errors import ConfigError
 from bulkmig.core.model import Column, Partition, Table, part_count
 from bulkmig.engines.postgres import types
-from bulkmig.engines.postgres.sql import ident, literal, qualified
+from bulkmig.engines.postgres.sql import FROM_USER_RELATIONS, ident, literal, qualified
 
 # Schemas that are never user data.  ``bulkmig`` holds our own ledger on a target.
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "bulkmig")
 
-_TABLES_SQL = """
+_TABLES_SQL = f"""
 SELECT n.nspname, c.relname, c.oid, c.relispartition,
        pg_table_size(c.oid) AS bytes,
        GREATEST(c.reltuples, 0)::bigint AS rows,
@@ -33,13 +33,8 @@ SELECT n.nspname, c.relname, c.oid, c.relispartition,
          (SELECT rc.relname FROM pg_class rc WHERE rc.oid = pg_partition_root(c.oid))
        END AS root_name,
        pg_relation_size(c.oid) / current_setting('block_size')::int AS pages
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
-  AND n.nspname <> ALL (%(system)s)
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                  AND d.deptype = 'e')
+{FROM_USER_RELATIONS}
+  AND c.relkind = 'r'
 ORDER BY n.nspname, c.relname
 """
 
@@ -103,7 +98,7 @@ def list_tables(conn: psycopg.Connection) -> list[SourceTable]:
     """
     out = []
     for nsp, rel, oid, is_leaf, nbytes, rows, root, root_name, pages in conn.execute(
-        _TABLES_SQL, {"system": list(SYSTEM_SCHEMAS)}
+        _TABLES_SQL, {"skip": list(SYSTEM_SCHEMAS)}
     ).fetchall():
         table = Table(
             schema=nsp,
@@ -341,3 +336,20 @@ def measure_lobs(conn: psycopg.Connection, requests: list[tuple[Table, list[str]
         ).fetchone()
         out.append({c: int(v) for c, v in zip(columns, row or (), strict=False) if v is not None})
     return out
+
+
+def tablespaces(conn: Any, table: Table) -> tuple[str, list[tuple[str, str]]]:
+    """The source tablespace of ``table`` and of each of its indexes ("pg_default": the database's default)."""
+    rel = qualified(table.schema, table.name)
+    (space,) = conn.execute(
+        "SELECT coalesce(t.spcname, 'pg_default') FROM pg_catalog.pg_class c "
+        "LEFT JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = %s::regclass",
+        (rel,),
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT ic.relname, coalesce(t.spcname, 'pg_default') FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid "
+        "LEFT JOIN pg_catalog.pg_tablespace t ON t.oid = ic.reltablespace WHERE i.indrelid = %s::regclass ORDER BY 1",
+        (rel,),
+    ).fetchall()
+    return str(space), [(str(n), str(s)) for n, s in rows]

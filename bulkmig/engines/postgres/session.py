@@ -38,18 +38,20 @@ import gc
 import hashlib
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
 from bulkmig.cdc.batch import list_batches, read_manifest, write_captured_batch
-from bulkmig.cdc.driver import CaptureReport
+from bulkmig.cdc.driver import CaptureReport, ReadLimits
 from bulkmig.cdc.position import format_lsn, parse_lsn
 from bulkmig.cdc.stream import (
     FIRST_SEQ,
     PROGRESS_DOC,
     PROGRESS_FORMAT,
     PROGRESS_VERSION,
+    no_stream_error,
     read_progress,
     read_stream,
     stream_names,
@@ -58,24 +60,19 @@ from bulkmig.cdc.stream import (
 from bulkmig.config.task import Task
 from bulkmig.core import layout
 from bulkmig.core.errors import ConfigError, ConnectError, SourceError
-from bulkmig.core.log import human_bytes, say, tick
+from bulkmig.core.log import human_bytes, say
 from bulkmig.core.manifest import dump_document, utc_now
 from bulkmig.core.retry import Reason
 from bulkmig.core.store import Store
 from bulkmig.engines.postgres.batching import BatchBuilder, has_rows, relations_of
 from bulkmig.engines.postgres.commits import Commit, Writer, collect_now, collector_paused
 from bulkmig.engines.postgres.connect import connect
-from bulkmig.engines.postgres.pgoutput import (
-    Column,
-    Decoder,
-    LogicalMessage,
-    Relation,
-    Transaction,
-    TransactionAssembler,
-    decode_transactions,
-)
+from bulkmig.engines.postgres.pgoutput import Column, LogicalMessage, Relation
+from bulkmig.engines.postgres.pgoutput_decoder import Decoder
+from bulkmig.engines.postgres.pgoutput_transactions import Transaction, TransactionAssembler, decode_transactions
 from bulkmig.engines.postgres.replication import ReplicationStream, StreamEnded, open_replication, start_replication
 from bulkmig.engines.postgres.slot import advance, emit_heartbeat, peek, slot_lag
+from bulkmig.transform.changes import transform_batch
 
 SLOT_GONE = "the slot was dropped"
 SLOT_GONE_HINT = "the stream cannot continue; a new full load is needed (bulkmig cleanup, then bulkmig plan --force)"
@@ -136,6 +133,7 @@ class CaptureSession:
         self.stream_id = stream_id_for(self.slot)
         self.prefix = stream_prefix(self.stream_id)
         self.type_names: dict[tuple[int, int], str] = {}
+        self.added_columns: dict[tuple[object, ...], object] = {}  # add-column rules compiled per table shape
         self.conn: psycopg.Connection | None = None  # SQL: lock, catalog, slot state, heartbeats
         self.stream: ReplicationStream | None = None  # stream mode: the walsender's COPY BOTH
         self.writer: Writer | None = None  # stream mode: makes batches durable behind the reader
@@ -157,10 +155,7 @@ class CaptureSession:
     def open(self) -> None:
         stream = read_stream(self.store, self.stream_id)
         if stream is None:
-            raise ConfigError(
-                f"no change stream {self.stream_id} in {self.store.url}/cdc/",
-                "start it first: bulkmig plan (full-load-and-cdc or cdc) creates the slot and the stream",
-            )
+            raise no_stream_error(self.store, self.stream_id, "creates the slot and the stream")
         if stream.get("publication") != self.publication:
             raise ConfigError(
                 f"stream {self.stream_id} reads publication {stream.get('publication')!r}, the task says "
@@ -327,15 +322,10 @@ class CaptureSession:
         batch = step.batch
         if batch is None:
             return
+        # DMS masking and add-column rules, applied before the batch leaves this host (bulkmig.transform).
+        batch = transform_batch(batch, self.task.mappings, self.added_columns)
         write_captured_batch(self.store, self.prefix, batch)
-        r = self.report  # counted once durable, whatever happens to the acknowledgement
-        r.batches += 1
-        r.first_seq = batch.seq if r.first_seq is None else r.first_seq
-        r.last_seq = batch.seq
-        r.transactions += batch.transactions
-        r.changes += batch.rows
-        r.schema_changes += len(batch.schema_changes)
-        tick("capture", parts=1, rows=batch.rows, note=f"captured through {batch.last_pos}")
+        self.report.count_batch(batch)
         say(
             f"capture: batch {batch.seq}: {batch.transactions} transactions, {batch.rows} changes, "
             f"through {batch.last_pos}, lag {human_bytes(max(0, self.lag['current_lsn'] - step.captured))}"
@@ -415,40 +405,27 @@ class CaptureSession:
 
     # ------------------------------------------------------------------------------- reading
 
-    def run(
-        self,
-        *,
-        follow: bool,
-        until_pos: int | None,
-        poll_interval: float,
-        heartbeat_interval: float,
-        stop: threading.Event,
-    ) -> None:
+    def run(self, limits: ReadLimits, stop: threading.Event) -> None:
         """Read until ``stop``, until ``captured_through`` reaches ``until_pos``, or (``follow=False``
         without ``until_pos``) after one pass over what the source had flushed when this began."""
-        # One pass: what was flushed when it started.  Under a steady write load the stream never runs dry,
-        # so "until nothing is left" would never end.
-        horizon = self.flushed() if not follow and until_pos is None else None
+        if not limits.follow and limits.until_pos is None:
+            # One pass: what was flushed when it started.  Under a steady write load the stream never runs dry,
+            # so "until nothing is left" would never end.
+            limits = replace(limits, horizon=self.flushed())
         if self.stream is not None:
-            self.run_stream(follow, until_pos, horizon, poll_interval, heartbeat_interval, stop)
+            self.run_stream(limits, stop)
         else:
-            self.run_peek(follow, until_pos, horizon, poll_interval, heartbeat_interval, stop)
+            self.run_peek(limits, stop)
 
-    def run_stream(
-        self,
-        follow: bool,
-        until_pos: int | None,
-        horizon: int | None,
-        poll_interval: float,
-        heartbeat_interval: float,
-        stop: threading.Event,
-    ) -> None:
+    def run_stream(self, limits: ReadLimits, stop: threading.Event) -> None:
         """Stream mode.  A batch is committed when it holds ``max_changes`` changes, when the oldest thing
         taken has waited ``poll_interval``, and when the pass is over; the walsender is answered when it
         asks, told our write position when it pings past it (so it stops pinging), and sent a status
         update every ``STATUS_INTERVAL``."""
         stream = self.stream
         assert stream is not None
+        # locals, read on every pass of the loop below
+        until_pos, horizon, poll_interval = limits.until_pos, limits.horizon, limits.poll_interval
         decode = Decoder(binary=False).decode
         assembler = TransactionAssembler()
         feed, take = assembler.feed, self.take
@@ -514,7 +491,7 @@ class CaptureSession:
                     if not items and (last_beat is None or now - last_beat >= poll_interval):
                         self.heartbeat()
                         last_beat = now
-                elif follow and now - max(last_move, last_beat or 0.0) >= heartbeat_interval:
+                elif limits.follow and now - max(last_move, last_beat or 0.0) >= limits.heartbeat_interval:
                     self.heartbeat()  # an idle slot must not pin WAL: a fresh position to confirm
                     last_beat = now
                 if now - self.last_status >= STATUS_INTERVAL:
@@ -533,15 +510,7 @@ class CaptureSession:
             self.stream = None
             stream.finish()  # the last status update is processed before this returns
 
-    def run_peek(
-        self,
-        follow: bool,
-        until_pos: int | None,
-        horizon: int | None,
-        poll_interval: float,
-        heartbeat_interval: float,
-        stop: threading.Event,
-    ) -> None:
+    def run_peek(self, limits: ReadLimits, stop: threading.Event) -> None:
         """Peek mode: one peek, one batch, one advance, then wait ``poll_interval`` if nothing moved."""
         last_move = time.monotonic()
         last_beat: float | None = None
@@ -549,26 +518,26 @@ class CaptureSession:
             # Poll before judging whether to stop: after a crash the first poll is what acknowledges the
             # re-peeked transactions and brings progress.json up to date, even when nothing is new.
             moved = self.poll()
-            if (until_pos is not None and self.captured >= until_pos) or (
-                horizon is not None and self.captured >= horizon
+            if (limits.until_pos is not None and self.captured >= limits.until_pos) or (
+                limits.horizon is not None and self.captured >= limits.horizon
             ):
                 return
             if moved:
                 last_move = time.monotonic()
                 continue  # more may be waiting
             now = time.monotonic()
-            if until_pos is not None:
-                if last_beat is None or now - last_beat >= poll_interval:
+            if limits.until_pos is not None:
+                if last_beat is None or now - last_beat >= limits.poll_interval:
                     self.heartbeat()
                     last_beat = now
                     continue
-            elif not follow:
+            elif not limits.follow:
                 return
-            elif now - max(last_move, last_beat or 0.0) >= heartbeat_interval:
+            elif now - max(last_move, last_beat or 0.0) >= limits.heartbeat_interval:
                 self.heartbeat()
                 last_beat = now
                 continue
-            stop.wait(poll_interval)
+            stop.wait(limits.poll_interval)
 
     def poll(self) -> bool:
         """One peek: store the whole transactions it returned, then acknowledge.  Returns whether

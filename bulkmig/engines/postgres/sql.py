@@ -7,6 +7,8 @@ name shadow one of ours.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 # Session settings that make text output canonical and identical on every connection we open:
 # text forms of dates, intervals and floats depend on them, and validation compares text.
 CANONICAL_SETTINGS: dict[str, str] = {
@@ -19,6 +21,16 @@ CANONICAL_SETTINGS: dict[str, str] = {
 }
 
 
+# The FROM and WHERE of a query over the user's relations: ``c`` (pg_class) with ``n`` its pg_namespace, leaving
+# out the schemas the ``skip`` parameter lists, TOAST and temporary schemas, and what an extension created.
+FROM_USER_RELATIONS = """FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname <> ALL (%(skip)s)
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid
+                  AND ext.deptype = 'e')"""
+
+
 def ident(name: str) -> str:
     """A double-quoted identifier; embedded quotes are doubled."""
     return '"' + name.replace('"', '""') + '"'
@@ -26,6 +38,17 @@ def ident(name: str) -> str:
 
 def qualified(schema: str, name: str) -> str:
     return f"{ident(schema)}.{ident(name)}"
+
+
+def select(schema: str, name: str, exprs: Iterable[str], where: str | None = None, order_by: Sequence[str] = ()) -> str:
+    """``SELECT exprs FROM schema.name [WHERE where] [ORDER BY order_by]``: the table and the order-by columns
+    quoted, ``exprs`` and ``where`` as given (SQL already)."""
+    sql = f"SELECT {', '.join(exprs)} FROM {qualified(schema, name)}"
+    if where:
+        sql += f" WHERE {where}"
+    if order_by:
+        sql += " ORDER BY " + ", ".join(ident(k) for k in order_by)
+    return sql
 
 
 def literal(value: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from bulkmig.core.canonical import Canon, Converted, RowNormaliser, canonical
 from bulkmig.core.model import Column, Table
-from bulkmig.engines.postgres.sql import ident, qualified
+from bulkmig.engines.postgres.sql import ident, select
 from bulkmig.engines.sqlite import values
 from bulkmig.engines.sqlite.connect import connect as sqlite_connect
 
@@ -47,12 +47,7 @@ def select_sql(table: Table, columns: list[Column], ordered: bool) -> str:
             exprs += [c.read_as.format(col=col), col]  # type: ignore[union-attr]
         else:
             exprs.append(c.read_as.format(col=col) if c.read_as else col)
-    sql = f"SELECT {', '.join(exprs)} FROM {qualified(table.schema, table.name)}"
-    if table.filter:
-        sql += f" WHERE {table.filter}"
-    if ordered and table.primary_key:
-        sql += " ORDER BY " + ", ".join(ident(k) for k in table.primary_key)
-    return sql
+    return select(table.schema, table.name, exprs, table.filter, table.primary_key if ordered else ())
 
 
 # The conversion kinds whose driver value, when of this type, is already the value the reader loads.

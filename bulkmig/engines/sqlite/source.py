@@ -30,6 +30,9 @@ from bulkmig.core import partitions
 from bulkmig.core.catalog import Catalog
 from bulkmig.core.errors import SourceError
 from bulkmig.core.model import Column, Partition, Table, part_count
+from bulkmig.engines.literals import scalar_literal
+from bulkmig.engines.lob_sizes import largest_values
+from bulkmig.engines.partitioning import partition_by_settings
 from bulkmig.engines.postgres.reader import arrow_schema
 from bulkmig.engines.protocols import ClosingSnapshot
 from bulkmig.engines.sqlite import connect as lite
@@ -44,12 +47,9 @@ START_ATTEMPTS = 5
 
 def literal(value: Any) -> str:
     """An SQLite literal for a value in generated SQL (table-mapping filters)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int | float):
-        return repr(value)
+    plain = scalar_literal(value, true="1", false="0")
+    if plain is not None:
+        return plain
     if isinstance(value, bytes):
         return f"X'{value.hex()}'"
     return "'" + str(value).replace("'", "''") + "'"
@@ -119,17 +119,16 @@ def partition_tables(task: Any, tables: list[Table]) -> None:
     rowid ranges."""
     conn = lite.connect(task.source)
     try:
-        for table in tables:
-            rule = table_settings.rule_for(task, table)
-            load = rule.parallel_load if rule is not None else None
-            parts = partitions.by_settings(table, load, quote_ident=quote_ident, literal=literal)
-            if parts is None and rule is not None and load is not None:
-                raise table_settings.not_partitioned(rule, table.qualified, "partitions (SQLite has none)")
-            if parts is None:
-                parts = partition_table(conn, table, task.settings.max_part_bytes, task.settings.workers)
-            table.partitions = parts
+        partition_by_settings(
+            task, tables, conn, quote_ident=quote_ident, literal=literal, native=_no_partitions, by_size=partition_table
+        )
     finally:
         lite.end(conn)
+
+
+def _no_partitions(conn: Any, table: Table, rule: table_settings.TableSettingsRule) -> list[Partition]:
+    """A ``parallel-load`` by partitions, refused: SQLite tables have none."""
+    raise table_settings.not_partitioned(rule, table.qualified, "partitions (SQLite has none)")
 
 
 def lob_columns(table: Table) -> list[str]:
@@ -140,16 +139,15 @@ def lob_columns(table: Table) -> list[str]:
 def measure_lobs(task: Any, requests: list[tuple[Table, list[str]]]) -> list[dict[str, int]]:
     """Per request, the largest value of each named column in bytes, over the rows the table's filter moves."""
     conn = lite.connect(task.source)
-    out: list[dict[str, int]] = []
     try:
-        for table, columns in requests:
-            exprs = ", ".join(f"max(length(CAST({quote_ident(c)} AS BLOB)))" for c in columns)
-            where = f" WHERE {table.filter}" if table.filter else ""
-            row = conn.execute(f"SELECT {exprs} FROM main.{quote_ident(table.name)}{where}").fetchone()
-            out.append({c: int(v) for c, v in zip(columns, row or (), strict=False) if v is not None})
+        return largest_values(
+            requests,
+            length_sql=lambda c: f"max(length(CAST({quote_ident(c)} AS BLOB)))",
+            table_sql=lambda table: f"main.{quote_ident(table.name)}",
+            one_row=lambda sql: conn.execute(sql).fetchone(),
+        )
     finally:
         lite.end(conn)
-    return out
 
 
 def _row_ref(conn: Any, table: Table) -> rf.RowRef:

@@ -1,8 +1,9 @@
 """MySQL/MariaDB as a target: schema, full load (``LOAD DATA LOCAL INFILE`` with a ledger), validation reads.
 
-One small class, :class:`MysqlTarget`, holds what a target-engine protocol needs (capabilities, schema
-conversion at plan time, ``apply_schema``, ``load_part``, the load stage, validation reads); the stages reach it
-through :func:`bulkmig.targets.target_engine` and never test the engine's name.
+One small class, :class:`MysqlTarget`, holds what the target protocol needs (capabilities, schema conversion at
+plan time, the schema sections, ``load_part``, validation reads, the replay session); the stages reach it through
+:func:`bulkmig.targets.target_for` and never test the engine's name.  The loop of each stage is the stage's own
+(``bulkmig.fullload.load``, ``bulkmig.replay.runner``).
 
 Exactly once: a part's ledger row in ``bulkmig.loaded_parts`` is inserted first, in the same InnoDB transaction as
 the part's ``LOAD DATA``; a second loader of the same part waits on that row and then finds it (duplicate key), a
@@ -15,21 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bulkmig.core import layout
-from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, TargetError
-from bulkmig.core.log import Clock, Progress, say
-from bulkmig.core.manifest import VolumeManifest, sha256_file
+from bulkmig.core.errors import ConfigError, IntegrityError, TargetError
+from bulkmig.core.log import say
+from bulkmig.core.manifest import VolumeManifest
 from bulkmig.core.model import Table
 from bulkmig.core.parquet import open_part
 from bulkmig.engines.mysql.connect import connect as mysql_connect
 from bulkmig.engines.mysql.connect import error_code, error_text
-from bulkmig.engines.mysql.target import ddl
+from bulkmig.engines.mysql.target import ddl, ledger
 from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
+from bulkmig.engines.parts import check_sealed, sealed_entry
+from bulkmig.engines.protocols import TargetBase, TargetCapabilities
 
 ER_DUP_ENTRY = 1062
 # Schema objects created only at cutover when changes are replayed (see MysqlTarget.apply_schema).
@@ -40,14 +41,6 @@ HELD_BACK = frozenset({"trigger"})
 LOAD_SESSION = (
     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO',"
     " foreign_key_checks = 0, innodb_lock_wait_timeout = 86400"
-)
-LEDGER_DDL = (
-    "CREATE DATABASE IF NOT EXISTS bulkmig",
-    "CREATE TABLE IF NOT EXISTS bulkmig.loaded_parts (volume_id varchar(64) NOT NULL,"
-    " part_key varchar(512) NOT NULL, schema_name varchar(64) NOT NULL, table_name varchar(64) NOT NULL,"
-    " part_rows bigint NOT NULL, sha256 char(64) NOT NULL, copy_format varchar(16) NOT NULL,"
-    " loaded_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (volume_id, part_key))"
-    " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 )
 
 
@@ -77,26 +70,28 @@ def _code_objects_item(conn: Any) -> Any:
     return item
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """What the stages may assume of this target (engine facts as data)."""
+# What the stages may assume of this target (bulkmig.engines.protocols.TargetCapabilities).
+CAPABILITIES = TargetCapabilities(
+    name="mysql",
+    transactional_ddl=False,  # DDL commits on its own: schema steps are recorded one by one
+    schemas_are_databases=True,  # a table's "schema" is the target database
+    max_identifier=64,
+    disables_triggers=False,  # no session_replication_role: triggers are created after the data
+    bulk_format="load-data-tsv",
+    hash_diff_sources=frozenset(),  # none: validate compares value by value (bulkmig.engines.pairing)
+    honours_renames=False,  # refused at plan: the converted DDL names the targets; no renames of it are built
+    takes_pg_dump_schema=False,
+)
 
-    name: str = "mysql"
-    transactional_ddl: bool = False  # DDL commits on its own: schema steps are recorded one by one
-    schemas_are_databases: bool = True  # a table's "schema" is the target database
-    max_identifier: int = 64
-    disables_triggers: bool = False  # no session_replication_role: triggers are created after the data
-    bulk_format: str = "load-data-tsv"
 
-
-class MysqlTarget:
+class MysqlTarget(TargetBase):
     """The MySQL/MariaDB target of one task."""
 
-    capabilities = Capabilities()
+    capabilities = CAPABILITIES
+    ledger = ledger
 
     def __init__(self, task: Any) -> None:
-        self.task = task
-        self.endpoint = task.target
+        super().__init__(task)
         if not self.endpoint.database:
             raise ConfigError(
                 f"target {self.endpoint.redacted()} names no database", "write mysql://user@host:3306/database"
@@ -128,8 +123,9 @@ class MysqlTarget:
                 "use migration_type: full-load",
             )
 
-    def check_target(self) -> str:
-        """``bulkmig check``: the target answers, takes LOCAL INFILE, and supports this source (read only)."""
+    def check_target(self, shaped: list[Table] | None = None) -> str:
+        """``bulkmig check``: the target answers, takes LOCAL INFILE, and supports this source (read only;
+        ``shaped``, the tables data-changing rules touch, are PostgreSQL's concern)."""
         self.check_source()
         conn = mysql_connect(self.endpoint)
         try:
@@ -145,10 +141,10 @@ class MysqlTarget:
             )
         return f"MySQL/MariaDB {version} at {self.endpoint.redacted()} (local_infile on)"
 
-    def schema_from_postgres(self, conn: Any, chosen: list[Any], tmp: Path, store: Any) -> Any:
+    def schema_from_postgres(self, conn: Any, chosen: list[Any], tmp: Path, store: Any, native: Any = None) -> Any:
         """A PostgreSQL source's schema for this target, converted with its assessment report (written to the
-        volume next to the plan); refuses values MySQL cannot hold.  Returns what ``plan`` keeps of pg_dump's
-        output: ``.pre_data``/``.post_data`` files and ``.skipped``."""
+        volume next to the plan); refuses values MySQL cannot hold (``native``, pg_dump's, is not used).  Returns
+        what ``plan`` keeps of pg_dump's output: ``.pre_data``/``.post_data`` files and ``.skipped``."""
         import json
         from types import SimpleNamespace
 
@@ -306,7 +302,7 @@ class MysqlTarget:
     def _refuse_occupied(self, conn: Any, statements_sql: str, volume_id: str) -> None:
         """A first load into a database that already holds one of the tables would mix two datasets."""
         cur = conn.cursor()
-        if self._has_bulkmig(cur):
+        if ledger.has_table(cur, "schema_steps"):
             cur.execute("SELECT 1 FROM bulkmig.schema_steps WHERE volume_id = %s LIMIT 1", (volume_id,))
             if cur.fetchone() is not None:
                 return  # this volume's schema is under way: the steps say what is left
@@ -327,101 +323,11 @@ class MysqlTarget:
                 "load into an empty database, or drop those tables",
             )
 
-    @staticmethod
-    def _has_bulkmig(cur: Any) -> bool:
-        cur.execute(
-            "SELECT COUNT(*) FROM information_schema.TABLES"
-            " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'schema_steps'"
-        )
-        return bool(cur.fetchone()[0])
-
     def ensure_ledger(self, conn: Any) -> None:
-        cur = conn.cursor()
-        for sql in LEDGER_DDL:
-            cur.execute(sql)
-        conn.commit()
-        cur.close()
+        ledger.ensure_ledger(conn)
 
     def loaded(self, conn: Any, volume_id: str) -> set[str]:
-        cur = conn.cursor()
-        cur.execute("SELECT part_key FROM bulkmig.loaded_parts WHERE volume_id = %s", (volume_id,))
-        keys = {r[0] for r in cur.fetchall()}
-        conn.commit()
-        cur.close()
-        return keys
-
-    # ------------------------------------------------------------------------------- status (read only)
-
-    def ledger_by_table(self, volume_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-        """Per target (schema, table): parts and rows in the load ledger and the last load time, as
-        ``bulkmig status`` shows them for a PostgreSQL target."""
-        conn = mysql_connect(self.endpoint)
-        try:
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT COUNT(*) FROM information_schema.TABLES"
-                " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'loaded_parts'"
-            )
-            if not cur.fetchone()[0]:
-                return {}
-            cur.execute(
-                "SELECT schema_name, table_name, COUNT(*), COALESCE(SUM(part_rows), 0), MAX(loaded_at)"
-                " FROM bulkmig.loaded_parts WHERE volume_id = %s GROUP BY 1, 2",
-                (volume_id,),
-            )
-            rows = cur.fetchall()
-        finally:
-            conn.close()
-        return {
-            (str(sc), str(t)): {"parts": int(n), "rows": int(r), "at": at.isoformat() if at else None}
-            for sc, t, n, r, at in rows
-        }
-
-    def status(self, volume_id: str | None) -> dict[str, Any]:
-        """The target's part of ``bulkmig status``: the same keys as for PostgreSQL (``loaded``, ``rows``,
-        ``schema_applied``, ``skipped_objects``) plus ``schema_steps``, the DDL statements finished per section
-        (MySQL DDL is not transactional, so load records each statement; see ``ddl.apply``)."""
-        by_table = self.ledger_by_table(volume_id) if volume_id else {}
-        steps: dict[str, int] = {}
-        conn = mysql_connect(self.endpoint)
-        try:
-            cur = conn.cursor()
-            if volume_id and self._has_bulkmig(cur):
-                cur.execute(
-                    "SELECT section, COUNT(*) FROM bulkmig.schema_steps WHERE volume_id = %s GROUP BY 1 ORDER BY 1",
-                    (volume_id,),
-                )
-                steps = {str(sec): int(n) for sec, n in cur.fetchall()}
-        finally:
-            conn.close()
-        return {
-            "loaded": sum(t["parts"] for t in by_table.values()),
-            "rows": sum(t["rows"] for t in by_table.values()),
-            "schema_applied": sorted(steps),
-            "schema_steps": steps,
-            "skipped_objects": [],
-        }
-
-    def replay_position(self, stream_id: str) -> tuple[int, str, Any] | None:
-        """(seq, position, applied_at) of the last batch of ``stream_id`` applied to this database, or None."""
-        conn = mysql_connect(self.endpoint)
-        try:
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT COUNT(*) FROM information_schema.TABLES"
-                " WHERE TABLE_SCHEMA = 'bulkmig' AND TABLE_NAME = 'replay_position'"
-            )
-            if not cur.fetchone()[0]:
-                return None
-            cur.execute(
-                "SELECT seq, pos, applied_at FROM bulkmig.replay_position WHERE target_db = DATABASE()"
-                " AND stream_id = %s",
-                (stream_id,),
-            )
-            row = cur.fetchone()
-        finally:
-            conn.close()
-        return (int(row[0]), str(row[1]), row[2]) if row else None
+        return ledger.loaded(conn, volume_id)
 
     def load_part(
         self,
@@ -436,19 +342,12 @@ class MysqlTarget:
     ) -> int:
         """Load one part in one transaction with its ledger row; returns rows loaded, 0 if it was loaded before."""
         key = layout.part_key(table.schema, table.name, index)
-        entry = manifest.entry(key)
-        if entry is None:
-            raise IntegrityError(f"part {key} is not in the sealed volume manifest", "re-seal and re-import the volume")
+        entry = sealed_entry(manifest, key)
         local = tmp / f"{abs(hash(key))}.parquet"
         text = tmp / f"{abs(hash(key))}.tsv"
         store.download(key, local)
         try:
-            digest, size = sha256_file(local)
-            if digest != entry.sha256 or size != entry.bytes:
-                raise IntegrityError(
-                    f"part {key} in {store.url} is damaged (sha256 or size differs from the sealed manifest)",
-                    "re-import the volume from the device (`bulkmig volume import`), or re-extract that part",
-                )
+            digest = check_sealed(store, key, local, entry)
             cur = conn.cursor()
             try:
                 cur.execute(
@@ -497,98 +396,29 @@ class MysqlTarget:
             local.unlink(missing_ok=True)
             text.unlink(missing_ok=True)
 
-    def load(self, *, workers: int | None = None, progress: bool = True) -> Any:
-        """The load stage for this target (the same steps and messages as the PostgreSQL one)."""
-        from bulkmig.core.crypto import key_for_plan
-        from bulkmig.core.retry import Reconnecting, Retry
-        from bulkmig.fullload.load import LoadReport, _schema_file, find_volume
-
-        task = self.task
-        clock = Clock()
-        store, manifest, plan = find_volume(task)
-        decrypt_with = key_for_plan(task.settings.encryption.key_file, plan.settings, plan.volume_id)
-        retry = Retry("load", task.settings.retry_timeout, hint="loaded parts are kept (ledger)")
-        conn = Reconnecting(retry, lambda: self.connect(loading=True), lambda c: c.close())
-        conn.open()
-        with tempfile.TemporaryDirectory(prefix="bulkmig-load-") as tmpname:
-            tmp = Path(tmpname)
-            pre = _schema_file(store, manifest, layout.PRE_DATA, tmp / "pre-data.sql")
-            conn.call(self.ensure_ledger)
-            retry.call(lambda: self.apply_schema(pre.read_text(), "pre-data", plan.volume_id), what="pre-data")
-            clock.lap("pre-data")
-            done = conn.call(lambda c: self.loaded(c, plan.volume_id))
-            todo = [(t, i) for t, i in plan.parts() if layout.part_key(t.schema, t.name, i) not in done]
-            report = LoadReport(plan.total_parts, 0, plan.total_parts - len(todo), 0)
-            if report.parts_skipped:
-                say(f"load: {report.parts_skipped} of {plan.total_parts} parts already loaded (ledger); skipping them")
-            if todo:
-                self._load_parts(store, manifest, plan, todo, tmp, workers, progress, report, retry, decrypt_with)
-            clock.lap("parts")
-            done = conn.call(lambda c: self.loaded(c, plan.volume_id))
-            missing = [k for k in (layout.part_key(t.schema, t.name, i) for t, i in plan.parts()) if k not in done]
-            if missing:
-                raise TargetError(f"{len(missing)} parts are not loaded (first: {missing[0]})", "rerun `bulkmig load`")
-            post = _schema_file(store, manifest, layout.POST_DATA, tmp / "post-data.sql")
-            retry.call(lambda: self.apply_schema(post.read_text(), "post-data", plan.volume_id), what="post-data")
-            clock.lap("post-data")
-        conn.close()
-        say(
-            f"load: {report.parts_loaded} parts, {report.rows:,} rows loaded into {self.endpoint.redacted()} "
-            f"({clock.render()})"
-        )
-        return report
-
-    def _load_parts(
-        self,
-        store: Any,
-        manifest: VolumeManifest,
-        plan: Any,
-        todo: list[tuple[Table, int]],
-        tmp: Path,
-        workers: int | None,
-        progress: bool,
-        report: Any,
-        retry: Any,
-        decrypt_with: Any,
-    ) -> None:
-        from bulkmig.core.retry import Reconnecting
-        from bulkmig.core.workers import Pool
-
-        sizes = {e.key: e.bytes for e in manifest.files}
-        total = sum(sizes.get(layout.part_key(t.schema, t.name, i), 0) for t, i in todo)
-        bar = Progress("load", len(todo), total) if progress else None
-        lock = threading.Lock()
-
-        def open_worker() -> Reconnecting[Any]:
-            return Reconnecting(retry, lambda: self.connect(loading=True), lambda c: c.close())
-
-        def one(worker: Reconnecting[Any], item: tuple[Table, int]) -> None:
-            table, index = item
-            rows = worker.call(
-                lambda c: self.load_part(c, store, manifest, plan, table, index, tmp, decrypt_with),
-                what=f"{table.qualified} part {index}",
-            )
-            with lock:
-                report.parts_loaded += 1
-                report.rows += rows
-            if bar:
-                bar.advance(parts=1, rows=rows, nbytes=sizes.get(layout.part_key(table.schema, table.name, index), 0))
-
-        def wrap(item: tuple[Table, int], exc: Exception) -> BaseException:
-            if isinstance(exc, BulkmigError):
-                return exc
-            table, index = item
-            return TargetError(
-                f"loading {table.qualified} part {index} failed: {error_text(exc)}",
-                "fix the cause and rerun `bulkmig load` (loaded parts are kept)",
-            )
-
-        pool: Pool[tuple[Table, int], Reconnecting[Any]] = Pool("load", open_worker, Reconnecting.close, wrap)
+    def apply_pre_data(self, pre: Path, volume_id: str) -> None:
+        """The load ledger, then the tables (once per volume, statement by statement: see :meth:`apply_schema`)."""
+        conn = self.connect()
         try:
-            pool.run(todo, workers or self.task.settings.workers, one)
+            self.ensure_ledger(conn)
         finally:
-            if bar:
-                bar.finish()
+            conn.close()
+        self.apply_schema(pre.read_text(), "pre-data", volume_id)
+
+    def apply_post_data(self, post: Path, volume_id: str, jobs: int = 1) -> None:
+        """Secondary indexes and foreign keys after the data, then views, routines and (without CDC) triggers."""
+        self.apply_schema(post.read_text(), "post-data", volume_id)
+
+    def after_post_data(self, conn: Any, plan: Any) -> list[str]:
+        """Nothing follows post-data here: names are the target's from the start, AUTO_INCREMENT counters are in
+        the tables' DDL (and set again at cutover)."""
+        return []
+
+    def analyze(self, conn: Any, tables: list[Table]) -> None:
+        """Nothing: InnoDB samples a table's statistics by itself once a tenth of its rows changed."""
+
+    def error_text(self, exc: BaseException) -> str:
+        return error_text(exc)
 
     # ------------------------------------------------------------------------------- validation reads
 
@@ -599,8 +429,12 @@ class MysqlTarget:
         by_name = {c.name: c for c in table.columns}
         if self.task.source.engine == "mysql":
             exprs = [source_expression(c).replace(quote_ident(c.name), quote_ident(c.target), 1) for c in columns]
-        else:  # a foreign read_as is the source's own SQL: the target's columns are read as they are
-            exprs = [quote_ident(c.target) for c in columns]
+        else:  # a foreign read_as is the source's own SQL: the target's columns are read as they are, a FLOAT
+            # widened to the double it is exactly (MySQL's text for a FLOAT keeps 6 digits)
+            exprs = [
+                f"({quote_ident(c.target)} + 0E0)" if c.arrow_type == "float32" else quote_ident(c.target)
+                for c in columns
+            ]
         name = quote_ident(table.target_name or table.name)
         sql = f"SELECT {', '.join(exprs)} FROM {quote_ident(self.endpoint.database)}.{name}"
         if where:
@@ -624,7 +458,7 @@ class MysqlTarget:
         return ReplayTarget(self, **session)
 
     def compare(self, task: Any, table: Table) -> Any:
-        """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.validation.compare.Tally``."""
+        """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.engines.pairing.Tally``."""
         from bulkmig.engines.mysql.target.compare import compare_table
 
         return compare_table(task, self, table)

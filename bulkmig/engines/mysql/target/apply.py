@@ -26,7 +26,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from bulkmig.core.errors import BulkmigError, ConfigError, IntegrityError, TargetError
+from bulkmig.cdc.batch import check_next
+from bulkmig.core.errors import BulkmigError, ConfigError, TargetError
 from bulkmig.core.log import say
 from bulkmig.core.model import Table
 from bulkmig.engines.mysql.binlog import in_snapshot
@@ -169,7 +170,7 @@ class ReplayTarget:
         raise AssertionError("unreachable")
 
     def _apply(self, batch: Any, stream_id: str, *, accept_drift: bool, exact: bool) -> Any:
-        from bulkmig.replay.apply import ApplyStats
+        from bulkmig.cdc.applying import ApplyStats
 
         stats = ApplyStats(changes=batch.rows)
         where = ""
@@ -181,17 +182,7 @@ class ReplayTarget:
                 (stream_id,),
             )
             row = cur.fetchone()
-            if row is not None and row[0] >= batch.seq:
-                raise TargetError(
-                    f"batch {batch.seq} of stream {stream_id} is already applied (the target is at batch {row[0]})",
-                    "another replayer ran at the same time; rerun `bulkmig replay`",
-                )
-            if row is not None and row[0] + 1 != batch.seq:
-                raise IntegrityError(
-                    f"the target is at batch {row[0]} of stream {stream_id}, the next one to apply would be "
-                    f"{batch.seq}",
-                    "something else changed bulkmig.replay_position; restore it or start over",
-                )
+            check_next(row[0] if row is not None else None, batch.seq, stream_id)
             for tc in batch.tables:
                 table = self.tables.get((tc.schema, tc.table))
                 if table is None or not tc.rows:

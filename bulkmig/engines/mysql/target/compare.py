@@ -1,5 +1,5 @@
 """Validation reads on a MySQL/MariaDB target: the rows of one table streamed from source and target and
-paired value by value with :mod:`bulkmig.validation.compare`'s merge / hash join, into the same report as → PostgreSQL.
+paired value by value with :mod:`bulkmig.engines.pairing`'s merge / hash join, into the same report as → PostgreSQL.
 
 The target is read with the MySQL source's own expressions and normalisers (``engines/mysql/compare.py``), so
 for MySQL → MySQL both sides go through the very same canonical form and any difference is a real one.
@@ -7,13 +7,15 @@ for MySQL → MySQL both sides go through the very same canonical form and any d
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 from bulkmig.core.canonical import canonical, per_column
 from bulkmig.core.model import Table
 from bulkmig.engines.mysql import compare as mysql_compare
-from bulkmig.validation.compare import ORDERED_LOGICAL, Tally, _OutOfOrder, _stream, engine_module, hash_join, merge
+from bulkmig.engines.pairing import ORDERED_LOGICAL, RowStreams, Tally, engine_module, pair_streams, stream_rows
 
 
 def compare_table(task: Any, target: Any, table: Table) -> Tally:
@@ -54,28 +56,17 @@ def compare_table(task: Any, target: Any, table: Table) -> Tally:
         raise LookupError(name)
     expected = max(int(found[0][0] or 0), table.estimated_rows)
 
-    def run(ordered: bool) -> Tally:
-        method = "merge" if ordered else ("multiset" if key_idx is None else "hash")
-        result = Tally(tally.columns, single_key=tally.single_key, method=method)
+    @contextlib.contextmanager
+    def streams(ordered: bool) -> Iterator[RowStreams]:
         src = source.connect(task.source)
         dst = mysql_compare.connect(task.target)
         try:
             s_cur = source.cursor(src) if hasattr(source, "cursor") else src.cursor()
-            s_rows = _stream(s_cur, source.select_sql(table, columns, ordered), source.row_normaliser(columns))
-            t_rows = _stream(dst.cursor(), target.select_sql(table, columns, ordered, where), target_norm)
-            if ordered:
-                assert key_idx is not None
-                merge(s_rows, t_rows, key_idx, result)
-            else:
-                hash_join(s_rows, t_rows, key_idx, result, expected)
-            return result
+            s_rows = stream_rows(s_cur, source.select_sql(table, columns, ordered), source.row_normaliser(columns))
+            t_rows = stream_rows(dst.cursor(), target.select_sql(table, columns, ordered, where), target_norm)
+            yield s_rows, t_rows
         finally:
             dst.close()
             src.close()
 
-    if mergeable:
-        try:
-            return run(True)
-        except _OutOfOrder:
-            pass
-    return run(False)
+    return pair_streams(tally, key_idx, mergeable, expected, streams)

@@ -26,6 +26,7 @@ from bulkmig.core.model import Column
 NULL = pa.scalar(b"\\N", pa.large_binary())
 _TAB = pa.scalar(b"\t", pa.large_binary())
 _LF = pa.scalar(b"\n", pa.large_binary())
+_EMPTY = pa.scalar(b"", pa.large_binary())
 # Escapes, backslash first so the others' backslashes are not doubled again.
 _ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\x00", b"\\0"))
 
@@ -91,6 +92,21 @@ def load_sql(path: str, table: tuple[str, str], columns: list[LoadColumn]) -> st
     return sql
 
 
+def _needs_no_escapes(t: pa.DataType) -> bool:
+    """Whether the text of every value of ``t`` is made of digits, signs, '.', ':', '-', 'e' and spaces only: then
+    it never holds a character the file must escape, and the four escape passes are skipped (about half of
+    encoding a numeric or date column)."""
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_time(t)
+    )
+
+
 def _as_text(array: pa.Array, name: str) -> pa.Array:
     """One column as binary text values (nulls kept as nulls)."""
     t = array.type
@@ -100,6 +116,7 @@ def _as_text(array: pa.Array, name: str) -> pa.Array:
     if pa.types.is_dictionary(t):
         array = array.dictionary_decode()
         t = array.type
+    plain = _needs_no_escapes(t)
     if pa.types.is_boolean(t):
         array = pc.cast(array, pa.int8())
     elif pa.types.is_floating(t):
@@ -123,7 +140,7 @@ def _as_text(array: pa.Array, name: str) -> pa.Array:
         array = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
     if pa.types.is_binary(array.type):
         array = pc.cast(array, pa.large_binary())
-    for old, new in _ESCAPES:
+    for old, new in () if plain else _ESCAPES:
         array = pc.replace_substring(array, old, new)
     return array
 
@@ -136,8 +153,7 @@ def encode_batch(batch: pa.RecordBatch, names: list[str]) -> memoryview:
         return memoryview(b"")
     cols = [pc.fill_null(_as_text(batch.column(i), names[i]), NULL) for i in range(batch.num_columns)]
     lines = pc.binary_join_element_wise(*cols, _TAB)
-    end = pa.array([b""] * batch.num_rows, pa.large_binary())
-    lines = pc.binary_join_element_wise(lines, end, _LF)  # "a\tb" + "\n" + ""
+    lines = pc.binary_join_element_wise(lines, _EMPTY, _LF)  # "a\tb" + "\n" + "" (the scalar is broadcast)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
     start, stop = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
     return memoryview(lines.buffers()[2])[start:stop]

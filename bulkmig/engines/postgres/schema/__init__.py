@@ -6,8 +6,8 @@ functions, aggregates, triggers, rules, policies, comments...) and the order the
 We only decide *when* each part runs, and *which* part, for a table subset:
 
 * ``pre-data.sql``: types, functions, sequences, tables with defaults, generated and identity columns,
-  check constraints, views, materialized views (``WITH NO DATA``), comments — and the primary keys,
-  which the issue asks for before the data (see :data:`PRIMARY_KEYS_FIRST`).
+  check constraints, views, materialized views (``WITH NO DATA``), comments — and the primary keys when
+  ``settings.schema.primary_keys`` is ``before`` (by default they are post-data's, see :data:`PRIMARY_KEYS_FIRST`).
 * ``post-data.sql``: unique constraints, secondary indexes, foreign keys, triggers, rules, policies, then
   ``REFRESH MATERIALIZED VIEW`` for every materialized view that was populated on the source.
   Triggers and foreign keys do not exist while rows arrive, so they can neither fire nor slow the load.
@@ -38,7 +38,7 @@ every user), and a database name holding ``=`` is never misread as a connection 
 
 from __future__ import annotations
 
-from bulkmig.engines.postgres.schema.apply import apply_schema, created_tables, statement_spans
+from bulkmig.engines.postgres.schema.apply import INDEX_BUILD_MEMORY, apply_schema, created_tables, statement_spans
 from bulkmig.engines.postgres.schema.common import (
     BULKMIG_SCHEMA,
     MARKER_TABLE,
@@ -54,6 +54,7 @@ from bulkmig.engines.postgres.schema.tools import _knows_restrict, connect_env, 
 
 __all__ = [
     "BULKMIG_SCHEMA",
+    "INDEX_BUILD_MEMORY",
     "MARKER_TABLE",
     "POST_DATA",
     "PRE_DATA",

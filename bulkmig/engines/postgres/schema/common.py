@@ -15,10 +15,10 @@ BULKMIG_SCHEMA = "bulkmig"
 MARKER_TABLE = "schema_applied"
 _SKIP_SCHEMAS = ("pg_catalog", "information_schema", BULKMIG_SCHEMA)
 
-# The issue wants tables *and primary keys* before the data: rows then meet their key as they arrive,
-# so a duplicate stops the load at the part that carries it instead of failing the whole post-data
-# section hours later.  pg_restore's own order (keys after the data) is faster to load; pass
-# ``primary_keys_first=False`` to :func:`dump_schema` for it.
+# Where dump_schema puts the primary keys when its caller does not say.  With the keys in pre-data, rows meet
+# their key as they arrive, so a duplicate stops the load at the part that carries it; in post-data (pg_restore's
+# order) the server builds each key once, sorted, which loads narrow tables ~1.5x faster.  plan always passes
+# the task's settings.schema.primary_keys (default "after"); this default is kept for direct callers.
 PRIMARY_KEYS_FIRST = True
 
 # One advisory lock for every schema section, so two loaders started at once apply a section once.

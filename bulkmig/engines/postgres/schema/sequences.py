@@ -12,12 +12,12 @@ from psycopg import sql
 from bulkmig.core.errors import SourceError
 from bulkmig.engines.postgres.schema.common import _SKIP_SCHEMAS
 from bulkmig.engines.postgres.schema.dump import _kept_tables
-from bulkmig.engines.postgres.sql import literal, qualified
+from bulkmig.engines.postgres.sql import FROM_USER_RELATIONS, literal, qualified
 
 # ----------------------------------------------------------------------------------------- sequences
 
 
-_SEQUENCES_SQL = """
+_SEQUENCES_SQL = f"""
 SELECT n.nspname, c.relname,
        (SELECT d.refobjid FROM pg_depend d
         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
@@ -28,13 +28,8 @@ SELECT n.nspname, c.relname,
                AND d.refobjid = c.oid
                AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass
                                AND i.objid = c.oid AND i.deptype = 'i')) AS used_by
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'S'
-  AND n.nspname <> ALL (%(skip)s)
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid
-                  AND e.deptype = 'e')
+{FROM_USER_RELATIONS}
+  AND c.relkind = 'S'
 ORDER BY 1, 2
 """
 

@@ -1,7 +1,7 @@
 """Replay's row-wise compaction: a table's changes in one batch folded to steps, one Python object a change.
 
 Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runner`.  The set-based apply
-of keyed tables uses :mod:`bulkmig.replay.net` (column-wise) instead of :func:`compact`; what is used from
+of keyed tables uses :mod:`bulkmig.cdc.net` (column-wise) instead of :func:`compact`; what is used from
 here is the key-less path (:func:`keyless_steps`) and the one-by-one path's key helpers.  :func:`compact`
 (segments split at key changes) is the earlier row-wise design, kept with its unit tests as a second,
 independent statement of the per-key rules.

@@ -1,4 +1,4 @@
-"""Compare one table across engines (a MySQL/MariaDB or SQLite source, the PostgreSQL target), value by value.
+"""Compare one table across engines (a MySQL/MariaDB or SQLite source, or a MySQL/MariaDB target), value by value.
 
 PostgreSQL → PostgreSQL validation lets both servers hash the same canonical row text; across engines there
 is no common text (MySQL prints ``1.5``, ``0000-00-00``, ``a,c``; PostgreSQL ``1.50``, NULL, ``{a,c}``), so
@@ -22,12 +22,14 @@ and rows are paired by primary key:
   multisets of rows (a digest per canonical row, counted).
 
 Each engine's quirks (what to SELECT, how its driver hands values over) live in
-``bulkmig/engines/<engine>/compare.py``; this module holds what is common: the canonical forms, the pairing
-and the tally.  :func:`compare_foreign` is what ``bulkmig validate`` calls for a foreign source.
+``bulkmig/engines/<engine>/compare.py`` (a source's side) and ``engines/<engine>/target/compare.py`` (a target's:
+its ``compare`` is what ``bulkmig validate`` calls); this module holds what is common: the pairing and the tally
+(the canonical forms are ``bulkmig.core.canonical``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import math
@@ -43,15 +45,10 @@ from typing import Any
 from bulkmig.core.canonical import (
     Converted,
     RowNormaliser,
-    canonical,
     canonical_decimal,
     key_text,
-    per_column,
     show,
 )
-from bulkmig.core.model import Column, Table
-from bulkmig.engines.postgres.connect import connect as pg_connect
-from bulkmig.engines.postgres.sql import ident, qualified
 
 CHUNK_ROWS = 10_000  # rows fetched per round trip on each side
 BUCKET_ROWS = 200_000  # rows held in memory at once when pairing through a dict
@@ -64,30 +61,6 @@ ORDERED_LOGICAL = frozenset({"integer", "decimal", "bool", "date", "timestamp", 
 
 # Source engine -> the module holding its side of the comparison (``connect``, ``select_sql``, ``row_normaliser``).
 ENGINE_MODULES = {"mysql": "bulkmig.engines.mysql.compare", "sqlite": "bulkmig.engines.sqlite.compare"}
-
-
-# ------------------------------------------------------------------------------------------ the target side
-
-
-def target_expression(column: Column) -> str:
-    """What to SELECT on PostgreSQL for the column: types psycopg does not hand over as plain values are
-    read as text (then parsed like the source's text), time as interval (so 24:00:00 fits)."""
-    col = ident(column.target)
-    logical, ttype = column.logical_type, (column.target_type or "").lower()
-    if logical in ("time", "interval"):
-        return f"{col}::interval"
-    if logical == "geometry" and ttype.startswith("geometry"):
-        return f"ST_AsBinary({col})"
-    if logical == "array":
-        return f"{col}::text[]"
-    if logical in ("json", "bits", "uuid", "network", "enum") or logical not in _PLAIN_LOGICAL:
-        return f"{col}::text"
-    return col
-
-
-_PLAIN_LOGICAL = frozenset(
-    {"integer", "bool", "decimal", "float", "text", "binary", "geometry", "date", "timestamp", "timestamptz"}
-)
 
 
 # ------------------------------------------------------------------------------------------ the tally
@@ -129,17 +102,18 @@ class Tally:
 
     def missing_row(self, key: Any, row: tuple[Any, ...], count: int = 1) -> None:
         self.missing += count
-        text = self.key_text(key)
-        self._key(text)
-        if len(self.differences) < MAX_SHOWN:
-            self.differences.append({"key": text, "kind": "missing on target", "row": _show_row(self.columns, row)})
+        self._row_difference("missing on target", key, row)
 
     def extra_row(self, key: Any, row: tuple[Any, ...], count: int = 1) -> None:
         self.extra += count
+        self._row_difference("extra on target", key, row)
+
+    def _row_difference(self, kind: str, key: Any, row: tuple[Any, ...]) -> None:
+        """A whole row on one side only: its key kept, and the row shown while there is room."""
         text = self.key_text(key)
         self._key(text)
         if len(self.differences) < MAX_SHOWN:
-            self.differences.append({"key": text, "kind": "extra on target", "row": _show_row(self.columns, row)})
+            self.differences.append({"key": text, "kind": kind, "row": _show_row(self.columns, row)})
 
     def convert(self, column: str, value: Converted, key: Any) -> None:
         self.converted += 1
@@ -386,69 +360,38 @@ def engine_module(engine: str) -> Any:
         raise ValueError(f"no cross-engine comparison for {engine!r} sources") from None
 
 
-def _stream(cursor: Any, sql: str, normalise: RowNormaliser) -> Iterator[tuple[Any, ...]]:
+def stream_rows(cursor: Any, sql: str, normalise: RowNormaliser) -> Iterator[tuple[Any, ...]]:
     cursor.execute(sql)
     while chunk := cursor.fetchmany(CHUNK_ROWS):
         for row in chunk:
             yield normalise(row)
 
 
-def target_select(table: Table, columns: list[Column], ordered: bool) -> str:
-    schema, name = table.target_qualified
-    sql = f"SELECT {', '.join(target_expression(c) for c in columns)} FROM {qualified(schema, name)}"
-    if ordered and table.primary_key:
-        by_name = {c.name: c for c in table.columns}
-        sql += " ORDER BY " + ", ".join(ident(by_name[k].target) for k in table.primary_key)
-    return sql
+RowStreams = tuple[Iterator[tuple[Any, ...]], Iterator[tuple[Any, ...]]]
 
 
-def compare_foreign(task: Any, table: Table) -> Tally:
-    """Stream the table from the source and the target and pair the rows; see the module docstring.
-
-    Raises :class:`LookupError` when the target has no such table (the caller reports it).
-    """
-    engine = engine_module(task.source.engine)
-    columns = table.copied_columns
-    tally = Tally([c.target for c in columns], single_key=len(table.primary_key) == 1)
-    position = {c.name: i for i, c in enumerate(columns)}
-    key_idx = [position[k] for k in table.primary_key] if table.primary_key else None
-    source_norm = engine.row_normaliser(columns)
-    target_norm = per_column([canonical(c) for c in columns])
-    by_name = {c.name: c for c in table.columns}
-    mergeable = key_idx is not None and all(by_name[k].logical_type in ORDERED_LOGICAL for k in table.primary_key)
-
-    dst = pg_connect(task.target, autocommit=True)
-    try:
-        found = dst.execute("SELECT to_regclass(%s)", (qualified(*table.target_qualified),)).fetchone()[0]
-        if found is None:
-            raise LookupError(".".join(table.target_qualified))
-        (estimate,) = dst.execute(
-            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
-            (qualified(*table.target_qualified),),
-        ).fetchone()
-    finally:
-        dst.close()
-    expected = max(int(estimate or 0), table.estimated_rows)
+def pair_streams(
+    tally: Tally,
+    key_idx: list[int] | None,
+    mergeable: bool,
+    expected: int,
+    streams: Callable[[bool], contextlib.AbstractContextManager[RowStreams]],
+) -> Tally:
+    """Pair a table's source and target rows into a fresh :class:`Tally` like ``tally``: by a merge of both sides
+    in key order when the key sorts alike on both (``mergeable``), else (or when the merge finds rows out of
+    order) by a hash join on the key, or a multiset of whole rows without one.  ``streams(ordered)`` opens the
+    two normalised row streams, ordered by the key or not, and closes their connections after."""
 
     def run(ordered: bool) -> Tally:
         method = "merge" if ordered else ("multiset" if key_idx is None else "hash")
         result = Tally(tally.columns, single_key=tally.single_key, method=method)
-        src = engine.connect(task.source)
-        dst = pg_connect(task.target)
-        try:
-            s_cur = src.cursor()
-            t_cur = dst.cursor(name="bulkmig_validate")
-            s_rows = _stream(s_cur, engine.select_sql(table, columns, ordered), source_norm)
-            t_rows = _stream(t_cur, target_select(table, columns, ordered), target_norm)
+        with streams(ordered) as (s_rows, t_rows):
             if ordered:
                 assert key_idx is not None
                 merge(s_rows, t_rows, key_idx, result)
             else:
                 hash_join(s_rows, t_rows, key_idx, result, expected)
-            return result
-        finally:
-            dst.close()
-            src.close()
+        return result
 
     if mergeable:
         try:

@@ -1,6 +1,7 @@
-"""The target's view of a replayed table: its columns and key as the target has them now.
+"""A PostgreSQL target's view of a replayed table: its columns and key as the target has them now.
 
-Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runner`.
+What replay (:mod:`.apply`) and the ``dms-s3://`` reader plan their statements on; the why of replay is in
+:mod:`bulkmig.replay.runner`.
 """
 
 from __future__ import annotations

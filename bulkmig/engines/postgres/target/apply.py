@@ -1,6 +1,8 @@
-"""Applying one batch's steps to the target in one transaction: bulk, change by change, key-less, drift.
+"""Applying one batch's steps to the target in one transaction: bulk, change by change, key-less
+(schema drift first: :mod:`bulkmig.engines.postgres.target.drift`).
 
-Part of :mod:`bulkmig.replay`; the why of replay is in :mod:`bulkmig.replay.runner`.
+PostgreSQL's apply for replay (:mod:`.replay` opens the session); the why of replay is in
+:mod:`bulkmig.replay.runner`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -16,7 +17,19 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from psycopg import errors as pgerrors
 
+from bulkmig.cdc.applying import ApplyStats, TableMark
 from bulkmig.cdc.batch import Batch, TableChanges
+from bulkmig.cdc.compact import (
+    Key,
+    KeyChange,
+    RowChange,
+    RowInsert,
+    _key_values,
+    after_last_truncate,
+    keyless_steps,
+)
+from bulkmig.cdc.net import NetChanges, col, net_changes, old, only_inserts
+from bulkmig.cdc.position import lsn_or_none
 from bulkmig.config.task import Task
 from bulkmig.core.errors import (
     BulkmigError,
@@ -27,28 +40,12 @@ from bulkmig.core.errors import (
 )
 from bulkmig.core.log import say
 from bulkmig.engines.postgres.sql import ident
-from bulkmig.replay.compact import (
-    Key,
-    KeyChange,
-    RowChange,
-    RowInsert,
-    _key_values,
-    after_last_truncate,
-    keyless_steps,
-)
-from bulkmig.replay.marks import TableMark, _in_snapshot
-from bulkmig.replay.net import NetChanges, col, net_changes, old, only_inserts
-from bulkmig.replay.stream import _lsn
-from bulkmig.replay.target import TablePlan, TargetTable, _p, read_target_table
+from bulkmig.engines.postgres.target.drift import apply_drift
+from bulkmig.engines.postgres.target.tables import TablePlan, TargetTable, _p, read_target_table
 
 # Errors the bulk path can meet only because compaction reorders changes across keys; the batch is
 # then replayed change by change in source order.
 REORDER_ERRORS = (pgerrors.UniqueViolation, pgerrors.ExclusionViolation, pgerrors.CardinalityViolation)
-# A column default that is a constant (how pg_get_expr prints one): the same value on every existing row.
-_LITERAL_DEFAULT = re.compile(
-    r"^\(?(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|NULL|'(?:[^']|'')*')\)?"
-    r"(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\(\d+(?:,\d+)?\))?(?:\[\])*)?$"
-)
 
 
 # Key types whose equality is the equality of their text output, which compaction compares (see
@@ -62,14 +59,6 @@ _TEXT_KEY_TYPES = re.compile(
 MAX_TEMPS = 64
 
 # ============================================================================================ apply
-
-
-@dataclass
-class ApplyStats:
-    changes: int = 0  # change rows in the batch
-    statements: int = 0
-    skipped: int = 0  # changes the rows loaded from the volume already hold (TableMark)
-    missing: int = 0  # updates/deletes that found no row (delete-if-present is fine; updates are counted)
 
 
 class Applier:
@@ -113,6 +102,10 @@ class Applier:
         it created, or a schema change)."""
         self._tables.clear()
         self._temps.clear()
+
+    def forget_table(self, schema: str, table: str) -> None:
+        """Drop one target table's cached catalog (its columns changed: :mod:`.drift`)."""
+        self._tables.pop((schema, table), None)
 
     def target_names(self, schema: str, table: str) -> tuple[str, str]:
         if self.names_are_target:
@@ -203,9 +196,13 @@ class Applier:
         self._ordinals = {}
         where = ""
         try:
-            self.apply_drift(batch, accept_drift)
+            apply_drift(self, batch, accept_drift)
             plans = []
-            marked = self._marks_below is not None and _in_snapshot(_lsn(batch.first_pos), self._marks_below)
+            marked = False
+            if self._marks_below is not None and (first := lsn_or_none(batch.first_pos)) is not None:
+                from bulkmig.engines.mysql.binlog import in_snapshot  # only MySQL streams have marks
+
+                marked = in_snapshot(first, self._marks_below)
             for t in batch.tables:
                 if t.count and self.selected(t.schema, t.table):
                     where = f" into {t.schema}.{t.table}"
@@ -266,7 +263,7 @@ class Applier:
     def _ordinal(self, pos: str) -> int:
         found = self._ordinals.get(pos)
         if found is None:
-            found = _lsn(pos)
+            found = lsn_or_none(pos)
             if found is None:
                 raise IntegrityError(f"a change batch row has position {pos!r}", "expected an LSN like 2A/4D2")
             self._ordinals[pos] = found
@@ -276,81 +273,6 @@ class Applier:
         stats.statements += 1
         cur = self.conn.execute(statement, params)
         return cur.rowcount
-
-    # ------------------------------------------------------------------ drift
-
-    def apply_drift(self, batch: Batch, accept: bool) -> None:
-        """Add new columns; refuse every other change unless the operator accepted this batch's drift."""
-        if accept:
-            self.forget()  # the operator changed the target by hand
-        refused: list[tuple[dict[str, object], str]] = []
-        for change in batch.schema_changes:
-            schema, table = str(change.get("schema", "")), str(change.get("table", ""))
-            kind, column = str(change.get("kind", "")), change.get("column")
-            if not self.selected(schema, table):
-                continue
-            if kind == "column_added" and isinstance(column, str):
-                problem = self._add_column(batch, schema, table, column, change, accept)
-                if problem:
-                    refused.append((change, problem))
-            elif not accept:
-                refused.append((change, _describe(change)))
-        if refused:
-            first = refused[0][0]
-            what = "; ".join(text for _, text in refused)
-            raise TargetError(
-                f"schema drift in batch {batch.seq} on table {first.get('schema')}.{first.get('table')}: {what}. "
-                "Replay cannot apply this safely and applied nothing of this batch",
-                "apply the same change to the target by hand (ALTER TABLE …), then rerun "
-                "`bulkmig replay --skip-drift-check` (it accepts the drift of this batch only); "
-                "or start again with a new full load",
-            )
-
-    def _add_column(
-        self, batch: Batch, schema: str, table: str, column: str, change: dict[str, object], accept: bool
-    ) -> str | None:
-        """``ADD COLUMN IF NOT EXISTS``; returns why not, when it cannot be done safely.
-
-        A source ``ADD COLUMN … DEFAULT`` fills the existing rows without a single change in the stream,
-        so the target must get the same default: done for a literal (``0``, ``'x'::text``, ``false``),
-        refused for an expression (``now()``, ``nextval(…)``), whose value on the source rows replay
-        cannot know.
-        """
-        mapped = self.target_columns(schema, table, [column])
-        if column not in mapped:
-            return None  # the mappings do not move this column
-        # The table's own type list in this batch is the most precise; the drift record is the fallback.
-        typ = str(change.get("type") or "")
-        for t in batch.tables:
-            if (t.schema, t.table) == (schema, table) and column in t.columns:
-                typ = t.types[t.columns.index(column)] or typ
-        target = self.target_table(schema, table)
-        where = f"{target.schema}.{target.name}"
-        name = mapped[column]
-        default = change.get("default")
-        extra = ""
-        if default is not None and not accept:
-            if not isinstance(default, str) or not _LITERAL_DEFAULT.match(default):
-                return (
-                    f"column {column!r} was added with DEFAULT {default}, which gave the existing source rows values "
-                    "replay cannot know"
-                )
-            extra = f" DEFAULT {default}" + (" NOT NULL" if change.get("not_null") else "")
-        try:
-            with self.conn.transaction():  # a savepoint: to_regtype raises on a malformed name
-                known = self.conn.execute("SELECT to_regtype(%s)", (typ,)).fetchone()
-        except psycopg.Error:
-            known = None
-        if not typ or known is None or known[0] is None:
-            raise TargetError(
-                f"column {column!r} was added to {where} on the source with type {typ!r}, "
-                "which the target does not know",
-                "create the type on the target, add the column by hand, then rerun `bulkmig replay --skip-drift-check`",
-            )
-        self.conn.execute(f"ALTER TABLE {target.sql} ADD COLUMN IF NOT EXISTS {ident(name)} {typ}{extra}")
-        say(f"replay: batch {batch.seq}: added column {name!r} ({typ}{extra}) to {where}")
-        self._tables.pop((target.schema, target.name), None)
-        return None
 
     # ------------------------------------------------------------------ keyed tables, set-based
 
@@ -414,7 +336,7 @@ class Applier:
         return None
 
     def apply_bulk(self, plan: TablePlan, stats: ApplyStats) -> None:
-        """Set-based: the batch's net change per key (:mod:`bulkmig.replay.net`), then per table one COPY
+        """Set-based: the batch's net change per key (:mod:`bulkmig.cdc.net`), then per table one COPY
         into a temp table and one statement per kind of change, in an order in which no statement sees a
         key twice: read the rows moved by key changes, delete, update, upsert whole rows, insert the moved
         rows.  A key updated to another key's old value is a delete and an insert, and never collides.
@@ -426,7 +348,7 @@ class Applier:
 
         Falls back to :meth:`apply_exact` (one change at a time, in order) for a table where the result
         is not proven the same: see :meth:`not_set_based` and, for a batch that changes keys, ``carried``
-        in :func:`~bulkmig.replay.net.net_changes`.
+        in :func:`~bulkmig.cdc.net.net_changes`.
         """
         t = plan.table
         why = self.not_set_based(plan)
@@ -687,12 +609,3 @@ def _pq(table: TargetTable) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _describe(change: dict[str, object]) -> str:
-    """Capture's own words for a schema change (``detail``), else built from its kind and column."""
-    if change.get("detail"):
-        return str(change["detail"])
-    kind = str(change.get("kind", "?")).replace("_", " ")
-    column = change.get("column")
-    return f"column {column!r} {kind.removeprefix('column ')}" if column else kind

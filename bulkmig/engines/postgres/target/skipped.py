@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bulkmig.convert.expressions import SKIPPED_TABLE
 from bulkmig.core import layout
 from bulkmig.engines.postgres.schema import BULKMIG_SCHEMA
 from bulkmig.engines.postgres.sql import literal
+
+# The table where guarded post-data statements PostgreSQL refused are recorded (convert.expressions.guarded).
+SKIPPED_TABLE = "skipped_objects"
 
 
 @dataclass(frozen=True)
