@@ -434,7 +434,10 @@ class CaptureSession:
         last_move, last_beat = now, None
         asked_at: float | None = None  # when a status update asked the server for a reply
         since: float | None = None  # when the oldest thing not yet committed was taken
-        caught_up = 0  # the highest keepalive position seen between transactions
+        # The highest position the stream itself has shown: a unit's end, a keepalive between transactions.
+        # A one-pass ends on it, not on pending_ack: after a crash pending_ack starts at the durable batch's end,
+        # and the slot has yet to send again what lies before it (those transactions are skipped, and counted).
+        streamed = 0
         captured = self.captured
         with collector_paused():
             while True:
@@ -448,12 +451,13 @@ class CaptureSession:
                         unit = feed(decode(payload, lsn))
                         if unit is not None:
                             take(unit)
+                            streamed = max(streamed, unit.lsn if unit.__class__ is LogicalMessage else unit.end_lsn)  # type: ignore[union-attr]
                             if self.builder.rows >= max_changes:
                                 self.commit()
                         continue
                     wal_end, reply = item  # type: ignore[misc]
-                    if not assembler.in_transaction and wal_end > caught_up:
-                        caught_up = wal_end
+                    if not assembler.in_transaction and wal_end > streamed:
+                        streamed = wal_end
                     if reply:
                         if not assembler.in_transaction:
                             self.commit(keepalive=wal_end, urgent=True)  # confirmed once durable, a moment later
@@ -470,7 +474,7 @@ class CaptureSession:
                     since = None  # committed meanwhile (a full batch)
                 elif since is None:
                     since = now
-                reached = horizon is not None and max(self.pending_ack, caught_up) >= horizon
+                reached = horizon is not None and streamed >= horizon
                 if pending and (
                     reached
                     or now - since >= poll_interval  # type: ignore[operator]
