@@ -146,7 +146,7 @@ def test_full_load_and_cdc_converges_under_load(make_flow, pg_source, pg_target,
     ]
     pgbench = str(Path(pg_source.bindir) / "pgbench")
     env = pg_source.env()
-    subprocess.run([pgbench, "-i", "-s", "10", "-q", source_db], env=env, check=True, capture_output=True)
+    subprocess.run([pgbench, "-i", "-s", "4", "-q", source_db], env=env, check=True, capture_output=True)
     flow = make_flow(
         migration_type="full-load-and-cdc",
         settings={"max_part_bytes": "8MB", "allow_replica_identity_full": True},

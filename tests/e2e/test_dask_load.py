@@ -64,7 +64,7 @@ def test_import_and_load_on_dask_workers_exactly_once_with_a_worker_killed(  # n
     pg_source.execute(
         source_db,
         "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, repeat(md5(g::text), 8) AS b "
-        "FROM generate_series(1, 300000) g; ALTER TABLE big ADD PRIMARY KEY (id)",
+        "FROM generate_series(1, 150000) g; ALTER TABLE big ADD PRIMARY KEY (id)",
     )
     flow = make_flow(settings={"max_part_bytes": "2MB"})
     for step in ("plan", "extract"):
@@ -129,7 +129,7 @@ INSERT INTO m SELECT g,
   CASE WHEN g % 5 = 0 THEN NULL ELSE g % 3 = 0 END,
   g / 7.0::float8, (g / 3.0)::real, g % 1000 - 500, (g % 65535 - 32767)::smallint,
   jsonb_build_object('k', g, 's', 'x"y', 'a', jsonb_build_array(1, 2.50, null))
-FROM generate_series(1, 100000) g;
+FROM generate_series(1, 30000) g;
 INSERT INTO m VALUES
   (0, '', NULL, 0, NULL, NULL, NULL, '', false, -0.0, 0, 0, 0, 'null'),
   (-1, E'\\', 'x', '-99999999999999999999.9999999999', '1000-01-01 00:00:00.000001+00', '9999-12-31 23:59:59.999999',
@@ -154,7 +154,7 @@ def test_postgresql_into_mariadb_on_dask_extract_and_load_every_value_once(  # n
     address, _ = loader_cluster
     pg_source.execute(source_db, EDGE_SOURCE)
     flow = make_flow(
-        target=mariadb.url(mysql_db), settings={"max_part_bytes": "1MB", "executor": "dask", "scheduler": address}
+        target=mariadb.url(mysql_db), settings={"max_part_bytes": "512kB", "executor": "dask", "scheduler": address}
     )
     flow.env["BULKMIG_TARGET_PASSWORD"] = mariadb.password
     assert flow.bulkmig("plan").code == 0
@@ -169,7 +169,7 @@ def test_postgresql_into_mariadb_on_dask_extract_and_load_every_value_once(  # n
     assert run.code == 0, run.text
     run = flow.bulkmig("load")
     assert run.code == 0, run.text
-    assert f"{parts} parts on {address}" in run.err and f"{100_003:,} rows loaded" in run.err, run.err
+    assert f"{parts} parts on {address}" in run.err and f"{30_003:,} rows loaded" in run.err, run.err
     # The units ran in the workers, not in the CLI: every part extracted once and loaded once by the cluster.
     ran = {prefix: _units(address, prefix) for prefix in ("extract-", "load-")}
     assert sum(ran["extract-"].values()) == parts and sum(ran["load-"].values()) == parts, ran
@@ -185,7 +185,7 @@ def test_postgresql_into_mariadb_on_dask_extract_and_load_every_value_once(  # n
         mysql_db,
         "SELECT " + COLUMNS.format(text="CHAR", at="at", flag="flag", double="DOUBLE", j="j") + " FROM m ORDER BY id",
     )
-    assert len(pg) == len(my) == 100_003
+    assert len(pg) == len(my) == 30_003
     source, target = _rows(pg), _rows(my)
     bad = [(s, t) for s, t in zip(source, target, strict=True) if s != t]
     assert not bad, f"{len(bad)} rows differ; first: {bad[:2]}"
@@ -197,10 +197,10 @@ def test_postgresql_into_mariadb_on_dask_extract_and_load_every_value_once(  # n
         " WHERE volume_id = %s",
         (plan["volume_id"],),
     )[0]
-    assert (ledger[0], ledger[1], int(ledger[2])) == (parts, parts, 100_003) and ledger[3] > 0, ledger
+    assert (ledger[0], ledger[1], int(ledger[2])) == (parts, parts, 30_003) and ledger[3] > 0, ledger
     again = flow.bulkmig("load")
     assert again.code == 0 and f"{parts} of {parts} parts already loaded" in again.err, again.text
-    assert mariadb.execute(mysql_db, "SELECT COUNT(*) FROM m")[0][0] == 100_003
+    assert mariadb.execute(mysql_db, "SELECT COUNT(*) FROM m")[0][0] == 30_003
     check = flow.bulkmig("validate", "--json")
     assert check.code == 0, check.text
     assert json.loads(check.out)["equal"] is True

@@ -303,7 +303,7 @@ def test_kill9_plan_capture_replay(
         writer.wait_for(20)
         # capture follows until killed; its last run (--once) ends at what is flushed when it starts.
         rng = random.Random(f"{SEED}-capture")
-        kills += kill_at_points(flow, "capture", batches, 40, rng, log, final=("--once",))
+        kills += kill_at_points(flow, "capture", batches, 20, rng, log, final=("--once",))
     finally:
         writer.stop()
     run = flow.bulkmig("capture", "--once")  # everything the workload committed
