@@ -28,6 +28,7 @@ from bulkmig.core.parquet import open_part
 from bulkmig.engines.mysql.connect import connect as mysql_connect
 from bulkmig.engines.mysql.connect import error_code, error_text
 from bulkmig.engines.mysql.target import ddl, ledger
+from bulkmig.engines.mysql.target.pipe import TextPipe
 from bulkmig.engines.mysql.target.writer import encode_batch, load_column, load_sql, quote_ident
 from bulkmig.engines.parts import check_sealed, sealed_entry
 from bulkmig.engines.protocols import TargetBase, TargetCapabilities
@@ -362,12 +363,16 @@ class MysqlTarget(TargetBase):
                 raise
             columns = table.copied_columns
             parquet = open_part(local, decrypt_with, f"{store.url}/{key}")
-            with text.open("wb") as out:
-                for group in range(parquet.num_row_groups):
-                    for batch in parquet.read_row_group(group).to_batches():
-                        out.write(encode_batch(batch, [c.name for c in columns]))
+            names = [c.name for c in columns]
+            chunks = (
+                encode_batch(batch, names)
+                for group in range(parquet.num_row_groups)
+                for batch in parquet.read_row_group(group).to_batches()
+            )
             target = (self.endpoint.database, table.target_name or table.name)
-            rows = cur.execute(load_sql(str(text), target, [load_column(c) for c in columns]))
+            with TextPipe(text, chunks) as pipe:
+                rows = cur.execute(load_sql(str(text), target, [load_column(c) for c in columns]))
+                pipe.check()  # an encoding error ended the file early: refused below, with the rollback
             warnings = conn.warning_count()
             if warnings:
                 cur.execute("SHOW WARNINGS LIMIT 1")
