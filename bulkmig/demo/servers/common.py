@@ -10,10 +10,10 @@ import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from bulkmig.core.errors import BulkmigError
+from bulkmig.testing.service import Service
 
 if TYPE_CHECKING:
     pass
@@ -57,25 +57,12 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class _Throwaway:
-    """What every throwaway server shares: a context manager, and a temp dir removed unless ``keep``."""
+class _Throwaway(Service):
+    """What every throwaway server shares: start/stop as a context manager, and a temp dir removed unless
+    ``keep``."""
 
     keep: bool = False
     _tmp: Path | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _kept_note(self) -> str:
         return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
