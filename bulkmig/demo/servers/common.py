@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from bulkmig.core.errors import BulkmigError
 from bulkmig.testing.service import Service
@@ -78,6 +79,11 @@ class _DatabaseServer(_Throwaway):
     dir holding ``data/`` and ``server.log``."""
 
     kind = "database"  # the engine's name, for messages
+    host = LOOPBACK
+    user: str  # the superuser the server is set up with
+    scheme: str  # of the URLs it hands out (postgresql, mysql)
+    # The variables the engine's clients read the host, port, user and password from (PGHOST…, MYSQL_HOST…).
+    client_env: tuple[str, str, str, str]
 
     def _init_server(self, port: int | None, keep: bool, name: str) -> None:
         self.password: str = secrets.token_urlsafe(24)
@@ -106,6 +112,17 @@ class _DatabaseServer(_Throwaway):
                 f"--- tail of server.log{self._kept_note()} ---\n{log}",
                 "read the server log above",
             )
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        """``<scheme>://user@127.0.0.1:port/db``, with no password: ``env()`` carries it (PGPASSWORD, MYSQL_PWD)."""
+        who = quote(user or self.user, safe="")
+        return f"{self.scheme}://{who}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+
+    def env(self) -> dict[str, str]:
+        """The variables that point a subprocess (the engine's own client, load.sh, the bulkmig CLI) at this
+        server over TCP, the password included."""
+        host, port, user, password = self.client_env
+        return {host: self.host, port: str(self.port), user: self.user, password: self.password}
 
     @property
     def tmpdir(self) -> Path:
