@@ -112,19 +112,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _on_workers(args: argparse.Namespace) -> dict[str, Any]:
+    """The options every stage that spreads parts over workers takes alike (extract, import, load, validate):
+    how many workers, where they run (``--executor``, ``--scheduler``), and a progress bar unless ``--quiet``."""
+    return {"workers": args.workers, "executor": args.executor, "scheduler": args.scheduler, "progress": not args.quiet}
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from bulkmig.fullload.extract import extract
 
-    extract(
-        _task(args),
-        workers=args.workers,
-        agent=args.agent,
-        progress=not args.quiet,
-        redo=args.redo,
-        not_consistent=args.not_consistent,
-        executor=args.executor,
-        scheduler=args.scheduler,
-    )
+    extract(_task(args), agent=args.agent, redo=args.redo, not_consistent=args.not_consistent, **_on_workers(args))
     return EXIT_OK
 
 
@@ -159,15 +156,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from bulkmig.ops.migrate import import_task
 
-    import_task(
-        _task(args),
-        workers=args.workers,
-        progress=not args.quiet,
-        device=args.device,
-        path=args.path,
-        executor=args.executor,
-        scheduler=args.scheduler,
-    )
+    import_task(_task(args), device=args.device, path=args.path, **_on_workers(args))
     return EXIT_OK
 
 
@@ -179,22 +168,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     if is_dms_source(task):  # an AWS DMS S3 target's folder: its LOAD files, with the same ledger
         load_dms(task, progress=not args.quiet)
         return EXIT_OK
-    load(task, workers=args.workers, progress=not args.quiet, executor=args.executor, scheduler=args.scheduler)
+    load(task, **_on_workers(args))
     return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from bulkmig.validation.validate import validate
 
-    report = validate(
-        _task(args),
-        workers=args.workers,
-        raise_on_difference=False,
-        progress=not args.quiet,
-        repair=args.repair,
-        executor=args.executor,
-        scheduler=args.scheduler,
-    )
+    report = validate(_task(args), raise_on_difference=False, repair=args.repair, **_on_workers(args))
     if args.json:
         print(report.to_json())
     if not report.equal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bulkmig.config.data_types import mask_character_problem, parse_data_type
@@ -225,6 +226,31 @@ def _parse_selection(doc: Mapping[str, Any], rid: int, name: str, where: str, p:
     )
 
 
+@dataclass(frozen=True)
+class _RuleHead:
+    """A transformation rule's id, name, action and target, read before its kind's own checks, and where it
+    stands in the document (for messages): each kind's parser builds its TransformationRule with :meth:`rule`."""
+
+    rid: int
+    name: str
+    action: str
+    target: str
+    where: str
+
+    def rule(
+        self,
+        schema: Pattern,
+        table: Pattern | None,
+        column: Pattern | None,
+        value: str | None,
+        old_value: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> TransformationRule:
+        return TransformationRule(
+            self.rid, self.name, self.action, self.target, schema, table, column, value, old_value, extra or {}
+        )
+
+
 def _parse_transformation(
     doc: Mapping[str, Any], rid: int, name: str, where: str, p: _Problems
 ) -> TransformationRule | None:
@@ -239,10 +265,11 @@ def _parse_transformation(
     if not isinstance(loc, dict):
         p.add(where, "object-locator must be an object (schema-name, table-name, column-name)")
         return None
+    head = _RuleHead(rid, name, action, target, where)
     if action in UNSUPPORTED_ACTIONS:
-        return _parse_unsupported(doc, loc, rid, name, action, target, where, p)
+        return _parse_unsupported(doc, loc, head, p)
     if action in DATA_ACTIONS or target in TABLESPACE_TARGETS:
-        return _parse_data_rule(doc, loc, rid, name, action, target, where, p)
+        return _parse_data_rule(doc, loc, head, p)
     _unknown_keys(loc, _LOCATOR_KEYS, f"{where}, object-locator", p)
     schema = _name(loc.get("schema-name"), "schema-name", where, p)
     table: str | None = None
@@ -263,11 +290,7 @@ def _parse_transformation(
         p.add(where, f"{action} needs 'old-value' (the prefix or suffix to replace)")
     if schema is None or (target != "schema" and table is None) or (target == "column" and column is None):
         return None
-    return TransformationRule(
-        rid,
-        name,
-        action,
-        target,
+    return head.rule(
         Pattern(schema),
         Pattern(table) if table is not None else None,
         Pattern(column) if column is not None else None,
@@ -283,17 +306,11 @@ _DATA_TARGETS = {"add-column": "column", "change-data-type": "column", "define-p
 
 
 def _parse_data_rule(
-    doc: Mapping[str, Any],
-    loc: Mapping[str, Any],
-    rid: int,
-    name: str,
-    action: str,
-    target: str,
-    where: str,
-    p: _Problems,
+    doc: Mapping[str, Any], loc: Mapping[str, Any], head: _RuleHead, p: _Problems
 ) -> TransformationRule | None:
     """A rule that changes data, a type, a key or a tablespace (:mod:`bulkmig.transform` runs it), checked
     here for everything that does not need the source's catalog."""
+    action, target, where = head.action, head.target, head.where
     _unknown_keys(loc, _LOCATOR_KEYS, f"{where}, object-locator", p)
     schema = _name(loc.get("schema-name"), "schema-name", where, p)
     value = _opt_str(doc.get("value"))
@@ -335,11 +352,7 @@ def _parse_data_rule(
             extra["primary-key-def"] = _primary_key_def(doc.get("primary-key-def"), where, p)
     if schema is None or table is None or (target == "column" and action in MASKING_ACTIONS and column is None):
         return None
-    return TransformationRule(
-        rid,
-        name,
-        action,
-        target,
+    return head.rule(
         Pattern(schema),
         Pattern(table),
         Pattern(column) if column is not None else None,
@@ -371,17 +384,11 @@ def _primary_key_def(raw: Any, where: str, p: _Problems) -> dict[str, Any] | Non
 
 
 def _parse_unsupported(
-    doc: Mapping[str, Any],
-    loc: Mapping[str, Any],
-    rid: int,
-    name: str,
-    action: str,
-    target: str,
-    where: str,
-    p: _Problems,
+    doc: Mapping[str, Any], loc: Mapping[str, Any], head: _RuleHead, p: _Problems
 ) -> TransformationRule:
     """A rule bulkmig will refuse (or only report): kept whole, checked only for what an assessment
     report needs, so the one message the user sees is "not supported yet", not a locator detail."""
+    action, where = head.action, head.where
     if action == "add-column" and not doc.get("value"):
         p.add(where, "add-column needs 'value' (the new column's name)")
     if action == "change-data-type" and not isinstance(doc.get("data-type"), dict):
@@ -395,11 +402,7 @@ def _parse_unsupported(
     for k in ("table-tablespace-name", "index-tablespace-name"):
         if k in loc:
             extra[k] = loc[k]
-    return TransformationRule(
-        rid,
-        name,
-        action,
-        target,
+    return head.rule(
         pattern("schema-name") or Pattern("%"),
         pattern("table-name"),
         pattern("column-name"),

@@ -73,10 +73,6 @@ class Column:
         """The target column's name."""
         return self.target_name or self.name
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Column:
-        return cls(**d)
-
 
 @dataclass
 class Partition:
@@ -87,10 +83,6 @@ class Partition:
     bounds: dict[str, Any] = field(default_factory=dict)
     estimated_bytes: int = 0
     device: str | None = None  # the device it ships on, when the task names several (fullload/devices.py)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Partition:
-        return cls(**d)
 
 
 @dataclass
@@ -151,8 +143,8 @@ class Table:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Table:
         d = dict(d)
-        d["columns"] = [Column.from_dict(c) for c in d["columns"]]
-        d["partitions"] = [Partition.from_dict(p) for p in d.get("partitions", [])]
+        d["columns"] = [Column(**c) for c in d["columns"]]  # a column and a partition are their fields, nothing more
+        d["partitions"] = [Partition(**p) for p in d.get("partitions", [])]
         return cls(**d)
 
 

@@ -35,7 +35,7 @@ from bulkmig.core.model import Table
 from bulkmig.core.retry import Reconnecting, Retry
 from bulkmig.core.store import NotFound, Store, open_store
 from bulkmig.engines.parts import load_parts
-from bulkmig.fullload.plan import Plan, plan_mismatch
+from bulkmig.fullload.plan import Plan, plan_mismatch, read_plan
 from bulkmig.targets import target_for
 from bulkmig.transform import target as transform_target
 
@@ -46,6 +46,17 @@ class LoadReport:
     parts_loaded: int
     parts_skipped: int
     rows: int
+
+
+def find_plan(task: Task) -> Plan:
+    """The task's plan, which says which tables (and filters) were moved: from the volume, else from the volume
+    imported into the bucket (what validation and a MySQL target's replay go by)."""
+    plan = read_plan(open_store(task.volume, task.volume_s3_options()))
+    if plan is None:
+        _, _, plan = find_volume(task)
+    if plan is None:
+        raise PlanError("no plan found on the volume or in the bucket", "run plan, extract, import and load first")
+    return plan
 
 
 def find_volume(task: Task, *, partial: bool = False) -> tuple[Store, VolumeManifest, Plan]:

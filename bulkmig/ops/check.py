@@ -128,6 +128,20 @@ class _Checks:
         self.report.results.append(CheckResult(name, OK, detail))
         self.passed.add(name)
 
+    def run_source(self, connect: Callable[[], Any], describe: Callable[[Any], str], tables: Callable[[], str]) -> None:
+        """The two checks every source starts with.  ``source.connect`` opens the one connection the later
+        source checks read through (closed when the checks end) and says what answered (``describe``);
+        ``source.tables`` says what the task's mappings select there."""
+
+        def connected() -> str:
+            conn = connect()
+            self.closers.append(conn.close)
+            self.source_conn = conn
+            return describe(conn)
+
+        self.run("source.connect", connected)
+        self.run("source.tables", tables, "source.connect")
+
     def close(self) -> None:
         for close in reversed(self.closers):
             with contextlib.suppress(Exception):  # closing a read-only connection: nothing to report
@@ -197,11 +211,8 @@ def _postgres_source(c: _Checks) -> None:
 
     task = c.task
 
-    def connected() -> str:
-        conn = connect(task.source, autocommit=True)  # autocommit: no transaction left idle on the source
-        c.closers.append(conn.close)
+    def describe(conn: Any) -> str:
         require_version(conn, task.source)
-        c.source_conn = conn
         version = conn.execute("SHOW server_version").fetchone()[0]
         return f"PostgreSQL {version} at {task.source.redacted()}"
 
@@ -242,8 +253,8 @@ def _postgres_source(c: _Checks) -> None:
         listed = ", ".join(qualified(s, t) for s, t in missing)
         return f"plan will set REPLICA IDENTITY FULL on {len(missing)} table(s), as the task allows: {listed}"
 
-    c.run("source.connect", connected)
-    c.run("source.tables", tables, "source.connect")
+    # autocommit: no transaction is left idle on the source
+    c.run_source(lambda: connect(task.source, autocommit=True), describe, tables)
     c.run("source.select_privilege", select, "source.tables")
     c.run("source.wal_level", wal_level, "source.connect")
     c.run("source.cdc_privileges", cdc_privileges, "source.tables")
@@ -260,10 +271,7 @@ def _mysql_source(c: _Checks) -> None:
 
     task = c.task
 
-    def connected() -> str:
-        conn = my.connect(task.source)
-        c.closers.append(conn.close)
-        c.source_conn = conn
+    def describe(conn: Any) -> str:
         version, mariadb = my.server_info(conn)
         return f"{'MariaDB' if mariadb else 'MySQL'} {version} at {task.source.redacted()}"
 
@@ -296,8 +304,7 @@ def _mysql_source(c: _Checks) -> None:
         source.check_cdc_ready(task)  # exactly plan's refusal: settings and REPLICATION grants at once
         return "binlog on, binlog_format=ROW, binlog_row_image=FULL; REPLICATION SLAVE and CLIENT held"
 
-    c.run("source.connect", connected)
-    c.run("source.tables", tables, "source.connect")
+    c.run_source(lambda: my.connect(task.source), describe, tables)
     c.run("source.reload_privilege", reload, "source.connect")
     c.run("source.binlog", binlog_ready, "source.connect")
 
@@ -312,10 +319,7 @@ def _sqlite_source(c: _Checks) -> None:
 
     task = c.task
 
-    def connected() -> str:
-        conn = lite.connect(task.source)  # read-only (mode=ro): not even a journal is written
-        c.closers.append(conn.close)
-        c.source_conn = conn
+    def describe(conn: Any) -> str:
         size = os.path.getsize(lite.database_path(task.source))
         return f"SQLite {sqlite3.sqlite_version}, {task.source.redacted()} ({human_bytes(size)}) opens read-only"
 
@@ -330,8 +334,8 @@ def _sqlite_source(c: _Checks) -> None:
         check_cdc_ready(task)
         return "change data capture is possible"
 
-    c.run("source.connect", connected)
-    c.run("source.tables", tables, "source.connect")
+    # read-only (mode=ro): not even a journal is written
+    c.run_source(lambda: lite.connect(task.source), describe, tables)
     c.run("source.cdc", cdc)
 
 

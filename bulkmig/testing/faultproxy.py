@@ -45,9 +45,10 @@ from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import urlsplit
+
+from bulkmig.testing.service import Service
 
 FaultKind = Literal["reset", "status", "stall", "drop", "cut"]
 KINDS: tuple[str, ...] = ("reset", "status", "stall", "drop", "cut")
@@ -349,7 +350,7 @@ def _abort(conn: http.client.HTTPConnection) -> None:
     conn.close()
 
 
-class FaultProxy:
+class FaultProxy(Service):
     """The proxy: ``with FaultProxy("http://127.0.0.1:5000", seed=7) as proxy: ... proxy.endpoint_url``.
 
     Starts with an empty plan (a transparent proxy); :meth:`set_plan` / :meth:`add` change it at any
@@ -416,14 +417,6 @@ class FaultProxy:
             self._thread.join(10)
         self._server = None
         self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ the plan
 

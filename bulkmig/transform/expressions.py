@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partialmethod
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -337,16 +338,16 @@ class _Compiler:
             raise self.refuse(f"{name}() of a REAL value (SQLite prints it in its own float format)")
         return kind, fn
 
-    def _fn_upper(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._text_fn("upper", args, pc.ascii_upper)
-
-    def _fn_lower(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._text_fn("lower", args, pc.ascii_lower)
+    # Functions of one family (upper and lower, the trims, max and min) are one method each, told the function's
+    # name (for messages) and the Arrow kernel it runs.
 
     def _text_fn(self, name: str, args: tuple[Node, ...], fn: Callable[[pa.Array], pa.Array]) -> tuple[str, Evaluator]:
         self._arity(name, args, 1, 1)
         _, inner = self._text_arg(args[0], name)
         return TEXT, lambda c, n: Value(fn(text(inner(c, n))), TEXT)
+
+    _fn_upper = partialmethod(_text_fn, "upper", fn=pc.ascii_upper)
+    _fn_lower = partialmethod(_text_fn, "lower", fn=pc.ascii_lower)
 
     def _fn_length(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
         self._arity("length", args, 1, 1)
@@ -375,14 +376,9 @@ class _Compiler:
             return TEXT, lambda c, n: Value(text(inner(c, n)), TEXT)
         return TEXT, lambda c, n: Value(fn(text(inner(c, n)), characters=chars), TEXT)
 
-    def _fn_trim(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._trim("trim", args, pc.utf8_trim)
-
-    def _fn_ltrim(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._trim("ltrim", args, pc.utf8_ltrim)
-
-    def _fn_rtrim(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._trim("rtrim", args, pc.utf8_rtrim)
+    _fn_trim = partialmethod(_trim, "trim", fn=pc.utf8_trim)
+    _fn_ltrim = partialmethod(_trim, "ltrim", fn=pc.utf8_ltrim)
+    _fn_rtrim = partialmethod(_trim, "rtrim", fn=pc.utf8_rtrim)
 
     def _fn_replace(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
         self._arity("replace", args, 3, 3)
@@ -455,11 +451,8 @@ class _Compiler:
         kind = self._same_kind(name, compiled)
         return kind, lambda c, n: Value(fn(*(typed(f(c, n), kind) for _, f in compiled), skip_nulls=False), kind)
 
-    def _fn_max(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._minmax("max", args, pc.max_element_wise)
-
-    def _fn_min(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
-        return self._minmax("min", args, pc.min_element_wise)
+    _fn_max = partialmethod(_minmax, "max", fn=pc.max_element_wise)
+    _fn_min = partialmethod(_minmax, "min", fn=pc.min_element_wise)
 
     def _fn_hash_sha256(self, args: tuple[Node, ...]) -> tuple[str, Evaluator]:
         self._arity("hash_sha256", args, 1, 1)

@@ -11,6 +11,7 @@ NOT, comparisons of equality (``= == != <> IS IN BETWEEN``), ordering (``< <= > 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bulkmig.core.errors import ConfigError
@@ -84,14 +85,31 @@ class _Parser:
         return tok
 
     def expect_op(self, op: str) -> None:
-        if not self.op(op):
-            raise self.fail(f"expected {op!r}, found {self.peek()[1] or 'the end'!r}")
-        self.i += 1
+        self._expect(self.op(op), repr(op))
 
     def expect_word(self, word: str) -> None:
-        if not self.word(word):
-            raise self.fail(f"expected {word}, found {self.peek()[1] or 'the end'!r}")
+        self._expect(self.word(word), word)
+
+    def _expect(self, found: bool, what: str) -> None:
+        """Step over the token that must come next, or fail naming ``what`` and the token found instead."""
+        if not found:
+            raise self.fail(f"expected {what}, found {self.peek()[1] or 'the end'!r}")
         self.i += 1
+
+    def _left_assoc(self, operand: Callable[[], Node], at_operator: Callable[[], bool]) -> Node:
+        """One precedence level of binary operators: ``operand (operator operand)*``, grouped from the left."""
+        node = operand()
+        while at_operator():
+            node = Node("binary", self.take()[1].upper(), (node, operand()))  # a word operator as OR, AND
+        return node
+
+    def _comma_list(self) -> list[Node]:
+        """``expr (, expr)*``: an IN list's items or a function's arguments."""
+        items = [self.or_()]
+        while self.op(","):
+            self.take()
+            items.append(self.or_())
+        return items
 
     # -------------------------------------------------------------------------------- precedence levels
 
@@ -102,18 +120,10 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        node = self.and_()
-        while self.word("OR"):
-            self.take()
-            node = Node("binary", "OR", (node, self.and_()))
-        return node
+        return self._left_assoc(self.and_, lambda: self.word("OR"))
 
     def and_(self) -> Node:
-        node = self.not_()
-        while self.word("AND"):
-            self.take()
-            node = Node("binary", "AND", (node, self.not_()))
-        return node
+        return self._left_assoc(self.not_, lambda: self.word("AND"))
 
     def not_(self) -> Node:
         if self.word("NOT"):
@@ -149,39 +159,23 @@ class _Parser:
                 negate = self.word("NOT")
                 self.i += 2 if negate else 1
                 self.expect_op("(")
-                items = [self.or_()]
-                while self.op(","):
-                    self.take()
-                    items.append(self.or_())
+                items = self._comma_list()
                 self.expect_op(")")
                 node = Node("in", negate, (node, *items))
             else:
                 return node
 
     def ordering(self) -> Node:
-        node = self.additive()
-        while self.op("<", "<=", ">", ">="):
-            node = Node("binary", self.take()[1], (node, self.additive()))
-        return node
+        return self._left_assoc(self.additive, lambda: self.op("<", "<=", ">", ">="))
 
     def additive(self) -> Node:
-        node = self.multiplicative()
-        while self.op("+", "-"):
-            node = Node("binary", self.take()[1], (node, self.multiplicative()))
-        return node
+        return self._left_assoc(self.multiplicative, lambda: self.op("+", "-"))
 
     def multiplicative(self) -> Node:
-        node = self.concat()
-        while self.op("*", "/", "%"):
-            node = Node("binary", self.take()[1], (node, self.concat()))
-        return node
+        return self._left_assoc(self.concat, lambda: self.op("*", "/", "%"))
 
     def concat(self) -> Node:
-        node = self.unary()
-        while self.op("||"):
-            self.take()
-            node = Node("binary", "||", (node, self.unary()))
-        return node
+        return self._left_assoc(self.unary, lambda: self.op("||"))
 
     def unary(self) -> Node:
         if self.op("-", "+"):
@@ -222,12 +216,7 @@ class _Parser:
                 return Node("cast", type_name, (inner,))
             if self.op("("):
                 self.take()
-                args: list[Node] = []
-                if not self.op(")"):
-                    args.append(self.or_())
-                    while self.op(","):
-                        self.take()
-                        args.append(self.or_())
+                args = [] if self.op(")") else self._comma_list()
                 self.expect_op(")")
                 return Node("call", val.lower(), tuple(args))
             raise self.fail(f"{val!r} is not a column reference (write ${val})")

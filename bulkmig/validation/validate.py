@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bulkmig.config.task import Task
-from bulkmig.core.errors import ConfigError, NotEqual, PlanError
+from bulkmig.core.errors import ConfigError, NotEqual
 from bulkmig.core.executor import run_on_dask
 from bulkmig.core.log import Progress, say
 from bulkmig.core.model import Table
-from bulkmig.core.store import open_store
 from bulkmig.engines.postgres.connect import connect
 from bulkmig.engines.postgres.sql import qualified
-from bulkmig.fullload.plan import Plan, read_plan
+from bulkmig.fullload.load import find_plan
 from bulkmig.targets import target_for
 from bulkmig.transform import recompute
 from bulkmig.transform import validation as transform_validation
@@ -290,19 +289,6 @@ def _hashes_on_both_servers(task: Task) -> bool:
     return task.source.engine in target_for(task).capabilities.hash_diff_sources
 
 
-def plan_for_validation(task: Task) -> Plan:
-    """The plan says which tables (and filters) were moved; read it from the volume, else the bucket."""
-    store = open_store(task.volume, task.volume_s3_options())
-    plan = read_plan(store)
-    if plan is None:
-        from bulkmig.fullload.load import find_volume
-
-        _, _, plan = find_volume(task)
-    if plan is None:
-        raise PlanError("no plan found on the volume or in the bucket", "run plan, extract, import and load first")
-    return plan
-
-
 def validate_unit(task: Task, table: Table, repair: bool) -> TableResult:
     """One table's comparison, as a Dask worker runs it (its own connections to source and target)."""
     return compare_table(task, table, repair=repair)
@@ -327,7 +313,7 @@ def validate(
             "validate --repair needs a PostgreSQL source and a PostgreSQL target",
             "run validate without --repair, and reload the tables it names (`bulkmig load` after dropping them)",
         )
-    plan = plan_for_validation(task)
+    plan = find_plan(task)  # which tables (and filters) were moved
     if repair and (rewritten := [t.qualified for t in plan.tables if transform_validation.rewrites_values(t)]):
         raise ConfigError(
             f"validate --repair would copy source values into tables the transformation rules change "

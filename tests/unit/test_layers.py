@@ -28,7 +28,6 @@ KNOWN = {
     # validate into MySQL) sits in engines/mysql/target/ and reaches up; it moves into the stages with the protocol.
     "engines/mysql/target/__init__.py -> convert",
     "engines/mysql/target/__init__.py -> fullload",
-    "engines/mysql/target/apply.py -> validation",
     "engines/mysql/target/ddl.py -> convert",
 }
 

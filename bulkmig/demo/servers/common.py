@@ -10,10 +10,11 @@ import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from bulkmig.core.errors import BulkmigError
+from bulkmig.testing.service import Service
 
 if TYPE_CHECKING:
     pass
@@ -57,25 +58,12 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class _Throwaway:
-    """What every throwaway server shares: a context manager, and a temp dir removed unless ``keep``."""
+class _Throwaway(Service):
+    """What every throwaway server shares: start/stop as a context manager, and a temp dir removed unless
+    ``keep``."""
 
     keep: bool = False
     _tmp: Path | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _kept_note(self) -> str:
         return f" (kept in {self.tmpdir})" if self.keep else " (its temp dir is removed; keep=True keeps it)"
@@ -91,6 +79,11 @@ class _DatabaseServer(_Throwaway):
     dir holding ``data/`` and ``server.log``."""
 
     kind = "database"  # the engine's name, for messages
+    host = LOOPBACK
+    user: str  # the superuser the server is set up with
+    scheme: str  # of the URLs it hands out (postgresql, mysql)
+    # The variables the engine's clients read the host, port, user and password from (PGHOST…, MYSQL_HOST…).
+    client_env: tuple[str, str, str, str]
 
     def _init_server(self, port: int | None, keep: bool, name: str) -> None:
         self.password: str = secrets.token_urlsafe(24)
@@ -119,6 +112,17 @@ class _DatabaseServer(_Throwaway):
                 f"--- tail of server.log{self._kept_note()} ---\n{log}",
                 "read the server log above",
             )
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        """``<scheme>://user@127.0.0.1:port/db``, with no password: ``env()`` carries it (PGPASSWORD, MYSQL_PWD)."""
+        who = quote(user or self.user, safe="")
+        return f"{self.scheme}://{who}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+
+    def env(self) -> dict[str, str]:
+        """The variables that point a subprocess (the engine's own client, load.sh, the bulkmig CLI) at this
+        server over TCP, the password included."""
+        host, port, user, password = self.client_env
+        return {host: self.host, port: str(self.port), user: self.user, password: self.password}
 
     @property
     def tmpdir(self) -> Path:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import quote
 
 if TYPE_CHECKING:
     pass
@@ -120,9 +119,10 @@ class MariaDBServer(_ChildServer, _DatabaseServer):
             my.execute("sakila", "SELECT count(*) FROM film")   # [(1000,)]
     """
 
-    host = LOOPBACK
     kind = "MariaDB"
     user = "bulkmig"
+    scheme = "mysql"
+    client_env = ("MYSQL_HOST", "MYSQL_PORT", "MYSQL_USER", "MYSQL_PWD")
     stop_grace = 30.0  # SIGKILL only if mariadbd hangs for 30 s (the datadir is discarded anyway)
 
     def __init__(
@@ -295,11 +295,6 @@ class MariaDBServer(_ChildServer, _DatabaseServer):
 
     # ------------------------------------------------------------------ connecting
 
-    def url(self, dbname: str, user: str | None = None) -> str:
-        """``mysql://user@127.0.0.1:port/db`` — no password: give it via ``env()`` / MYSQL_PWD."""
-        who = quote(user or self.user, safe="")
-        return f"mysql://{who}@{self.host}:{self.port}/{quote(dbname, safe='')}"
-
     def connect_args(self, dbname: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``pymysql.connect`` WITH the password, for test code."""
         args: dict[str, Any] = {
@@ -312,15 +307,6 @@ class MariaDBServer(_ChildServer, _DatabaseServer):
         if dbname:
             args["database"] = dbname
         return args
-
-    def env(self) -> dict[str, str]:
-        """MYSQL_* variables that point a subprocess (the mysql client via load.sh) at this server over TCP."""
-        return {
-            "MYSQL_HOST": self.host,
-            "MYSQL_PORT": str(self.port),
-            "MYSQL_USER": self.user,
-            "MYSQL_PWD": self.password,
-        }
 
     def execute(self, dbname: str | None, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL in autocommit; returns the last result's rows.

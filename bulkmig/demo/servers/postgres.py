@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -139,9 +138,10 @@ class PostgresServer(_DatabaseServer):
     ``env()`` and ``conninfo()`` carry it for subprocesses and test code.
     """
 
-    host = LOOPBACK
     kind = "PostgreSQL"
     user = "postgres"
+    scheme = "postgresql"
+    client_env = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD")
 
     def __init__(
         self,
@@ -320,11 +320,6 @@ class PostgresServer(_DatabaseServer):
 
     # ------------------------------------------------------------------ connecting
 
-    def url(self, dbname: str, user: str | None = None) -> str:
-        """``postgresql://user@127.0.0.1:port/db`` — no password: give it via ``env()`` / PGPASSWORD."""
-        who = quote(user or self.user, safe="")
-        return f"postgresql://{who}@{self.host}:{self.port}/{quote(dbname, safe='')}"
-
     def conninfo(self, dbname: str, **params: str) -> str:
         """libpq ``key=value`` string WITH the password, for test code (e.g. ``replication="database"``)."""
         return make_conninfo(
@@ -335,15 +330,6 @@ class PostgresServer(_DatabaseServer):
             dbname=dbname,
             **params,
         )
-
-    def env(self) -> dict[str, str]:
-        """PG* variables that point a subprocess (psql, load.sh, the bulkmig CLI) at this cluster."""
-        return {
-            "PGHOST": self.host,
-            "PGPORT": str(self.port),
-            "PGUSER": self.user,
-            "PGPASSWORD": self.password,
-        }
 
     def execute(self, dbname: str, query: str | sql.Composable, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL in autocommit (so CREATE DATABASE and friends work); returns the last result's rows.

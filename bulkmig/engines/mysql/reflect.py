@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from bulkmig.core.catalog import (
     Catalog,
@@ -109,6 +110,8 @@ FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE
 
 _JSON_CHECK = re.compile(r"^\s*json_valid\(\s*`((?:[^`]|``)+)`\s*\)\s*$", re.I)
 _ON_UPDATE = re.compile(r"on update current_timestamp", re.I)
+
+T = TypeVar("T")
 
 
 def _rows(conn: Connection, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -266,51 +269,50 @@ def _columns(
     return out
 
 
-def _indexes(conn: Connection, schema: str) -> dict[str, list[Index]]:
-    grouped: dict[tuple[str, str], Index] = {}
-    for table, name, non_unique, column, sub_part, kind, collation, comment in _rows(conn, _INDEXES_SQL, schema):
-        idx = grouped.get((table, name))
-        if idx is None:
-            idx = grouped[(table, name)] = Index(
-                name=name,
-                columns=[],
-                unique=not int(non_unique),
-                primary=name == "PRIMARY",
-                kind=str(kind).upper(),
-                prefix_lengths=[],
-                descending=[],
-                comment=comment or "",
-            )
-        idx.columns.append(column)
-        idx.prefix_lengths.append(int(sub_part) if sub_part is not None else None)
-        idx.descending.append(collation == "D")
-    out: dict[str, list[Index]] = defaultdict(list)
-    for (table, _name), idx in grouped.items():
-        out[table].append(idx)
+def _per_table(rows: list[tuple[Any, ...]], make: Callable[[str, list[tuple[Any, ...]]], T]) -> dict[str, list[T]]:
+    """Catalog objects that take one row per column (an index, a foreign key), by table.  Rows start with
+    (table, name); ``make(name, its rows)`` builds each object once its rows are together, in the query's order."""
+    grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        grouped.setdefault((row[0], row[1]), []).append(row)
+    out: dict[str, list[T]] = defaultdict(list)
+    for (table, name), group in grouped.items():
+        out[table].append(make(name, group))
     return out
+
+
+def _indexes(conn: Connection, schema: str) -> dict[str, list[Index]]:
+    def index(name: str, rows: list[tuple[Any, ...]]) -> Index:
+        _, _, non_unique, columns, sub_parts, kinds, collations, comments = zip(*rows, strict=True)
+        return Index(
+            name=name,
+            columns=list(columns),
+            unique=not int(non_unique[0]),
+            primary=name == "PRIMARY",
+            kind=str(kinds[0]).upper(),
+            prefix_lengths=[int(n) if n is not None else None for n in sub_parts],
+            descending=[c == "D" for c in collations],
+            comment=comments[0] or "",
+        )
+
+    return _per_table(_rows(conn, _INDEXES_SQL, schema), index)
 
 
 def _foreign_keys(conn: Connection, schema: str) -> dict[str, list[ForeignKey]]:
-    grouped: dict[tuple[str, str], ForeignKey] = {}
-    for table, name, column, ref_schema, ref_table, ref_column, on_update, on_delete in _rows(conn, _FKS_SQL, schema):
-        fk = grouped.get((table, name))
-        if fk is None:
-            fk = grouped[(table, name)] = ForeignKey(
-                name=name,
-                columns=[],
-                ref_schema=ref_schema,
-                ref_table=ref_table,
-                ref_columns=[],
-                on_update=on_update,
-                on_delete=on_delete,
-                self_referencing=ref_schema == schema and ref_table == table,
-            )
-        fk.columns.append(column)
-        fk.ref_columns.append(ref_column)
-    out: dict[str, list[ForeignKey]] = defaultdict(list)
-    for (table, _name), fk in grouped.items():
-        out[table].append(fk)
-    return out
+    def foreign_key(name: str, rows: list[tuple[Any, ...]]) -> ForeignKey:
+        table, _, columns, ref_schema, ref_table, ref_columns, on_update, on_delete = zip(*rows, strict=True)
+        return ForeignKey(
+            name=name,
+            columns=list(columns),
+            ref_schema=ref_schema[0],
+            ref_table=ref_table[0],
+            ref_columns=list(ref_columns),
+            on_update=on_update[0],
+            on_delete=on_delete[0],
+            self_referencing=ref_schema[0] == schema and ref_table[0] == table[0],
+        )
+
+    return _per_table(_rows(conn, _FKS_SQL, schema), foreign_key)
 
 
 def _checks(conn: Connection, schema: str, mariadb: bool) -> dict[str, list[CheckConstraint]]:
@@ -321,70 +323,55 @@ def _checks(conn: Connection, schema: str, mariadb: bool) -> dict[str, list[Chec
     return out
 
 
-def _show_create(conn: Connection, kind: str, schema: str, name: str, column: int) -> str:
-    """The full CREATE statement; ``column`` is where SHOW CREATE <kind> puts it."""
-    rows = _rows(conn, f"SHOW CREATE {kind} {quote_ident(schema)}.{quote_ident(name)}")
-    return str(rows[0][column]) if rows and rows[0][column] is not None else ""
+def _schema_object(
+    conn: Connection, kind: str, schema: str, name: str, definition: str | None, **rest: Any
+) -> SchemaObject:
+    """A view, trigger or routine (``kind`` as SHOW CREATE names it): its body as information_schema reads it,
+    and the whole statement from SHOW CREATE, which puts it in the second column for a view, else the third."""
+    rows = _rows(conn, f"SHOW CREATE {kind.upper()} {quote_ident(schema)}.{quote_ident(name)}")
+    column = 1 if kind.upper() == "VIEW" else 2
+    return SchemaObject(
+        kind=kind.lower(),
+        schema=schema,
+        name=name,
+        definition=definition or "",
+        create_sql=str(rows[0][column]) if rows and rows[0][column] is not None else "",
+        **rest,
+    )
 
 
 def _views(conn: Connection, schema: str) -> list[SchemaObject]:
     out = []
     for name, definition, check_option, updatable, definer, security in _rows(conn, _VIEWS_SQL, schema):
-        out.append(
-            SchemaObject(
-                kind="view",
-                schema=schema,
-                name=name,
-                definition=definition or "",
-                create_sql=_show_create(conn, "VIEW", schema, name, 1),
-                details={
-                    "check_option": check_option,
-                    "updatable": updatable == "YES",
-                    "definer": definer,
-                    "security": security,
-                },
-            )
-        )
+        details = {
+            "check_option": check_option,
+            "updatable": updatable == "YES",
+            "definer": definer,
+            "security": security,
+        }
+        out.append(_schema_object(conn, "VIEW", schema, name, definition, details=details))
     return out
 
 
 def _triggers(conn: Connection, schema: str) -> list[SchemaObject]:
     out = []
     for name, table, timing, event, order, statement, definer, sql_mode in _rows(conn, _TRIGGERS_SQL, schema):
-        out.append(
-            SchemaObject(
-                kind="trigger",
-                schema=schema,
-                name=name,
-                definition=statement or "",
-                create_sql=_show_create(conn, "TRIGGER", schema, name, 2),
-                table=table,
-                details={"timing": timing, "event": event, "order": order, "definer": definer, "sql_mode": sql_mode},
-            )
-        )
+        details = {"timing": timing, "event": event, "order": order, "definer": definer, "sql_mode": sql_mode}
+        out.append(_schema_object(conn, "TRIGGER", schema, name, statement, table=table, details=details))
     return out
 
 
 def _routines(conn: Connection, schema: str) -> list[SchemaObject]:
     out = []
-    for name, kind, definition, returns, deterministic, access, security, definer, sql_mode in _rows(
-        conn, _ROUTINES_SQL, schema
-    ):
-        out.append(
-            SchemaObject(
-                kind=kind.lower(),
-                schema=schema,
-                name=name,
-                definition=definition or "",
-                create_sql=_show_create(conn, kind.upper(), schema, name, 2),
-                details={
-                    "returns": returns if kind.upper() == "FUNCTION" else None,
-                    "deterministic": deterministic == "YES",
-                    "data_access": access,
-                    "security": security,
-                    "definer": definer,
-                    "sql_mode": sql_mode,
-                },
-            )
-        )
+    rows = _rows(conn, _ROUTINES_SQL, schema)
+    for name, kind, definition, returns, deterministic, access, security, definer, sql_mode in rows:
+        details = {
+            "returns": returns if kind.upper() == "FUNCTION" else None,
+            "deterministic": deterministic == "YES",
+            "data_access": access,
+            "security": security,
+            "definer": definer,
+            "sql_mode": sql_mode,
+        }
+        out.append(_schema_object(conn, kind, schema, name, definition, details=details))
     return out

@@ -8,7 +8,7 @@ The stream starts from the plan's snapshot position (:func:`start_stream`) or fr
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bulkmig.cdc.stream import (
@@ -65,14 +65,8 @@ class TableDef:
     columns: list[ColumnSpec]
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "table": self.table,
-            "target_schema": self.target_schema,
-            "target_table": self.target_table,
-            "key": list(self.key),
-            "columns": [c.to_doc() for c in self.columns],
-        }
+        """The table's entry in ``stream.json``: every field by its name (each column as :meth:`ColumnSpec.to_doc`)."""
+        return asdict(self)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> TableDef:

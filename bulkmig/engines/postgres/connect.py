@@ -27,41 +27,42 @@ def connection_error(endpoint: Any, exc: Exception) -> ConnectError:
     lowered = text.lower()
     role = endpoint.role
     env = f"BULKMIG_{role.upper()}_PASSWORD"
+
+    def failed(problem: str, fix: str) -> ConnectError:
+        return ConnectError(f"{_where(endpoint)}: {problem}", fix)
+
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return ConnectError(
-            f"{_where(endpoint)}: the server refused the password for user {endpoint.user!r}",
+        return failed(
+            f"the server refused the password for user {endpoint.user!r}",
             f"set {env} (or PGPASSWORD / ~/.pgpass) to the right password",
         )
     if "does not support ssl" in lowered:
         mode = (endpoint.params or {}).get("sslmode", "require")
-        return ConnectError(
-            f"{_where(endpoint)}: the server does not support SSL, but sslmode={mode} requires it",
+        return failed(
+            f"the server does not support SSL, but sslmode={mode} requires it",
             f"enable ssl on the server, or (on a trusted network only) lower sslmode in `{role}:`",
         )
     if "pg_hba.conf" in lowered and "no encryption" in lowered:
-        return ConnectError(
-            f"{_where(endpoint)}: the server accepts only encrypted connections from this host ({text})",
+        return failed(
+            f"the server accepts only encrypted connections from this host ({text})",
             f"set sslmode=verify-full and sslrootcert=<the server's CA file> (or at least sslmode=require) in the "
             f"`{role}:` URL",
         )
     if any(token in lowered for token in ("certificate", "ssl error", "ssl syscall")):
-        return ConnectError(
-            f"{_where(endpoint)}: the TLS handshake failed ({text})",
+        return failed(
+            f"the TLS handshake failed ({text})",
             f"check sslmode / sslrootcert / sslcert / sslkey in the `{role}:` URL against the server's certificate",
         )
     if "does not exist" in lowered and "database" in lowered:
-        return ConnectError(
-            f"{_where(endpoint)}: database {endpoint.database!r} does not exist",
-            f"create it or fix `{role}:` in the task file",
-        )
+        return failed(f"database {endpoint.database!r} does not exist", f"create it or fix `{role}:` in the task file")
     if "connection refused" in lowered or "could not connect" in lowered or "timeout" in lowered:
-        return ConnectError(
-            f"{_where(endpoint)}: cannot reach the server ({text})",
+        return failed(
+            f"cannot reach the server ({text})",
             f"check that PostgreSQL is running and that host/port in `{role}:` are right",
         )
     if "could not translate host name" in lowered or "name or service not known" in lowered:
-        return ConnectError(f"{_where(endpoint)}: unknown host {endpoint.host!r}", f"fix the host in `{role}:`")
-    return ConnectError(f"{_where(endpoint)}: cannot connect ({text})", f"check `{role}:` in the task file")
+        return failed(f"unknown host {endpoint.host!r}", f"fix the host in `{role}:`")
+    return failed(f"cannot connect ({text})", f"check `{role}:` in the task file")
 
 
 def connect(endpoint: Any, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:

@@ -459,8 +459,9 @@ class MysqlTarget(TargetBase):
     def replay_target(self, **session: Any) -> Any:
         """The target's side of one replay session (``bulkmig.replay.runner`` runs the loop; see :mod:`.apply`)."""
         from bulkmig.engines.mysql.target.apply import ReplayTarget
+        from bulkmig.fullload.load import find_plan
 
-        return ReplayTarget(self, **session)
+        return ReplayTarget(self, find_plan, **session)
 
     def compare(self, task: Any, table: Table) -> Any:
         """Value-by-value comparison of one table (see :mod:`.compare`); a ``bulkmig.engines.pairing.Tally``."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bulkmig.cdc.batch import check_next
@@ -60,13 +60,14 @@ class ReplayTarget:
     def __init__(
         self,
         target: Any,
+        find_plan: Callable[[Any], Any],
         *,
         target_names: bool,
         marks: Mapping[tuple[str, str], Any],
         stream_doc: Mapping[str, Any],
     ) -> None:
-        from bulkmig.validation.validate import plan_for_validation
-
+        """``find_plan(task)``: the task's plan, which names the tables replayed into (``fullload.load.find_plan``;
+        the stages pass it in, engines sit below them)."""
         self.task = target.task
         self.database: str = target.endpoint.database
         self.where = target.endpoint.redacted()
@@ -79,7 +80,7 @@ class ReplayTarget:
                 "start a new stream for this target: bulkmig cleanup --delete-from-bucket, then plan again",
             )
         self.target_names = target_names
-        plan = plan_for_validation(self.task)
+        plan = find_plan(self.task)
         self.tables: dict[tuple[str, str], Table] = {
             (t.target_qualified if target_names else (t.schema, t.name)): t for t in plan.tables
         }
