@@ -266,18 +266,23 @@ def _bulkmig(*args: str) -> list[str]:
     return [sys.executable, "-m", "bulkmig.cli", *args]
 
 
-def write_task(env: Env, t: TableSpec, name: str, target_db: str) -> tuple[Path, Path]:
-    """A task file (and its table mappings) selecting only ``t``; returns (task, volume dir)."""
-    volume = env.scratch(f"volume-{name}")
-    mappings = env.work / f"mappings-{t.name}.json"
+def write_selection(path: Path, table: str) -> Path:
+    """Table mappings (DMS JSON) that select only ``public.<table>``; returns ``path``."""
     rule = {
         "rule-type": "selection",
         "rule-id": "1",
         "rule-name": "1",
-        "object-locator": {"schema-name": "public", "table-name": t.name},
+        "object-locator": {"schema-name": "public", "table-name": table},
         "rule-action": "include",
     }
-    mappings.write_text(json.dumps({"rules": [rule]}, indent=2))
+    path.write_text(json.dumps({"rules": [rule]}, indent=2))
+    return path
+
+
+def write_task(env: Env, t: TableSpec, name: str, target_db: str) -> tuple[Path, Path]:
+    """A task file (and its table mappings) selecting only ``t``; returns (task, volume dir)."""
+    volume = env.scratch(f"volume-{name}")
+    mappings = write_selection(env.work / f"mappings-{t.name}.json", t.name)
     task = {
         "name": f"bench-{name}",
         "source": env.pg.url(SOURCE_DB),

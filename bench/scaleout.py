@@ -26,7 +26,6 @@ printed with it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -42,6 +41,7 @@ import yaml
 
 from bench import proc
 from bench.data import WIDE
+from bench.methods import write_selection
 from bulkmig.demo.servers import PostgresServer
 
 DB = "bench_scaleout"
@@ -81,15 +81,7 @@ class Run:
 
 def write_task(pg: PostgresServer, work: Path, name: str, executor: str, scheduler: str | None, part: int) -> Path:
     """A task selecting only the wide table, its volume under ``work`` (S3 is never reached by extract)."""
-    mappings = work / "mappings.json"
-    rule = {
-        "rule-type": "selection",
-        "rule-id": "1",
-        "rule-name": "1",
-        "object-locator": {"schema-name": "public", "table-name": WIDE.name},
-        "rule-action": "include",
-    }
-    mappings.write_text(json.dumps({"rules": [rule]}, indent=2))
+    mappings = write_selection(work / "mappings.json", WIDE.name)
     settings: dict[str, object] = {"workers": 2, "max_part_bytes": part, "executor": executor}
     if scheduler:
         settings["scheduler"] = scheduler

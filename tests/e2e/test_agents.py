@@ -14,8 +14,6 @@ repository and the package metadata instead.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import re
@@ -31,10 +29,9 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from bulkmig.testing import pki
 
 distributed = pytest.importorskip("distributed")
 
@@ -174,36 +171,14 @@ def assert_copied(pg_source, pg_target, source_db: str, target_db: str) -> None:
 def write_pki(directory: Path) -> tuple[Path, Path, Path]:
     """A CA and one certificate it signed for 127.0.0.1 (server and client use): ca.pem, cert.pem, key.pem."""
     directory.mkdir(parents=True)
-    now = datetime.datetime.now(datetime.UTC)
-
-    def certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None, signer) -> Any:  # noqa: ANN001
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer.subject if issuer else subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-        )
-        if issuer is not None:
-            usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-            ).add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate("bulkmig test CA", ca_key, None, ca_key)
-    leaf = certificate("bulkmig agent", key, ca, ca_key)
+    ca_key, key = pki.new_key(), pki.new_key()
+    ca = pki.certificate("bulkmig test CA", ca_key)
+    usages = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+    leaf = pki.certificate("bulkmig agent", key, ca, ca_key, usages)
     paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    paths[0].write_bytes(pki.pem(ca))
+    paths[1].write_bytes(pki.pem(leaf))
+    paths[2].write_bytes(pki.key_pem(key))
     return paths
 
 

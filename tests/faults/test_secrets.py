@@ -11,8 +11,6 @@ Their environment is the operating system's business (that is where the password
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import secrets
 import shutil
@@ -27,14 +25,11 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psycopg import sql
 
 from bulkmig.core.errors import EXIT_CONFIG, EXIT_CONNECT
 from bulkmig.demo.servers import MariaDBServer, PostgresServer
+from bulkmig.testing import pki
 
 # ------------------------------------------------------------------------------------------- no leaks
 
@@ -213,41 +208,19 @@ def test_sslmode_require_against_a_server_without_ssl(make_flow, pg_source, sour
     )
 
 
-def _certificate(name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None, issuer_key, ca: bool):  # noqa: ANN001, ANN202
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _write_pki(directory: Path) -> list[Path]:
     """Write ca.pem (a CA), other-ca.pem (a CA that signed nothing here) and server.crt / server.key (signed
     by ca.pem for 127.0.0.1) into ``directory``; returns their paths."""
-    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = _certificate("bulkmig test CA", ca_key, None, None, ca=True)
-    other = _certificate("another CA", other_key, None, None, ca=True)
-    leaf = _certificate("127.0.0.1", server_key, ca, ca_key, ca=False)
-    key_pem = server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    files = {"ca.pem": _pem(ca), "other-ca.pem": _pem(other), "server.crt": _pem(leaf), "server.key": key_pem}
+    ca_key, other_key, server_key = (pki.new_key() for _ in range(3))
+    ca = pki.certificate("bulkmig test CA", ca_key)
+    other = pki.certificate("another CA", other_key)
+    leaf = pki.certificate("127.0.0.1", server_key, ca, ca_key)
+    files = {
+        "ca.pem": pki.pem(ca),
+        "other-ca.pem": pki.pem(other),
+        "server.crt": pki.pem(leaf),
+        "server.key": pki.key_pem(server_key),
+    }
     for name, data in files.items():
         (directory / name).write_bytes(data)
     return [directory / name for name in files]
