@@ -550,5 +550,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> None:
+    """The ``bulkmig`` console script and ``python -m bulkmig``: :func:`main`, then an exit that pyarrow's
+    native teardown cannot turn into an abort (``bulkmig.core.process``)."""
+    from bulkmig.core.process import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -156,4 +156,6 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bulkmig.core.process import exit_process
+
+    exit_process(main())
