@@ -39,15 +39,15 @@ from bulkmig.engines.postgres.sql import ident, literal, qualified
 
 # ------------------------------------------------------------------------------------------- apply
 
-# Post-data builds every primary key and index with one sort of the table: under the server's default
-# maintenance_work_mem (64MB) a large table's sort spills to disk.  PostgreSQL splits the memory among a
-# parallel build's participants (leader and 2 workers by default).  The 20M-row narrow bench table, loaded by
-# two parts side by side (its heap no longer in key order), built its key in 25.8-27.1 s with 512MB, 15.0-15.2 s
-# with 1GB and 12.4-19.8 s with 2GB (three runs each, on a busy 2-core machine); 1GB is also what pgcopydb sets.
-# Raised for the build's session only, never lowered below the server's own setting; the server takes the
-# memory only as a sort needs it, so a small table's index costs no more.  The target needs it free per build
-# running at once (settings.workers of them).
-INDEX_BUILD_MEMORY = "1GB"
+# Post-data builds every primary key and index with one sort of the table, in the memory maintenance_work_mem
+# gives it.  More is not faster here: the bench's 20M-row narrow table (its two parts loaded side by side) built
+# its key in 6.0-6.1 s with PostgreSQL's default 64MB, 7.6 s with 256MB and 8.1-8.9 s with 1GB (the value bulkmig
+# set before, as pgcopydb does), and the 5M-row wide table in 1.7 s against 2.1 s (`python -m bench --only load`,
+# 2026-12-08).  A perf profile of the 1GB build shows why: a third of its CPU in the kernel, zeroing freshly
+# mapped sort memory (clear_page) and copying spilled runs into the page cache, while a 64MB sort reuses memory
+# that stays in the CPU's caches.  So the builds keep the server's own setting (a DBA who sized it for a
+# terabyte table keeps that), raised only to PostgreSQL's default where a server is set below it.
+INDEX_BUILD_MEMORY = "64MB"
 _RAISE_INDEX_MEMORY = (
     "DO $bulkmig$ BEGIN IF pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')) < "
     f"pg_catalog.pg_size_bytes('{INDEX_BUILD_MEMORY}') THEN "
